@@ -1,0 +1,426 @@
+"""The model contract: what a deployed graph takes and returns, and how close is close.
+
+A ``ModelSpec`` is written by the torch side (each zoo model declares one, export
+writes it into the ONNX file's ``metadata_props``) and read by the deploy side
+(parity input generation, tolerances, TensorRT profiles) — which therefore never
+imports the model's Python class, nor torch. Everything here is plain data that
+round-trips through JSON.
+
+Conventions:
+- Tensors are batch-first. Dynamic axes are named by strings in ``dims``:
+  ``"batch"``, ``"seq"`` (the time axis), ``"src_seq"`` (encoder time axis seen by a
+  decoder step); fixed axes are ints.
+- ``time_axis`` is the index of the time axis in ``dims`` (None when there is none);
+  parity uses it to report error versus timestep.
+- A model may have several graphs (a seq2seq model has ``encoder`` and
+  ``decoder_step``); most have one, called ``model``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+from rnndeploy.errors import SpecError
+
+SCHEMA_VERSION = 1
+
+# ONNX metadata_props keys (all values are JSON strings).
+META_SPEC = "rnndeploy.spec"  # the whole ModelSpec
+META_GRAPH = "rnndeploy.graph"  # which of spec.graphs this file holds
+META_EXPORT = "rnndeploy.export"  # exporter, opset, checkpoint sha256, version, ...
+
+DTYPES = ("float32", "float16", "int64", "int32", "bool")
+FAMILIES = ("regressor", "classifier", "charlm", "seq2seq", "custom")
+# Roles tell parity how to generate an input and how to compare an output.
+INPUT_ROLES = (
+    "features",  # float sequence [batch, seq, n]; values in [low, high]
+    "tokens",  # int ids [batch, seq]; values in [low, high)
+    "token",  # one int id per batch row [batch] (decoder step)
+    "lengths",  # valid length of each sequence [batch]; 1..seq
+    "mask",  # padding mask [batch, seq]; derived from lengths when both exist
+    "state",  # initial recurrent state (h or c) [layers*dirs, batch, hidden]
+    "memory",  # encoder outputs fed to a decoder step [batch, src_seq, n]
+    "other",
+)
+OUTPUT_ROLES = (
+    "prediction",  # regression values
+    "logits",  # unnormalised class / token scores: argmax agreement applies
+    "probs",  # probabilities: argmax agreement applies
+    "state",  # final recurrent state
+    "memory",  # encoder outputs
+    "attention",  # attention weights
+    "other",
+)
+DYNAMIC_DIMS = ("batch", "seq", "src_seq")
+PRECISIONS = ("fp32", "fp16")
+
+Dim = Union[int, str]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criterion for one output at one precision.
+
+    An element passes when ``|actual - ref| <= atol + rtol * |ref|`` (numpy.allclose
+    semantics); when ``rel_l2`` is set the whole output must also have
+    ``||actual - ref||_2 / ||ref||_2 <= rel_l2``.
+    """
+
+    atol: float
+    rtol: float
+    rel_l2: Optional[float] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Tolerance":
+        _check_keys(d, {"atol", "rtol", "rel_l2"}, "tolerance")
+        try:
+            return cls(
+                atol=float(d["atol"]),
+                rtol=float(d["rtol"]),
+                rel_l2=None if d.get("rel_l2") is None else float(d["rel_l2"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"tolerance {dict(d)!r} is malformed: {exc}", "give atol and rtol as numbers") from exc
+
+
+# Defaults measured on the zoo (see benchmarks/results): FP32 runtimes differ from
+# torch by ~1e-6 on recurrent outputs; FP16 relative L2 floor of cuDNN's own FP16
+# LSTM is ~4e-4 (pytorch#175845), so 1e-3 is the product target.
+DEFAULT_TOLERANCES: Dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, rel_l2=1e-5),
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2, rel_l2=1e-3),
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output.
+
+    Attributes:
+        name: tensor name in the ONNX graph.
+        dtype: one of DTYPES.
+        dims: per axis, an int (fixed) or a dynamic axis name (see DYNAMIC_DIMS).
+        role: one of INPUT_ROLES / OUTPUT_ROLES.
+        time_axis: index into ``dims`` of the time axis, or None.
+        low, high: value range for generated inputs. Floats: uniform in [low, high].
+            Integers: [low, high) — ``high`` is the vocabulary size for tokens.
+        optional: present only in the streaming (``--with-state``) form of the graph.
+        description: free text for reports.
+    """
+
+    name: str
+    dtype: str
+    dims: Tuple[Dim, ...]
+    role: str
+    time_axis: Optional[int] = None
+    low: Optional[float] = None
+    high: Optional[float] = None
+    optional: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", tuple(self.dims))
+        if not self.name:
+            raise SpecError("tensor spec without a name", "give every input and output a name")
+        if self.dtype not in DTYPES:
+            raise SpecError(f"tensor {self.name!r}: dtype {self.dtype!r} is not supported", f"use one of {', '.join(DTYPES)}")
+        if self.role not in INPUT_ROLES + OUTPUT_ROLES:
+            raise SpecError(
+                f"tensor {self.name!r}: role {self.role!r} is unknown",
+                f"use one of {', '.join(sorted(set(INPUT_ROLES + OUTPUT_ROLES)))}",
+            )
+        for d in self.dims:
+            if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int) and d < 0):
+                raise SpecError(f"tensor {self.name!r}: dimension {d!r} is neither a size nor an axis name")
+        if self.time_axis is not None and not (0 <= self.time_axis < len(self.dims)):
+            raise SpecError(f"tensor {self.name!r}: time_axis {self.time_axis} outside its {len(self.dims)} dims")
+
+    @property
+    def dynamic_axes(self) -> Dict[int, str]:
+        """Axis index → name for every dynamic axis (the torch.onnx dynamic_axes form)."""
+        return {i: d for i, d in enumerate(self.dims) if isinstance(d, str)}
+
+    def shape_for(self, sizes: Mapping[str, int]) -> Tuple[int, ...]:
+        """Concrete shape given sizes for the named axes, e.g. {"batch": 4, "seq": 50}."""
+        try:
+            return tuple(d if isinstance(d, int) else int(sizes[d]) for d in self.dims)
+        except KeyError as exc:
+            raise SpecError(f"tensor {self.name!r}: no size given for axis {exc.args[0]!r}") from exc
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["dims"] = list(self.dims)
+        return {k: v for k, v in d.items() if v not in (None, "", False)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TensorSpec":
+        _check_keys(d, {f for f in cls.__dataclass_fields__}, "tensor spec")
+        try:
+            return cls(**{**d, "dims": tuple(d["dims"])})
+        except (KeyError, TypeError) as exc:
+            raise SpecError(f"tensor spec {dict(d)!r} is malformed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX graph of a model: its inputs, outputs and parity tolerances.
+
+    ``tolerances`` maps precision → Tolerance for every output;
+    ``output_tolerances`` maps output name → precision → Tolerance overrides.
+    """
+
+    name: str
+    inputs: Tuple[TensorSpec, ...]
+    outputs: Tuple[TensorSpec, ...]
+    tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    output_tolerances: Mapping[str, Mapping[str, Tolerance]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        names = [t.name for t in self.inputs + self.outputs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise SpecError(f"graph {self.name!r}: tensor names used twice: {', '.join(dup)}")
+        for t in self.inputs:
+            if t.role not in INPUT_ROLES:
+                raise SpecError(f"graph {self.name!r}: input {t.name!r} has output role {t.role!r}")
+        for t in self.outputs:
+            if t.role not in OUTPUT_ROLES:
+                raise SpecError(f"graph {self.name!r}: output {t.name!r} has input role {t.role!r}")
+        unknown = set(self.output_tolerances) - {t.name for t in self.outputs}
+        if unknown:
+            raise SpecError(f"graph {self.name!r}: tolerance given for unknown outputs {sorted(unknown)}")
+
+    def input(self, name: str) -> TensorSpec:
+        return _by_name(self.inputs, name, f"graph {self.name!r} input")
+
+    def output(self, name: str) -> TensorSpec:
+        return _by_name(self.outputs, name, f"graph {self.name!r} output")
+
+    def tolerance(self, output: str, precision: str) -> Tolerance:
+        """Tolerance for ``output`` at ``precision`` ("fp32" or "fp16")."""
+        if precision not in PRECISIONS:
+            raise SpecError(f"precision {precision!r} is unknown", f"use one of {', '.join(PRECISIONS)}")
+        per = self.output_tolerances.get(output, {})
+        if precision in per:
+            return per[precision]
+        return self.tolerances.get(precision, DEFAULT_TOLERANCES[precision])
+
+    def streaming(self, with_state: bool) -> "GraphSpec":
+        """This graph with optional (state) tensors kept or dropped."""
+        keep = (lambda t: True) if with_state else (lambda t: not t.optional)
+        return replace(
+            self,
+            inputs=tuple(t for t in self.inputs if keep(t)),
+            outputs=tuple(t for t in self.outputs if keep(t)),
+            output_tolerances={k: v for k, v in self.output_tolerances.items() if with_state or not self.output(k).optional},
+        )
+
+    @property
+    def dynamic_dims(self) -> Tuple[str, ...]:
+        """Every dynamic axis name used by this graph, in first-seen order."""
+        seen: Dict[str, None] = {}
+        for t in self.inputs + self.outputs:
+            for d in t.dims:
+                if isinstance(d, str):
+                    seen.setdefault(d, None)
+        return tuple(seen)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "tolerances": {p: t.to_dict() for p, t in self.tolerances.items()},
+            "output_tolerances": {o: {p: t.to_dict() for p, t in per.items()} for o, per in self.output_tolerances.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GraphSpec":
+        _check_keys(d, {"name", "inputs", "outputs", "tolerances", "output_tolerances"}, "graph spec")
+        try:
+            return cls(
+                name=d["name"],
+                inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
+                outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+                tolerances={p: Tolerance.from_dict(t) for p, t in d.get("tolerances", {}).items()} or dict(DEFAULT_TOLERANCES),
+                output_tolerances={
+                    o: {p: Tolerance.from_dict(t) for p, t in per.items()} for o, per in d.get("output_tolerances", {}).items()
+                },
+            )
+        except KeyError as exc:
+            raise SpecError(f"graph spec lacks {exc.args[0]!r}") from exc
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's deployable contract.
+
+    Attributes:
+        name: e.g. "sine-lstm".
+        family: one of FAMILIES.
+        graphs: graph name → GraphSpec ("model" for single-graph models;
+            "encoder" and "decoder_step" for seq2seq).
+        attrs: JSON-able facts downstream code may need: cell type, hidden size,
+            layers, bidirectional/merge mode, vocabularies, normalisation
+            statistics (``{"mean": [...], "std": [...]}``), special token ids, ...
+    """
+
+    name: str
+    family: str
+    graphs: Mapping[str, GraphSpec]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise SpecError(f"model {self.name!r}: family {self.family!r} is unknown", f"use one of {', '.join(FAMILIES)}")
+        if not self.graphs:
+            raise SpecError(f"model {self.name!r} declares no graph")
+        for key, g in self.graphs.items():
+            if key != g.name:
+                raise SpecError(f"model {self.name!r}: graph stored under {key!r} is named {g.name!r}")
+
+    def graph(self, name: Optional[str] = None) -> GraphSpec:
+        """The graph called ``name``; with None, the only graph (error if several)."""
+        if name is None:
+            if len(self.graphs) != 1:
+                raise SpecError(f"model {self.name!r} has graphs {sorted(self.graphs)}", "name the one you mean")
+            return next(iter(self.graphs.values()))
+        if name not in self.graphs:
+            raise SpecError(f"model {self.name!r} has no graph {name!r}", f"graphs: {', '.join(sorted(self.graphs))}")
+        return self.graphs[name]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "family": self.family,
+            "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
+            "attrs": dict(self.attrs),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+        _check_keys(d, {"schema_version", "name", "family", "graphs", "attrs"}, "model spec")
+        version = d.get("schema_version", SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise SpecError(
+                f"model spec schema version {version} is newer than this rnndeploy understands ({SCHEMA_VERSION})",
+                "upgrade rnndeploy on this machine",
+            )
+        try:
+            return cls(
+                name=d["name"],
+                family=d["family"],
+                graphs={k: GraphSpec.from_dict(g) for k, g in d["graphs"].items()},
+                attrs=dict(d.get("attrs", {})),
+                schema_version=version,
+            )
+        except KeyError as exc:
+            raise SpecError(f"model spec lacks {exc.args[0]!r}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"model spec is not valid JSON: {exc}") from exc
+
+
+# -- ONNX metadata ------------------------------------------------------------------------
+def write_onnx_metadata(model: Any, spec: ModelSpec, graph: str, export_info: Mapping[str, Any]) -> None:
+    """Store spec, graph name and export facts in an ``onnx.ModelProto``'s metadata_props.
+
+    Existing rnndeploy keys are replaced; other keys are kept.
+    """
+    spec.graph(graph)  # raises if absent
+    values = {META_SPEC: spec.to_json(), META_GRAPH: graph, META_EXPORT: json.dumps(dict(export_info), sort_keys=True)}
+    kept = [p for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    for p in kept:
+        model.metadata_props.add(key=p.key, value=p.value)
+    for k, v in values.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def read_onnx_metadata(model: Any) -> Tuple[ModelSpec, str, Dict[str, Any]]:
+    """(spec, graph name, export info) from an ``onnx.ModelProto`` written by rnndeploy.
+
+    Raises:
+        SpecError: the file carries no rnndeploy metadata (e.g. a foreign model; use
+            ``spec_from_onnx_io`` for those).
+    """
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_SPEC not in props:
+        raise SpecError(
+            "the ONNX file carries no rnndeploy spec (it was not written by rnndeploy export)",
+            "give --inputs/--expected files, or re-export with rnndeploy export",
+        )
+    spec = ModelSpec.from_json(props[META_SPEC])
+    graph = props.get(META_GRAPH) or next(iter(spec.graphs))
+    spec.graph(graph)
+    try:
+        info = json.loads(props.get(META_EXPORT, "{}"))
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"rnndeploy export metadata is not valid JSON: {exc}") from exc
+    return spec, graph, info
+
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
+
+
+def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
+    """A best-effort spec for an ONNX model that rnndeploy did not export.
+
+    Dims come from the graph's declared shapes (``dim_param`` names become dynamic
+    axes, unknown dims become ``"dim{i}"``); roles are guessed from dtypes. Good
+    enough to check input names/dtypes and to run --inputs/--expected comparisons.
+    """
+    init_names = {i.name for i in model.graph.initializer}
+
+    def tensor(vi: Any, is_input: bool) -> TensorSpec:
+        tt = vi.type.tensor_type
+        dtype = _ONNX_DTYPES.get(tt.elem_type)
+        if dtype is None:
+            raise SpecError(f"tensor {vi.name!r} has ONNX element type {tt.elem_type}, which rnndeploy does not handle")
+        dims = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(d.dim_param or f"{vi.name}_dim{i}")
+        if is_input:
+            role = "features" if dtype.startswith("float") else "other"
+        else:
+            role = "other"
+        return TensorSpec(name=vi.name, dtype=dtype, dims=tuple(dims), role=role)
+
+    inputs = tuple(tensor(vi, True) for vi in model.graph.input if vi.name not in init_names)
+    outputs = tuple(tensor(vi, False) for vi in model.graph.output)
+    return ModelSpec(name=name, family="custom", graphs={"model": GraphSpec("model", inputs, outputs)})
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _by_name(items: Sequence[TensorSpec], name: str, what: str) -> TensorSpec:
+    for t in items:
+        if t.name == name:
+            return t
+    raise SpecError(f"{what} {name!r} does not exist", f"known: {', '.join(t.name for t in items)}")
+
+
+def _check_keys(d: Mapping[str, Any], allowed: set, what: str) -> None:
+    if not isinstance(d, Mapping):
+        raise SpecError(f"{what} must be a mapping, got {type(d).__name__}")
+    unknown = set(d) - allowed
+    if unknown:
+        raise SpecError(f"{what}: unknown keys {sorted(unknown)}", f"allowed: {', '.join(sorted(allowed))}")

@@ -1,0 +1,127 @@
+"""The deploy side must run without torch, on Python 3.9 (the GPU kit's interpreter).
+
+Checked mechanically three ways:
+1. vermin: no syntax or stdlib feature newer than Python 3.9 in deploy modules;
+2. every deploy module imports, and every CLI ``--help`` works, with torch blocked;
+3. when a Python 3.9 interpreter is available (RNNDEPLOY_PY39, or the trt86 kit
+   staged under .devkit/), the same imports run under it for real.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+# Modules allowed to import torch (training and export). Everything else is deploy side.
+TORCH_SIDE = (
+    "rnndeploy/models/",
+    "rnndeploy/train.py",
+    "rnndeploy/checkpoint.py",
+    "rnndeploy/export/",
+    "rnndeploy/export.py",
+    "rnndeploy/backends/torch_runner.py",
+    "rnndeploy/goldens_torch.py",
+)
+
+
+def deploy_modules() -> list:
+    out = []
+    for path in sorted((REPO / "rnndeploy").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if any(rel == p or rel.startswith(p) for p in TORCH_SIDE):
+            continue
+        out.append(rel)
+    return out
+
+
+def module_name(rel: str) -> str:
+    name = rel[: -len(".py")].replace("/", ".")
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test: deploy modules must not need it")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_deploy_modules_exist():
+    mods = deploy_modules()
+    assert "rnndeploy/spec.py" in mods and "rnndeploy/cli/__init__.py" in mods
+
+
+def test_vermin_python39():
+    vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
+    if not Path(vermin).exists():
+        pytest.skip("vermin not installed (pip install 'rnndeploy[test]')")
+    proc = subprocess.run(
+        [vermin, "-t=3.9-", "--no-tips", "--violations", "--eval-annotations", *deploy_modules()],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, f"deploy modules need a Python newer than 3.9:\n{proc.stdout}{proc.stderr}"
+
+
+def test_imports_and_help_without_torch():
+    mods = [module_name(m) for m in deploy_modules()]
+    code = BLOCK_TORCH + f"""
+import importlib
+for m in {mods!r}:
+    importlib.import_module(m)
+assert "torch" not in sys.modules
+from click.testing import CliRunner
+from rnndeploy.cli import cli, COMMANDS
+runner = CliRunner()
+res = runner.invoke(cli, ["--help"])
+assert res.exit_code == 0, res.output
+listed = [c for c in COMMANDS if cli.get_command(None, c) is not None]
+for c in listed:
+    r = runner.invoke(cli, [c, "--help"])
+    assert r.exit_code == 0, (c, r.output, r.exception)
+assert "torch" not in sys.modules, "a --help imported torch"
+print("OK", len(listed))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proc.stdout.startswith("OK")
+
+
+def _py39() -> "str | None":
+    env = os.environ.get("RNNDEPLOY_PY39")
+    if env:
+        return env
+    kit = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
+    return str(kit) if kit.exists() else None
+
+
+@pytest.mark.skipif(_py39() is None, reason="no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
+def test_imports_under_python39():
+    mods = [module_name(m) for m in deploy_modules()]
+    code = f"""
+import importlib, sys
+assert sys.version_info[:2] == (3, 9), sys.version
+for m in {mods!r}:
+    importlib.import_module(m)
+assert "torch" not in sys.modules
+from click.testing import CliRunner
+from rnndeploy.cli import cli
+res = CliRunner().invoke(cli, ["--help"])
+assert res.exit_code == 0, res.output
+print("OK")
+"""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([_py39(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
