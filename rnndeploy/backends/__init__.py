@@ -1,0 +1,102 @@
+"""Backend registry: name -> lazily imported Runner class.
+
+Importing this package imports neither torch, onnxruntime nor TensorRT; a backend's
+module and its dependency are imported only when that backend is asked for, and a
+missing dependency raises MissingDependencyError naming the pip extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Type
+
+from rnndeploy.backends.base import (
+    HostTimer,
+    ModelSource,
+    RunDescription,
+    Runner,
+    RunnerOptions,
+    Timer,
+    check_feed,
+)
+from rnndeploy.errors import UsageError
+from rnndeploy.optional import available, require
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "HostTimer",
+    "ModelSource",
+    "RunDescription",
+    "Runner",
+    "RunnerOptions",
+    "Timer",
+    "available_backends",
+    "check_feed",
+    "create_runner",
+    "runner_class",
+]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registry entry.
+
+    Attributes:
+        target: "module:Class" of the Runner subclass.
+        module: the third-party module it needs (checked before importing ``target``).
+        extra: the pip extra providing ``module``.
+        artefact: what it runs: "onnx", "engine" or "torch" (checkpoint or user module).
+        gpu: needs a CUDA device.
+    """
+
+    target: str
+    module: str
+    extra: str
+    artefact: str
+    gpu: bool = False
+
+
+BACKENDS: Dict[str, Backend] = {
+    "torch": Backend("rnndeploy.backends.torch_runner:TorchRunner", "torch", "train", "torch"),
+    "ort-cpu": Backend("rnndeploy.backends.onnxrt:OrtCpuRunner", "onnxruntime", "cpu", "onnx"),
+    "ort-cuda": Backend("rnndeploy.backends.onnxrt:OrtCudaRunner", "onnxruntime", "gpu", "onnx", gpu=True),
+    "ort-trt": Backend("rnndeploy.backends.onnxrt:OrtTrtRunner", "onnxruntime", "gpu", "onnx", gpu=True),
+    "trt": Backend("rnndeploy.backends.tensorrt:TensorRTRunner", "tensorrt", "gpu", "engine", gpu=True),
+}
+
+
+def runner_class(name: str) -> Type[Runner]:
+    """The Runner subclass registered as ``name``.
+
+    Raises:
+        UsageError: unknown backend name (lists the known ones).
+        MissingDependencyError: the backend's package is not installed (names the extra).
+    """
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise UsageError(f"backend {name!r} is unknown", f"use one of {', '.join(BACKENDS)}")
+    require(entry.module, f"the {name} backend")
+    module_name, attr = entry.target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise UsageError(f"backend {name!r} is not part of this rnndeploy build ({module_name} is missing)",
+                         f"use one of {', '.join(n for n in BACKENDS if n != name)}") from exc
+    cls = getattr(module, attr)
+    if not (isinstance(cls, type) and issubclass(cls, Runner)):
+        raise TypeError(f"{entry.target} is not a Runner subclass")
+    return cls
+
+
+def create_runner(name: str, source: ModelSource, options: Optional[RunnerOptions] = None) -> Runner:
+    """Instantiate (not activate) the runner for backend ``name``."""
+    return runner_class(name)(source, options)
+
+
+def available_backends() -> List[str]:
+    """Backends whose package is importable here (a GPU is not checked)."""
+    return [n for n, b in BACKENDS.items() if available(b.module)]
