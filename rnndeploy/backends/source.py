@@ -1,0 +1,158 @@
+"""Turn what the user named (an ONNX file, a checkpoint directory, an engine, a module) into a ModelSource.
+
+The spec comes from, in order: the ONNX file's rnndeploy metadata; a best-effort spec
+of a foreign ONNX file's declared inputs/outputs; the checkpoint (torch side, loaded
+only when no ONNX file is given). The streaming form (``with_state``) follows the ONNX
+file: it is on when the file takes the spec's optional state inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from rnndeploy.backends.base import ModelSource
+from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.fileio import sha256_file
+
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+
+
+def classify(model: str) -> str:
+    """"onnx", "checkpoint", "engine" or "module" for a positional MODEL argument."""
+    p = Path(model)
+    if p.is_dir():
+        return "checkpoint"
+    if p.suffix == ".onnx":
+        return "onnx"
+    if p.suffix in ENGINE_SUFFIXES:
+        return "engine"
+    if ".py:" in model:
+        return "module"
+    if not p.exists():
+        raise UsageError(f"model {model} does not exist", "give an ONNX file, a checkpoint directory, an engine (.plan) "
+                                                           "or a module as path/to/file.py:factory")
+    raise UsageError(f"model {model}: cannot tell what it is from its name",
+                     "ONNX files end in .onnx, engines in .plan/.engine, checkpoints are directories")
+
+
+def resolve_source(
+    model: Optional[str] = None,
+    *,
+    onnx: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    module: Optional[str] = None,
+    engine: Optional[str] = None,
+    graph: Optional[str] = None,
+    with_state: Optional[bool] = None,
+) -> ModelSource:
+    """A ModelSource from the positional MODEL and/or the explicit artefact options."""
+    arts: Dict[str, Optional[str]] = {"onnx": onnx, "checkpoint": checkpoint, "module": module, "engine": engine}
+    if model:
+        kind = classify(model)
+        if arts[kind] and arts[kind] != model:
+            raise UsageError(f"MODEL {model} is a {kind}, and --{kind} {arts[kind]} names another one", "give one of them")
+        arts[kind] = model
+    if not any(arts.values()):
+        raise UsageError("no model given", "pass MODEL (an ONNX file, checkpoint directory or engine)")
+    for key in ("onnx", "engine", "checkpoint"):
+        path = arts[key]
+        if path and not Path(path).exists():
+            raise UsageError(f"{key} {path} does not exist")
+    if arts["module"] and not Path(arts["module"].rsplit(":", 1)[0]).is_file():
+        raise UsageError(f"module file {arts['module'].rsplit(':', 1)[0]} does not exist", "write --module path/to/file.py:factory")
+
+    if arts["onnx"]:
+        spec, meta_graph, state_default = _spec_from_onnx(arts["onnx"])
+    elif arts["checkpoint"]:
+        spec, meta_graph, state_default = _spec_from_checkpoint(arts["checkpoint"]), None, False
+    elif arts["engine"]:
+        spec, meta_graph, state_default = _spec_from_engine_sidecar(arts["engine"])
+    else:
+        raise UsageError("a user module (--module) carries no input/output spec",
+                         "also pass the ONNX file exported from it (--onnx FILE)")
+    g = graph or meta_graph
+    if g is None:
+        g = "model" if "model" in spec.graphs else next(iter(spec.graphs))
+    spec.graph(g)  # raises with the list of graphs
+    ws = state_default if with_state is None else with_state
+    if ws and not any(t.optional for t in spec.graph(g).inputs):
+        raise UsageError(f"graph {g!r} of {spec.name!r} has no streaming (with-state) form", "drop --with-state")
+    return ModelSource(spec=spec, graph=g, with_state=ws, **arts)
+
+
+def model_hashes(source: ModelSource) -> Dict[str, Optional[str]]:
+    """{"onnx_sha256", "checkpoint_sha256"} as far as they can be known without torch."""
+    out: Dict[str, Optional[str]] = {"onnx_sha256": None, "checkpoint_sha256": None}
+    if source.onnx:
+        out["onnx_sha256"] = sha256_file(source.onnx)
+        info = _export_info(source.onnx)
+        for k, v in info.items():
+            if "checkpoint" in k and "sha256" in k and isinstance(v, str):
+                out["checkpoint_sha256"] = v
+    return out
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _load_onnx(path: str) -> Any:
+    import onnx
+
+    try:
+        return onnx.load(path, load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError / google.protobuf errors
+        raise UsageError(f"{path} is not a readable ONNX file: {exc}") from exc
+
+
+def _spec_from_onnx(path: str) -> Tuple[Any, Optional[str], bool]:
+    from rnndeploy.spec import read_onnx_metadata, spec_from_onnx_io
+
+    model = _load_onnx(path)
+    try:
+        spec, graph, _info = read_onnx_metadata(model)
+    except SpecError as exc:
+        if "carries no rnndeploy spec" not in exc.message:
+            raise
+        return spec_from_onnx_io(model, name=Path(path).stem), "model", False
+    init = {i.name for i in model.graph.initializer}
+    file_inputs = {i.name for i in model.graph.input if i.name not in init}
+    optional = [t.name for t in spec.graph(graph).inputs if t.optional]
+    with_state = bool(optional) and all(n in file_inputs for n in optional)
+    return spec, graph, with_state
+
+
+def _export_info(path: str) -> Dict[str, Any]:
+    from rnndeploy.spec import read_onnx_metadata
+
+    try:
+        return read_onnx_metadata(_load_onnx(path))[2]
+    except SpecError:
+        return {}
+
+
+def _spec_from_checkpoint(path: str) -> Any:
+    # torch side: only reached when the user gives a checkpoint and no ONNX file
+    from rnndeploy.optional import require
+
+    require("torch", "reading a checkpoint's spec (or pass --onnx FILE)")
+    from rnndeploy.checkpoint import load_model
+
+    return load_model(path).spec()
+
+
+def _spec_from_engine_sidecar(path: str) -> Tuple[Any, Optional[str], bool]:
+    """The spec stored beside an engine (``model.plan.json`` with a "spec" key), if any."""
+    import json
+
+    from rnndeploy.spec import ModelSpec
+
+    for side in (Path(path + ".json"), Path(path).with_suffix(".json")):
+        if side.is_file():
+            try:
+                meta = json.loads(side.read_text())
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"engine sidecar {side} is not valid JSON: {exc}") from exc
+            if isinstance(meta, dict) and isinstance(meta.get("spec"), dict):
+                spec = ModelSpec.from_dict(meta["spec"])
+                return spec, meta.get("graph"), bool(meta.get("with_state", False))
+    raise UsageError(f"engine {path} has no sidecar carrying the model spec",
+                     "also pass the ONNX file it was built from (--onnx FILE)")

@@ -1,0 +1,126 @@
+"""``run_bench``: every backend over a batch × seq sweep, side by side in one process.
+
+All runners are activated once; for each (batch, seq) every backend is measured in
+turn on the same generated inputs, so a slow drift of the machine (thermal, other
+load) hits all backends alike and the ratios stay meaningful. Torch is always a row
+when it can run (a checkpoint or module is known and torch is installed): ratios
+against it are the point of the table.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends.base import Runner, Timer
+from rnndeploy.bench.measurement import Measurement
+from rnndeploy.bench.results import BenchResult
+from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, measure
+from rnndeploy.errors import UsageError
+from rnndeploy.optional import available
+from rnndeploy.parity.inputs import generate_inputs, sizes_for
+from rnndeploy.progress import progress
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure.
+
+    Attributes:
+        backends: runtimes to time; "torch" is added first when it can run and ``torch_row``.
+        batches, seqs: the sweep (every combination).
+        warmup: untimed calls per configuration.
+        iters: timed calls per configuration (None: run for ``min_time`` seconds).
+        min_time: seconds of timed calls per configuration when ``iters`` is None.
+        number: calls per timed block.
+        options / backend_options: RunnerOptions (per backend overrides).
+        seed: input generation seed.
+        torch_row: add torch when possible.
+        extra_dims: sizes of other dynamic axes (foreign models).
+    """
+
+    backends: Tuple[str, ...]
+    batches: Tuple[int, ...] = (1,)
+    seqs: Tuple[int, ...] = (16, 128)
+    warmup: int = DEFAULT_WARMUP
+    iters: Optional[int] = None
+    min_time: Optional[float] = DEFAULT_MIN_TIME
+    number: int = 1
+    options: RunnerOptions = field(default_factory=RunnerOptions)
+    backend_options: Mapping[str, RunnerOptions] = field(default_factory=dict)
+    seed: int = 0
+    torch_row: bool = True
+    extra_dims: Mapping[str, int] = field(default_factory=dict)
+    show_progress: Optional[bool] = None
+
+    def options_for(self, backend: str) -> RunnerOptions:
+        return self.backend_options.get(backend, self.options)
+
+
+RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
+
+
+def plan_backends(source: ModelSource, config: BenchConfig) -> Tuple[List[str], List[str]]:
+    """(backends in measurement order, warnings) — torch first when it can be a row."""
+    backends = list(dict.fromkeys(config.backends))
+    warnings: List[str] = []
+    if "torch" not in backends and config.torch_row:
+        if (source.checkpoint or source.module) and available("torch"):
+            backends.insert(0, "torch")
+        else:
+            why = "torch is not installed" if not available("torch") else "no checkpoint or module was given"
+            warnings.append(f"no torch row ({why}): ratios against torch are not available")
+    if not backends:
+        raise UsageError("no backend to benchmark", "pass --backend NAME")
+    return backends, warnings
+
+
+def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
+              runner_factory: RunnerFactory = create_runner,
+              timer_factory: Optional[Callable[[Runner], Timer]] = None) -> BenchResult:
+    """Measure every backend at every (batch, seq); see BenchConfig."""
+    from rnndeploy.backends.source import model_hashes
+    from rnndeploy.report.machine import describe_machine
+
+    graph = source.graph_spec
+    backends, warnings = plan_backends(source, config)
+    pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
+    runners: Dict[str, Runner] = {}
+    measurements: List[Measurement] = []
+    try:
+        for b in backends:
+            runners[b] = runner_factory(b, source, config.options_for(b)).activate()
+        configs = [(bt, s) for s in config.seqs for bt in config.batches]
+        label = f"bench {source.spec.name}"
+        for batch, seq in progress(configs, label, enabled=config.show_progress):
+            sizes = sizes_for(graph, batch, seq, config.extra_dims)
+            feed = generate_inputs(graph, sizes, config.seed, pad_id)
+            for b in backends:
+                r = runners[b]
+                measurements.append(measure(
+                    r, feed, warmup=config.warmup, iters=config.iters, min_time=config.min_time, number=config.number,
+                    timer=timer_factory(r) if timer_factory else None, sizes=sizes,
+                    metadata={"model": source.spec.name, "graph": source.graph},
+                ))
+    finally:
+        for r in runners.values():
+            r.deactivate()
+    for m in measurements:
+        for w in m.warnings:
+            warnings.append(f"{m.backend} b{m.batch} s{m.seq}: {w}")
+    return BenchResult(
+        model={"name": source.spec.name, "family": source.spec.family, "graph": source.graph,
+               "with_state": source.with_state, "onnx": source.onnx, "checkpoint": source.checkpoint,
+               "engine": source.engine, "module": source.module, **model_hashes(source)},
+        measurements=tuple(measurements),
+        baseline="torch" if "torch" in backends else None,
+        settings={"warmup": config.warmup, "iters": config.iters, "min_time": config.min_time, "number": config.number,
+                  "seed": config.seed, "batches": list(config.batches), "seqs": list(config.seqs)},
+        warnings=tuple(warnings),
+        machine=describe_machine(),
+        command=command,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+

@@ -1,0 +1,130 @@
+"""Option groups shared by ``rnndeploy parity`` and ``rnndeploy bench`` (decorators), and
+their conversion into library objects. Parsing only: no work happens here."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+import click
+
+from rnndeploy.errors import UsageError
+
+F = Callable[..., Any]
+BACKEND_NAMES = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+model_options = _stack(
+    click.argument("model", required=False),
+    click.option("--onnx", "onnx_path", metavar="FILE", help="ONNX file (ort-* backends; the spec comes from its metadata)."),
+    click.option("--checkpoint", metavar="DIR", help="rnndeploy checkpoint directory (torch backend)."),
+    click.option("--module", "module_ref", metavar="FILE.py:FACTORY", help="Your own torch module (torch backend)."),
+    click.option("--engine", metavar="FILE", help="Serialized TensorRT engine (trt backend)."),
+    click.option("--graph", metavar="NAME", help="Graph of a multi-graph model (e.g. encoder, decoder_step)."),
+    click.option("--with-state/--without-state", "with_state", default=None,
+                 help="Streaming form (states in/out). Default: whatever the ONNX file takes."),
+)
+
+runner_options = _stack(
+    click.option("--backend", "backends", multiple=True, type=click.Choice(BACKEND_NAMES), metavar="NAME",
+                 help=f"Runtime to run (repeatable): {', '.join(BACKEND_NAMES)}."),
+    click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+                 help="Precision of the runtimes under test (torch: autocast or .half(); trt/ort-trt: FP16 kernels)."),
+    click.option("--device", metavar="DEV", help="cpu, cuda or cuda:N (torch; GPU backends take cuda:N)."),
+    click.option("--threads", type=click.IntRange(min=1), help="Intra-op CPU threads (torch, ort-cpu). Default: library default."),
+    click.option("--cuda-graph", is_flag=True, help="Capture and replay a CUDA graph (GPU backends)."),
+    click.option("--include-copies", is_flag=True,
+                 help="GPU timings include host<->device copies (default: device-resident inputs and outputs)."),
+    click.option("--fp16-mode", type=click.Choice(["autocast", "half"]), default=None,
+                 help="torch FP16: autocast (default on CUDA) or .half() the module."),
+    click.option("--ort-opt-level", type=click.Choice(["disabled", "basic", "extended", "all"]), default=None,
+                 help="onnxruntime graph optimisation level (default all)."),
+    click.option("--trt-cache-dir", metavar="DIR", help="ort-trt engine/timing cache directory."),
+)
+
+tolerance_options = _stack(
+    click.option("--atol", type=float, help="Absolute tolerance for every output (overrides the spec)."),
+    click.option("--rtol", type=float, help="Relative tolerance for every output (overrides the spec)."),
+    click.option("--tol", "tol_items", multiple=True, metavar="OUTPUT:ATOL:RTOL[:REL_L2]",
+                 help="Tolerance for one output (repeatable); wins over --atol/--rtol."),
+)
+
+dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+                          help="Size of a dynamic axis other than batch/seq (foreign models; repeatable).")
+
+output_options = _stack(
+    click.option("--json", "json_path", metavar="FILE", help="Write the result as an rnndeploy results JSON file."),
+    click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown."),
+    click.option("--progress/--no-progress", "show_progress", default=None, help="Progress bars (default: on a terminal)."),
+)
+
+
+def runner_options_from(precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool,
+                        include_copies: bool, fp16_mode: Optional[str], ort_opt_level: Optional[str],
+                        trt_cache_dir: Optional[str]) -> Any:
+    """RunnerOptions from the runner option group."""
+    from rnndeploy.backends import RunnerOptions
+
+    extra: Dict[str, Any] = {}
+    if fp16_mode:
+        extra["fp16_mode"] = fp16_mode
+    if ort_opt_level:
+        extra["graph_optimization_level"] = ort_opt_level
+    if trt_cache_dir:
+        extra["trt_cache_dir"] = trt_cache_dir
+    return RunnerOptions(precision=precision, device=device, threads=threads, cuda_graph=cuda_graph,
+                         include_copies=include_copies, extra=extra)
+
+
+def per_backend_options(backends: Sequence[str], options: Any) -> Mapping[str, Any]:
+    """Options per backend: a GPU backend given --device cpu (or none) gets cuda; torch keeps --device."""
+    from dataclasses import replace
+
+    from rnndeploy.backends import BACKENDS
+
+    out = {}
+    for b in backends:
+        entry = BACKENDS.get(b)
+        opts = options
+        if entry is not None and entry.gpu and (options.device in (None, "cpu")):
+            opts = replace(options, device="cuda")
+        if entry is not None and not entry.gpu and b != "torch" and options.device not in (None, "cpu"):
+            opts = replace(options, device="cpu")
+        out[b] = opts
+    return out
+
+
+def parse_dims(items: Sequence[str]) -> Dict[str, int]:
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            size = int(value)
+        except ValueError:
+            raise UsageError(f"--dim {item!r} is malformed", "write NAME=SIZE, e.g. --dim N=4") from None
+        if not name or size < 1:
+            raise UsageError(f"--dim {item!r} is malformed", "write NAME=SIZE with a positive size")
+        out[name] = size
+    return out
+
+
+def command_line() -> str:
+    """The command as typed (for results files)."""
+    args = sys.argv[1:]
+    prog = "rnndeploy"
+    return " ".join([prog] + [shlex.quote(a) for a in args])
+
+
+def default_reference(source: Any) -> str:
+    """torch when the source has a torch artefact, else ort-cpu."""
+    return "torch" if (source.checkpoint or source.module) else "ort-cpu"

@@ -1,0 +1,112 @@
+"""``rnndeploy parity``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import click
+
+from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options, tolerance_options
+
+
+@click.command()
+@model_options
+@runner_options
+@click.option("--reference", metavar="NAME", help="Backend whose outputs are the truth (default torch when a checkpoint "
+                                                  "or module is given, else ort-cpu).")
+@click.option("--shapes", default="1x1,1x16,3x37,8x128", show_default=True, metavar="BxS,...",
+              help="batch x seq cases for generated inputs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs and sampling.")
+@dim_option
+@click.option("--inputs", "inputs_file", metavar="FILE.npz", help="Inputs keyed by input name (any ONNX model).")
+@click.option("--expected", "expected_file", metavar="FILE.npz", help="Reference outputs keyed by output name.")
+@click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
+@click.option("--save-golden", metavar="DIR", help="Write the inputs and reference outputs as a golden directory.")
+@tolerance_options
+@click.option("--sample-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="char-LM: also compare N sampled tokens per row (fixed seed).")
+@click.option("--min-agreement", type=float, help="Fail when argmax / sampling agreement is below this fraction.")
+@click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
+@output_options
+def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
+           engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+           precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
+           fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
+           reference: Optional[str], shapes: str, seed: int, dims: Sequence[str], inputs_file: Optional[str],
+           expected_file: Optional[str], golden: Optional[str], save_golden: Optional[str], atol: Optional[float],
+           rtol: Optional[float], tol_items: Sequence[str], sample_steps: int, min_agreement: Optional[float],
+           warn_only: bool, json_path: Optional[str], markdown_path: Optional[str], show_progress: Optional[bool]) -> Any:
+    """Run the same inputs through every --backend and compare each output with the reference.
+
+    \b
+    Examples:
+      rnndeploy parity model.onnx --checkpoint runs/sine --backend ort-cpu      (torch is the reference)
+      rnndeploy parity model.onnx --backend ort-cpu --inputs in.npz --expected out.npz
+      rnndeploy parity runs/sine --onnx model.onnx --backend torch --save-golden golden/   (training box)
+      rnndeploy parity model.onnx --engine model.plan --backend trt --golden golden/ --precision fp16
+
+    Exit status: 0 all outputs within tolerance, 1 a check failed (or NaN/Inf), 2 bad input,
+    3 a backend's package or GPU is missing.
+    """
+    from dataclasses import replace
+
+    from rnndeploy.backends import RunnerOptions
+    from rnndeploy.backends.source import resolve_source
+    from rnndeploy.cli.harness_options import (
+        command_line,
+        default_reference,
+        parse_dims,
+        per_backend_options,
+        runner_options_from,
+    )
+    from rnndeploy.errors import ParityError, UsageError
+    from rnndeploy.parity.harness import ParityConfig, run_parity
+    from rnndeploy.parity.inputs import parse_shapes
+    from rnndeploy.parity.tolerances import ToleranceOverrides
+    from rnndeploy.report import render_text, write_markdown
+    from rnndeploy.report.schema import write_results
+
+    source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
+                            graph=graph, with_state=with_state)
+    ref = reference or default_reference(source)
+    if not backends and not save_golden:
+        raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
+    options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
+                                  trt_cache_dir)
+    ref_options = per_backend_options([ref], replace(options, precision="fp32", cuda_graph=False))[ref]
+    if ref == "torch" and device is None:
+        ref_options = replace(ref_options, device=None)
+    config = ParityConfig(
+        backends=tuple(backends),
+        reference=ref,
+        shapes=tuple(parse_shapes(shapes)),
+        seed=seed,
+        options=options,
+        backend_options=per_backend_options(backends, options),
+        reference_options=ref_options if isinstance(ref_options, RunnerOptions) else RunnerOptions(),
+        overrides=ToleranceOverrides.parse(atol, rtol, tol_items),
+        golden=golden,
+        save_golden=save_golden,
+        inputs_file=inputs_file,
+        expected_file=expected_file,
+        extra_dims=parse_dims(dims),
+        sample_steps=sample_steps,
+        min_agreement=min_agreement,
+        show_progress=show_progress,
+    )
+    result = run_parity(source, config, command=command_line())
+    click.echo(render_text(result))
+    if json_path:
+        write_results(json_path, [result])
+    if markdown_path:
+        write_markdown(markdown_path, [result])
+    if save_golden:
+        click.echo(f"golden written to {save_golden}")
+    if not result.passed:
+        failures = result.failures()
+        msg = f"parity failed: {len(failures)} problem{'s' if len(failures) != 1 else ''}; first: {failures[0]}"
+        if warn_only:
+            click.echo(f"warning (--warn-only): {msg}", err=True)
+            return None
+        raise ParityError(msg, "see the table above; loosen with --tol OUTPUT:ATOL:RTOL only if the error is expected")
+    return None

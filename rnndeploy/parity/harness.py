@@ -1,0 +1,286 @@
+"""``run_parity``: the same inputs through every runtime, each output compared with the reference.
+
+Where inputs come from (first that applies): ``inputs_file`` (.npz keyed by input
+name), a golden directory, or generation from the spec at each (batch, seq) shape.
+Where reference outputs come from: ``expected_file`` (.npz keyed by output name), the
+golden, or running the ``reference`` backend on the same inputs.
+
+A backend that raises on a case (e.g. an ONNX file whose sequence length was frozen
+at export) yields a failed CaseResult naming the exception; the other cases and
+backends still run, so one report shows everything that is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends.base import Runner, check_feed
+from rnndeploy.errors import ParityError, RnnDeployError, UsageError
+from rnndeploy.parity.golden import check_golden_matches, load_golden, save_golden
+from rnndeploy.parity.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes, load_npz
+from rnndeploy.parity.metrics import OutputComparison, compare_output
+from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
+from rnndeploy.parity.task import sample_tokens, sampling_draws, sampling_plan, token_agreement
+from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
+from rnndeploy.progress import progress
+from rnndeploy.spec import GraphSpec
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    """What to compare and how.
+
+    Attributes:
+        backends: runtimes under test (the reference is dropped from this list if present).
+        reference: backend producing reference outputs (default "torch"); unused with
+            ``expected_file`` or ``golden``.
+        shapes: (batch, seq) cases for generated inputs.
+        seed: generation seed.
+        options: RunnerOptions for the runtimes under test (precision, device, ...);
+            ``backend_options`` overrides them per backend.
+        reference_options: RunnerOptions for the reference (default FP32 on its natural device).
+        overrides: tolerance overrides (--atol/--rtol/--tol).
+        golden / save_golden: golden directory to check against / to write.
+        inputs_file / expected_file: .npz files (any ONNX model).
+        extra_dims: sizes for dynamic axes other than batch/seq (foreign models).
+        sample_steps: char-LM sampling agreement: tokens to generate (0 = off).
+        sample_temperature: softmax temperature for sampling.
+        min_agreement: fail when any argmax / sampling agreement is below this fraction.
+    """
+
+    backends: Tuple[str, ...]
+    reference: str = "torch"
+    shapes: Tuple[Tuple[int, int], ...] = DEFAULT_SHAPES
+    seed: int = 0
+    options: RunnerOptions = field(default_factory=RunnerOptions)
+    backend_options: Mapping[str, RunnerOptions] = field(default_factory=dict)
+    reference_options: RunnerOptions = field(default_factory=RunnerOptions)
+    overrides: ToleranceOverrides = field(default_factory=ToleranceOverrides)
+    golden: Optional[str] = None
+    save_golden: Optional[str] = None
+    inputs_file: Optional[str] = None
+    expected_file: Optional[str] = None
+    extra_dims: Mapping[str, int] = field(default_factory=dict)
+    sample_steps: int = 0
+    sample_temperature: float = 1.0
+    min_agreement: Optional[float] = None
+    show_progress: Optional[bool] = None
+
+    def options_for(self, backend: str) -> RunnerOptions:
+        return self.backend_options.get(backend, self.options)
+
+
+RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
+
+
+def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
+               runner_factory: RunnerFactory = create_runner) -> ParityResult:
+    """Run the comparison and return a ParityResult (never raises for a numerical mismatch).
+
+    Raises:
+        UsageError: contradictory options (e.g. --expected without --inputs), files that do not fit.
+        MissingDependencyError / DeviceError: a requested backend cannot run here.
+    """
+    from rnndeploy.backends.source import model_hashes
+    from rnndeploy.report.machine import describe_machine, package_versions
+
+    graph = source.graph_spec
+    config.overrides.check_outputs(graph)
+    _check_config(config)
+    warnings: List[str] = []
+    hashes = model_hashes(source)
+    pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
+
+    # 1. cases and (maybe) reference outputs from files
+    ref_outputs: Optional[List[Dict[str, np.ndarray]]] = None
+    reference: Dict[str, Any]
+    if config.golden:
+        golden = load_golden(config.golden)
+        warnings += check_golden_matches(golden, graph, hashes.get("onnx_sha256"), hashes.get("checkpoint_sha256"))
+        cases = golden.cases
+        ref_outputs = golden.outputs
+        reference = {"backend": golden.reference_backend, "source": "golden", "path": str(golden.path),
+                     "description": golden.manifest.get("reference", {}).get("description", {}),
+                     "versions": golden.manifest.get("versions", {}), "created": golden.manifest.get("created")}
+        seed: Optional[int] = golden.manifest.get("seed")
+    elif config.inputs_file:
+        feed = load_npz(config.inputs_file, "--inputs")
+        check_feed(graph, feed, f"--inputs {config.inputs_file}")
+        cases = [Case("inputs", infer_sizes(graph, feed), feed)]
+        seed = None
+        if config.expected_file:
+            expected = load_npz(config.expected_file, "--expected")
+            missing = [t.name for t in graph.outputs if t.name not in expected]
+            if missing:
+                raise UsageError(f"--expected {config.expected_file} lacks outputs {', '.join(missing)}",
+                                 f"it holds {', '.join(sorted(expected)) or 'nothing'}")
+            ref_outputs = [{t.name: expected[t.name] for t in graph.outputs}]
+            reference = {"backend": "expected", "source": "expected", "path": config.expected_file}
+        else:
+            reference = {"backend": config.reference, "source": "run"}
+    else:
+        cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id)
+        seed = config.seed
+        reference = {"backend": config.reference, "source": "run"}
+
+    tests = [b for b in dict.fromkeys(config.backends) if not (reference["source"] == "run" and b == config.reference)]
+    if not tests and not config.save_golden:
+        raise UsageError("nothing to compare: every backend given is the reference",
+                         "add a --backend other than the reference, or --save-golden DIR")
+
+    descriptions: Dict[str, Dict[str, Any]] = {}
+    # 2. reference outputs by running the reference backend
+    ref_runner: Optional[Runner] = None
+    if ref_outputs is None:
+        ref_runner = runner_factory(config.reference, source, config.reference_options)
+        ref_runner.activate()
+        try:
+            ref_outputs = []
+            for case in progress(cases, f"reference {config.reference}", enabled=config.show_progress):
+                ref_outputs.append(_reference_case(ref_runner, config.reference, case))
+            reference["description"] = ref_runner.describe().to_dict()
+        finally:
+            if not (config.sample_steps and tests):
+                ref_runner.deactivate()
+    for i, outs in enumerate(ref_outputs):
+        check = [t.name for t in graph.outputs if t.name not in outs]
+        if check:
+            raise UsageError(f"reference case {cases[i].id!r} lacks outputs {', '.join(check)}")
+
+    if config.save_golden:
+        save_golden(config.save_golden, source.spec, source.graph, source.with_state, cases, ref_outputs,
+                    {"backend": reference["backend"], "description": reference.get("description", {})},
+                    seed if seed is not None else -1, hashes, package_versions())
+
+    # 3. every backend under test on every case
+    results: List[CaseResult] = []
+    tasks: List[TaskAgreement] = []
+    try:
+        for backend in tests:
+            runner = runner_factory(backend, source, config.options_for(backend))
+            with runner:
+                desc = runner.describe()
+                descriptions[backend] = desc.to_dict()
+                label = f"{backend} vs {reference['backend']}"
+                for case, ref in progress(list(zip(cases, ref_outputs)), label, enabled=config.show_progress):
+                    results.append(_run_case(runner, backend, desc.precision, case, ref, graph, config, reference))
+                tasks += _argmax_tasks(results, backend, graph, config.min_agreement)
+                if config.sample_steps and ref_runner is not None:
+                    tasks.append(_sampling_task(ref_runner, runner, backend, cases, config))
+                elif config.sample_steps:
+                    warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
+    finally:
+        if ref_runner is not None:
+            ref_runner.deactivate()
+
+    return ParityResult(
+        model={"name": source.spec.name, "family": source.spec.family, "graph": source.graph,
+               "with_state": source.with_state, "onnx": source.onnx, "checkpoint": source.checkpoint,
+               "engine": source.engine, "module": source.module, **hashes},
+        reference=reference,
+        backends=descriptions,
+        seed=seed,
+        cases=tuple(results),
+        tasks=tuple(tasks),
+        warnings=tuple(warnings),
+        tolerance_overrides=config.overrides.to_dict(),
+        machine=describe_machine(),
+        command=command,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _check_config(config: ParityConfig) -> None:
+    if config.expected_file and not config.inputs_file:
+        raise UsageError("--expected needs --inputs (the outputs must come from known inputs)",
+                         "pass --inputs FILE.npz as well")
+    if config.golden and (config.inputs_file or config.save_golden):
+        raise UsageError("--golden cannot be combined with --inputs or --save-golden",
+                         "a golden directory already holds the inputs and reference outputs")
+    if config.min_agreement is not None and not 0.0 <= config.min_agreement <= 1.0:
+        raise UsageError(f"--min-agreement {config.min_agreement} is not a fraction in [0, 1]")
+    if config.sample_steps < 0:
+        raise UsageError("--sample-steps must not be negative")
+
+
+def _reference_case(runner: Runner, backend: str, case: Case) -> Dict[str, np.ndarray]:
+    try:
+        return runner.infer(case.inputs)
+    except RnnDeployError:
+        raise
+    except Exception as exc:  # without reference outputs nothing can be compared
+        first = (str(exc).strip().splitlines() or [""])[0][:400]
+        raise ParityError(f"reference backend {backend!r} failed on case {case.id!r}: {type(exc).__name__}: {first}",
+                          "check the reference runs at this shape, or choose another --reference") from exc
+
+
+def _run_case(runner: Runner, backend: str, precision: str, case: Case, ref: Mapping[str, np.ndarray],
+              graph: GraphSpec, config: ParityConfig, reference: Mapping[str, Any]) -> CaseResult:
+    try:
+        out = runner.infer(case.inputs)
+    except RnnDeployError:
+        raise
+    except Exception as exc:  # a runtime failing on this case is a finding, not a crash
+        first = (str(exc).strip().splitlines() or [""])[0][:400]
+        return CaseResult(case.id, case.sizes, backend, (), f"{backend} raised {type(exc).__name__}: {first}")
+    lengths = next((np.asarray(case.inputs[t.name]) for t in graph.inputs if t.role == "lengths"), None)
+    comps: List[OutputComparison] = []
+    for t in graph.outputs:
+        tol = resolve_tolerance(graph, t.name, precision, config.overrides)
+        batch_axis = t.dims.index("batch") if "batch" in t.dims else None
+        # foreign models have no declared time axis; a dimension named "seq" is one
+        time_axis = t.time_axis if t.time_axis is not None else (t.dims.index("seq") if "seq" in t.dims else None)
+        comps.append(compare_output(
+            t.name, out[t.name], ref[t.name], tol, backend=backend, reference=str(reference.get("backend")),
+            time_axis=time_axis, role=t.role, lengths=lengths, batch_axis=batch_axis,
+        ))
+    return CaseResult(case.id, case.sizes, backend, tuple(comps))
+
+
+def _argmax_tasks(results: Iterable[CaseResult], backend: str, graph: GraphSpec,
+                  threshold: Optional[float]) -> List[TaskAgreement]:
+    tasks = []
+    for t in graph.outputs:
+        if t.role not in ("logits", "probs"):
+            continue
+        num = den = 0
+        for c in results:
+            if c.backend != backend:
+                continue
+            for o in c.outputs:
+                if o.output == t.name and o.argmax_agreement is not None:
+                    n = int(np.prod(o.shape[:-1])) if len(o.shape) > 1 else 1
+                    num += o.argmax_agreement * n
+                    den += n
+        if den:
+            tasks.append(TaskAgreement("argmax", backend, t.name, num / den, den, {}, threshold))
+    return tasks
+
+
+def _sampling_task(ref_runner: Runner, runner: Runner, backend: str, cases: Sequence[Case],
+                   config: ParityConfig) -> TaskAgreement:
+    plan = sampling_plan(runner.graph_spec)
+    tokens = plan["tokens"]
+    base = cases[0].inputs[tokens.name]
+    prompt = np.asarray(base)[:, : max(1, min(8, base.shape[1]))]
+    draws = sampling_draws(prompt.shape[0], config.sample_steps, config.seed)
+    ref_tokens = sample_tokens(ref_runner, prompt, config.sample_steps, draws, config.sample_temperature)
+    test_tokens = sample_tokens(runner, prompt, config.sample_steps, draws, config.sample_temperature)
+    agree, first = token_agreement(ref_tokens, test_tokens)
+    return TaskAgreement("sampling", backend, plan["logits"].name, agree, int(ref_tokens.size),
+                         {"steps": config.sample_steps, "rows": int(prompt.shape[0]), "prompt_len": int(prompt.shape[1]),
+                          "seed": config.seed, "temperature": config.sample_temperature, "first_divergence": first,
+                          "stateful": bool(plan["state_in"])},
+                         config.min_agreement)
+
+
+def with_backend_options(config: ParityConfig, backend: str, **changes: Any) -> ParityConfig:
+    """A copy of ``config`` whose options for ``backend`` have ``changes`` applied."""
+    per = dict(config.backend_options)
+    per[backend] = replace(config.options_for(backend), **changes)
+    return replace(config, backend_options=per)

@@ -1,0 +1,235 @@
+"""Typed parity results (frozen dataclasses that round-trip through JSON).
+
+A ParityResult holds one CaseResult per (backend under test, input case); each
+CaseResult holds one OutputComparison per output. Summaries (worst error per output,
+error versus sequence length across the sweep, argmax agreement) are derived here;
+numbers are formatted only in rnndeploy.report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from rnndeploy.parity.metrics import OutputComparison, TimeProfile, summarize_profiles
+
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One backend on one input case.
+
+    Attributes:
+        case: case id ("b4-s128", or a golden's case id).
+        sizes: named axis sizes ({"batch": 4, "seq": 128}).
+        backend: the runtime under test.
+        outputs: per-output comparisons (empty when the run failed).
+        error: why the backend produced no outputs (it raised), else None.
+    """
+
+    case: str
+    sizes: Mapping[str, int]
+    backend: str
+    outputs: Tuple[OutputComparison, ...] = ()
+    error: Optional[str] = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(o.passed for o in self.outputs)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"case": self.case, "sizes": dict(self.sizes), "backend": self.backend, "passed": self.passed,
+                "error": self.error, "outputs": [o.to_dict() for o in self.outputs]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CaseResult:
+        return cls(d["case"], {k: int(v) for k, v in d["sizes"].items()}, d["backend"],
+                   tuple(OutputComparison.from_dict(o) for o in d.get("outputs", [])), d.get("error"))
+
+
+@dataclass(frozen=True)
+class TaskAgreement:
+    """A task-level check: argmax agreement, sampled char-LM tokens, decoded seq2seq tokens.
+
+    Attributes:
+        kind: "argmax", "sampling" or "decoding".
+        backend: the runtime under test.
+        output: the output it concerns (logits name), or "" for whole-model checks.
+        agreement: fraction in [0, 1] of positions/tokens that agree with the reference.
+        total: number of positions/tokens compared.
+        details: e.g. {"first_divergence": [row, step], "steps": 64, "seed": 0, "temperature": 1.0}.
+        threshold: minimum agreement required (None: reported, not enforced).
+    """
+
+    kind: str
+    backend: str
+    output: str
+    agreement: float
+    total: int
+    details: Mapping[str, Any] = field(default_factory=dict)
+    threshold: Optional[float] = None
+
+    @property
+    def passed(self) -> bool:
+        return self.threshold is None or self.agreement >= self.threshold
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "backend": self.backend, "output": self.output, "agreement": self.agreement,
+                "total": self.total, "details": dict(self.details), "threshold": self.threshold, "passed": self.passed}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskAgreement:
+        return cls(d["kind"], d["backend"], d.get("output", ""), float(d["agreement"]), int(d["total"]),
+                   dict(d.get("details", {})), d.get("threshold"))
+
+
+@dataclass(frozen=True)
+class SeqLenPoint:
+    """One point of an error-versus-sequence-length curve (one case of the sweep)."""
+
+    seq: int
+    batch: int
+    max_abs: float
+    rel_l2: float
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Everything one ``rnndeploy parity`` run found.
+
+    Attributes:
+        model: {"name", "family", "graph", "with_state", "onnx", "onnx_sha256", "checkpoint_sha256", ...}.
+        reference: {"backend", "source": "run" | "golden" | "expected", "path", "description"}.
+        backends: backend name -> RunDescription dict (as run).
+        seed: input seed (None for inputs read from files).
+        cases: one CaseResult per (backend, case).
+        tasks: task-level agreements.
+        warnings: things worth knowing that did not fail the run.
+        machine: rnndeploy.report.machine.describe_machine().
+        command: the command line that produced it.
+        created: ISO-8601 UTC time.
+    """
+
+    model: Mapping[str, Any]
+    reference: Mapping[str, Any]
+    backends: Mapping[str, Mapping[str, Any]]
+    seed: Optional[int]
+    cases: Tuple[CaseResult, ...]
+    tasks: Tuple[TaskAgreement, ...] = ()
+    warnings: Tuple[str, ...] = ()
+    tolerance_overrides: Mapping[str, Any] = field(default_factory=dict)
+    machine: Mapping[str, Any] = field(default_factory=dict)
+    command: str = ""
+    created: str = ""
+
+    kind = "parity"
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.cases) and all(t.passed for t in self.tasks)
+
+    def failures(self) -> List[str]:
+        """One line per failed (backend, case, output), task check or backend error."""
+        out = []
+        for c in self.cases:
+            if c.error:
+                out.append(f"{c.backend} @ {c.case}: {c.error}")
+            for o in c.outputs:
+                if not o.passed:
+                    out.append(f"{c.backend} @ {c.case}: {o.failure}")
+        for t in self.tasks:
+            if not t.passed:
+                out.append(f"{t.backend}: {t.kind} agreement {t.agreement:.4%} below {t.threshold:.4%} "
+                           f"on {t.output or 'the model'}")
+        return out
+
+    def backend_names(self) -> List[str]:
+        seen: Dict[str, None] = {}
+        for c in self.cases:
+            seen.setdefault(c.backend, None)
+        return list(seen)
+
+    def output_names(self) -> List[str]:
+        seen: Dict[str, None] = {}
+        for c in self.cases:
+            for o in c.outputs:
+                seen.setdefault(o.output, None)
+        return list(seen)
+
+    def worst(self, backend: str, output: str) -> Optional[OutputComparison]:
+        """The comparison with the largest relative L2 for (backend, output) across cases."""
+        found = [o for c in self.cases if c.backend == backend for o in c.outputs if o.output == output]
+        if not found:
+            return None
+        failing = [o for o in found if o.stats is None]
+        if failing:
+            return failing[0]
+        return max(found, key=lambda o: o.stats.rel_l2 if o.stats else 0.0)
+
+    def error_vs_seq_len(self, backend: str, output: str) -> List[SeqLenPoint]:
+        """Error of ``output`` for each case of the sweep, sorted by seq then batch."""
+        pts = []
+        for c in self.cases:
+            if c.backend != backend:
+                continue
+            seq = c.sizes.get("seq", c.sizes.get("src_seq"))
+            for o in c.outputs:
+                if o.output == output and o.stats is not None and seq is not None:
+                    pts.append(SeqLenPoint(int(seq), int(c.sizes.get("batch", 1)), o.stats.max_abs, o.stats.rel_l2))
+        return sorted(pts, key=lambda p: (p.seq, p.batch))
+
+    def time_profile(self, backend: str, output: str) -> Optional[TimeProfile]:
+        """Error vs timestep for (backend, output): elementwise max over cases, aligned at t=0."""
+        profiles = [o.time_profile for c in self.cases if c.backend == backend for o in c.outputs
+                    if o.output == output and o.time_profile is not None]
+        return summarize_profiles(profiles)
+
+    def argmax_agreement(self, backend: str, output: str) -> Optional[float]:
+        """Mean argmax agreement over cases, weighted by positions compared."""
+        num = den = 0.0
+        for c in self.cases:
+            if c.backend != backend:
+                continue
+            for o in c.outputs:
+                if o.output == output and o.argmax_agreement is not None:
+                    n = 1
+                    for s in o.shape[:-1]:
+                        n *= int(s)
+                    num += o.argmax_agreement * n
+                    den += n
+        return None if den == 0 else num / den
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "result_version": RESULT_VERSION,
+            "passed": self.passed,
+            "model": dict(self.model),
+            "reference": dict(self.reference),
+            "backends": {k: dict(v) for k, v in self.backends.items()},
+            "seed": self.seed,
+            "cases": [c.to_dict() for c in self.cases],
+            "tasks": [t.to_dict() for t in self.tasks],
+            "warnings": list(self.warnings),
+            "tolerance_overrides": dict(self.tolerance_overrides),
+            "machine": dict(self.machine),
+            "command": self.command,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ParityResult:
+        return cls(
+            model=dict(d.get("model", {})),
+            reference=dict(d.get("reference", {})),
+            backends={k: dict(v) for k, v in d.get("backends", {}).items()},
+            seed=d.get("seed"),
+            cases=tuple(CaseResult.from_dict(c) for c in d.get("cases", [])),
+            tasks=tuple(TaskAgreement.from_dict(t) for t in d.get("tasks", [])),
+            warnings=tuple(d.get("warnings", [])),
+            tolerance_overrides=dict(d.get("tolerance_overrides", {})),
+            machine=dict(d.get("machine", {})),
+            command=d.get("command", ""),
+            created=d.get("created", ""),
+        )
