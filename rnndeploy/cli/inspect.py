@@ -1,0 +1,62 @@
+"""``rnndeploy inspect``: what is in an ONNX file or a TensorRT engine."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+
+@click.command()
+@click.argument("path", metavar="MODEL.onnx|MODEL.plan", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@click.option("--no-live", is_flag=True, help="Engine: show the sidecar only; do not deserialize the engine.")
+@click.option("--device", type=int, default=0, show_default=True, help="CUDA device for deserializing an engine.")
+def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
+    """Describe an ONNX file (inputs/outputs with dynamic dims, ops, recurrence, precision,
+    rnndeploy metadata) or a TensorRT engine (sidecar: TensorRT version, GPU, precision
+    path, profiles, build facts; plus the engine's own I/O, profiles and layer precisions
+    when TensorRT and a GPU are present). A truncated or altered engine is refused.
+
+    \b
+      rnndeploy inspect sine.onnx
+      rnndeploy inspect sine.plan --json
+    """
+    if _is_onnx(path):
+        from rnndeploy.onnx_info import describe_onnx, render_onnx_info
+        from rnndeploy.precision import is_fp16_model, load_onnx, precision_report_of
+
+        info = describe_onnx(path)
+        model = load_onnx(path)
+        precision = {"fp16_graph": is_fp16_model(model), "conversion": precision_report_of(model)}
+        if as_json:
+            click.echo(json.dumps({**info.to_dict(), "precision": precision}, indent=2, sort_keys=True))
+            return
+        click.echo(render_onnx_info(info))
+        conv = precision["conversion"]
+        if precision["fp16_graph"]:
+            click.echo(f"precision: FP16 graph (policy {conv.get('policy') if conv else 'unknown'}); "
+                       "TensorRT >= 10 builds it strongly typed")
+        else:
+            click.echo("precision: FP32 graph")
+        return
+    from rnndeploy.engine.inspect_engine import describe_engine_file, render_engine_info
+
+    einfo = describe_engine_file(path, live=not no_live, device=device)
+    click.echo(json.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else render_engine_info(einfo))
+
+
+def _is_onnx(path: str) -> bool:
+    if path.lower().endswith(".onnx"):
+        return True
+    from rnndeploy.engine.sidecar import sidecar_path
+
+    if os.path.exists(sidecar_path(path)):
+        return False
+    # Neither an .onnx name nor a sidecar: an ONNX protobuf starts with field 1 (ir_version, varint) = 0x08.
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x08"
+    except OSError:
+        return False
