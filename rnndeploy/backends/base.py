@@ -22,7 +22,8 @@ Timing hook (used by rnndeploy.bench; no runner formats or aggregates times):
     timer = runner.timer()            # HostTimer for CPU runners; GPU runners return a
                                       # CUDA-event timer (see Timer) so no host clock wraps
                                       # asynchronous work
-    seconds = timer.measure(lambda: runner.run_prepared(prepared), number)
+    call = runner.bind_prepared(prepared)   # == lambda: runner.run_prepared(prepared)
+    seconds = timer.measure(call, number)
 
 ``run_prepared`` runs the model on what ``prepare`` returned and must not copy outputs
 back to the host unless ``describe().host_device_copies`` says copies are included.
@@ -267,6 +268,16 @@ class Runner:
     def run_prepared(self, prepared: Any) -> Any:
         """One timed run on the result of ``prepare``. Returns backend-native outputs."""
         return self._run_prepared_impl(prepared)
+
+    def bind_prepared(self, prepared: Any) -> Callable[[], Any]:
+        """A zero-argument callable equivalent to ``run_prepared(prepared)``.
+
+        The benchmark times this callable; a backend may return something leaner than
+        the default closure (e.g. ``functools.partial(session.run, names, feed)``) so
+        the harness adds as little as possible to the smallest workloads.
+        """
+        impl = self._run_prepared_impl
+        return lambda: impl(prepared)
 
     def timer(self) -> Timer:
         """The timer for ``run_prepared``; HostTimer unless the backend overrides it."""

@@ -27,6 +27,7 @@ clock measures the complete GPU work plus launch overhead — what a caller wait
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -151,6 +152,12 @@ class OrtCpuRunner(Runner):
 
     def _run_prepared_impl(self, prepared: Any) -> Any:
         return self.session.run(self.output_names, prepared)
+
+    def bind_prepared(self, prepared: Any) -> Any:
+        if type(self) is not OrtCpuRunner:
+            return super().bind_prepared(prepared)
+        # one C call per timed run: nothing of the harness between the clock reads and ORT
+        return functools.partial(self.session.run, self.output_names, prepared)
 
     def describe(self) -> RunDescription:
         threads = self.options.threads

@@ -10,6 +10,7 @@ against it are the point of the table.
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -39,6 +40,8 @@ class BenchConfig:
         seed: input generation seed.
         torch_row: add torch when possible.
         extra_dims: sizes of other dynamic axes (foreign models).
+        settle: seconds to pause between backends (ORT and torch CPU worker threads
+            spin for a while after a run and would steal cores from the next backend).
     """
 
     backends: Tuple[str, ...]
@@ -53,6 +56,7 @@ class BenchConfig:
     seed: int = 0
     torch_row: bool = True
     extra_dims: Mapping[str, int] = field(default_factory=dict)
+    settle: float = 0.05
     show_progress: Optional[bool] = None
 
     def options_for(self, backend: str) -> RunnerOptions:
@@ -97,7 +101,10 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
         for batch, seq in progress(configs, label, enabled=config.show_progress):
             sizes = sizes_for(graph, batch, seq, config.extra_dims)
             feed = generate_inputs(graph, sizes, config.seed, pad_id)
-            for b in backends:
+            for i, b in enumerate(backends):
+                if i and config.settle:
+                    # let the previous backend's spinning worker threads go idle before the next one
+                    time.sleep(config.settle)
                 r = runners[b]
                 measurements.append(measure(
                     r, feed, warmup=config.warmup, iters=config.iters, min_time=config.min_time, number=config.number,

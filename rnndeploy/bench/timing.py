@@ -55,10 +55,7 @@ def measure(
         raise UsageError("warm-up must be ≥ 0 and calls per block ≥ 1")
     prepared = runner.prepare(feed)
     clock = timer or runner.timer()
-
-    def call() -> Any:
-        return runner.run_prepared(prepared)
-
+    call = runner.bind_prepared(prepared)
     for _ in range(warmup):
         call()
     times = []

@@ -1,0 +1,77 @@
+"""``rnndeploy bench``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import click
+
+from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options
+
+
+@click.command()
+@model_options
+@runner_options
+@click.option("--batch", "batches", default="1", show_default=True, metavar="B,...", help="Batch sizes to sweep.")
+@click.option("--seq", "seqs", default="16,128", show_default=True, metavar="S,...", help="Sequence lengths to sweep.")
+@click.option("--iters", type=click.IntRange(min=1), help="Timed calls per configuration (instead of --min-time).")
+@click.option("--min-time", type=float, default=1.0, show_default=True,
+              help="Seconds of timed calls per configuration (when --iters is not given).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
+@click.option("--no-torch-row", is_flag=True, help="Do not add torch beside the other backends.")
+@dim_option
+@output_options
+def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
+          engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+          precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
+          fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str], batches: str,
+          seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
+          dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
+          show_progress: Optional[bool]) -> Any:
+    """Measure latency of every --backend over a --batch x --seq sweep, side by side.
+
+    Torch is added as a row whenever a checkpoint or module is known, so every ratio
+    is measured in the same run. Each figure states what it includes (device,
+    precision, threads, host<->device copies, CUDA graph, timer).
+
+    \b
+    Examples:
+      rnndeploy bench model.onnx --checkpoint runs/sine --backend ort-cpu --batch 1,32 --seq 16,128
+      rnndeploy bench model.onnx --module my.py:build --backend ort-cpu --threads 2 --json bench.json
+    """
+    from rnndeploy.backends.source import resolve_source
+    from rnndeploy.bench.sweep import BenchConfig, run_bench
+    from rnndeploy.cli.harness_options import command_line, parse_dims, per_backend_options, runner_options_from
+    from rnndeploy.errors import UsageError
+    from rnndeploy.parity.inputs import parse_int_list
+    from rnndeploy.report import render_text, write_markdown
+    from rnndeploy.report.schema import write_results
+
+    if min_time <= 0 and iters is None:
+        raise UsageError("--min-time must be positive", "or give --iters N")
+    source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
+                            graph=graph, with_state=with_state)
+    options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
+                                  trt_cache_dir)
+    all_backends = list(backends) + ([] if no_torch_row or "torch" in backends else ["torch"])
+    config = BenchConfig(
+        backends=tuple(backends),
+        batches=tuple(parse_int_list(batches, "--batch")),
+        seqs=tuple(parse_int_list(seqs, "--seq")),
+        warmup=warmup,
+        iters=iters,
+        min_time=None if iters else min_time,
+        options=options,
+        backend_options=per_backend_options(all_backends, options),
+        seed=seed,
+        torch_row=not no_torch_row,
+        extra_dims=parse_dims(dims),
+        show_progress=show_progress,
+    )
+    result = run_bench(source, config, command=command_line())
+    click.echo(render_text(result))
+    if json_path:
+        write_results(json_path, [result])
+    if markdown_path:
+        write_markdown(markdown_path, [result])
