@@ -83,6 +83,7 @@ def load_sine(p: Dict[str, Any]) -> Dataset:
         for s, (a, b) in bounds.items()
     }
     info = _regression_info("sine", 1, horizon, window, mode, None, feature_names=["value"], target="value")
+    info["input_range"] = input_range(splits["train"]["x"])
     return Dataset("sine", "regression", splits, info)
 
 
@@ -168,7 +169,14 @@ def _windowed(data: np.ndarray, target_col: int, p: Dict[str, Any], name: str, f
     norm = {"mean": [float(m) for m in mean], "std": [float(v) for v in std]}
     info = _regression_info(name, len(features), horizon, window, mode, norm, features, target, target_col)
     info["n_steps"] = {"train": n_train, "val": n_val, "test": n - n_train - n_val}
+    info["input_range"] = input_range(splits["train"]["x"])
     return Dataset(name, "regression", splits, info)
+
+
+def input_range(x: np.ndarray) -> List[float]:
+    """[low, high] of the training inputs, widened to multiples of 0.5: the range parity
+    draws generated inputs from, so deployment is checked where the model was trained."""
+    return [float(np.floor(x.min() * 2) / 2), float(np.ceil(x.max() * 2) / 2)]
 
 
 def _windows(z: np.ndarray, tc: int, window: int, horizon: int, mode: str, a: int, b: int) -> Dict[str, np.ndarray]:

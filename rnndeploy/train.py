@@ -1,0 +1,469 @@
+"""Recipe → trained checkpoint: seeded, early-stopped, gradient-clipped, measured.
+
+    from rnndeploy.recipe import load_recipe
+    from rnndeploy.train import train_recipe
+    result = train_recipe(load_recipe("sine"), "runs/sine")
+    result.quality.passed, result.metrics["test"]["mse"]
+
+Reproducible on CPU: the seed fixes weight init (``build_model(..., seed)``), the
+shuffling order (a numpy generator) and dropout (torch's generator, forked so the
+caller's RNG state is untouched) — the same recipe and seed give bit-identical weights
+with the same torch build and thread count.
+
+Each epoch trains on the (shuffled) train split, then evaluates the validation split;
+the monitored metric is the recipe's quality metric on validation. Early stopping
+restores the best epoch's weights. Final metrics on val and test come from those
+weights, and the quality verdict compares the recipe's bar with them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
+
+import numpy as np
+
+from rnndeploy.data import Dataset, load_dataset
+from rnndeploy.data.series import denormalize
+from rnndeploy.errors import RecipeError
+from rnndeploy.optional import require
+from rnndeploy.progress import progress as progress_bar
+from rnndeploy.recipe import METRICS, QualityBar, Recipe
+
+EVAL_BATCH = 512
+Log = Callable[[str], None]
+
+
+# -- results ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch: mean training loss, validation metrics, learning rate, wall time (s)."""
+
+    epoch: int
+    train_loss: float
+    val: Dict[str, float]
+    lr: float
+    seconds: float
+    improved: bool
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QualityVerdict:
+    """The recipe's bar against the measured value."""
+
+    metric: str
+    split: str
+    bound: float
+    higher_is_better: bool
+    value: float
+    passed: bool
+
+    def describe(self) -> str:
+        op = ">=" if self.higher_is_better else "<="
+        word = "PASSED" if self.passed else "MISSED"
+        return f"quality {word}: {self.split} {self.metric} = {self.value:.6g} (bar {op} {self.bound:g})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced. ``metrics`` = {"val": {...}, "test": {...}} at the best epoch."""
+
+    recipe: Recipe
+    checkpoint_dir: Optional[str]
+    epochs_run: int
+    best_epoch: int
+    stopped: str  # "epochs" | "early_stopping" | "max_minutes" | "diverged"
+    history: List[EpochRecord]
+    metrics: Dict[str, Dict[str, float]]
+    quality: QualityVerdict
+    seconds: float
+    dataset: str
+    sizes: Dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "recipe": self.recipe.name,
+            "checkpoint_dir": self.checkpoint_dir,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "stopped": self.stopped,
+            "history": [h.to_dict() for h in self.history],
+            "metrics": self.metrics,
+            "quality": self.quality.to_dict(),
+            "seconds": self.seconds,
+            "dataset": self.dataset,
+            "sizes": self.sizes,
+        }
+
+
+# -- tasks: batching, loss and metrics per data task -------------------------------------------------
+class Task:
+    """How one data task feeds its model family: batches, loss, evaluation."""
+
+    def __init__(self, data_info: Mapping[str, Any]):
+        self.data_info = dict(data_info)
+
+    def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def check(self, model: Any) -> None:
+        """Raise RecipeError when the model cannot learn this data as configured."""
+
+
+class RegressionTask(Task):
+    def check(self, model: Any) -> None:
+        out = model.config.get("output", "last")
+        want = "sequence" if self.data_info.get("return_sequences") else "last"
+        if out != want:
+            raise RecipeError(
+                f"[model] output = {out!r} but [data] targets = {self.data_info.get('targets')!r}",
+                f"set [model] output = \"{want}\" or [data] targets = \"{out}\"",
+            )
+
+    def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
+        torch = require("torch")
+        return torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])
+
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+        pred = _predict(model, arrays, lambda b: model(b["x"]), ("x",))
+        return regression_metrics(pred, arrays["y"], arrays["baseline"], self.data_info)
+
+
+def regression_metrics(pred: np.ndarray, y: np.ndarray, baseline: np.ndarray, data_info: Mapping[str, Any]) -> Dict[str, float]:
+    """MSE/RMSE/MAE in model units and original units, and against the persistence forecast."""
+    pred = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    baseline = np.asarray(baseline, dtype=np.float64)
+    err = pred - y
+    mse = float(np.mean(err**2))
+    base_mse = float(np.mean((baseline - y) ** 2))
+    err_orig = denormalize(pred, dict(data_info)) - denormalize(y, dict(data_info))
+    base_orig = denormalize(baseline, dict(data_info)) - denormalize(y, dict(data_info))
+    mse_orig = float(np.mean(err_orig**2))
+    return {
+        "loss": mse,
+        "mse": mse,
+        "rmse": math.sqrt(mse),
+        "mae": float(np.mean(np.abs(err))),
+        "mse_orig": mse_orig,
+        "rmse_orig": math.sqrt(mse_orig),
+        "mae_orig": float(np.mean(np.abs(err_orig))),
+        "mse_ratio": mse / base_mse if base_mse > 0 else float("inf"),
+        "baseline_mse": base_mse,
+        "baseline_mse_orig": float(np.mean(base_orig**2)),
+        "baseline_mae_orig": float(np.mean(np.abs(base_orig))),
+    }
+
+
+class ClassificationTask(Task):
+    def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
+        torch = require("torch")
+        return torch.nn.functional.cross_entropy(model(batch["tokens"], batch["lengths"]), batch["labels"])
+
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+        logits = _predict(model, arrays, lambda b: model(b["tokens"], b["lengths"]), ("tokens", "lengths"))
+        labels = arrays["labels"]
+        majority = np.bincount(labels, minlength=logits.shape[1]).max() / max(1, len(labels))
+        return {
+            "accuracy": float(np.mean(logits.argmax(axis=1) == labels)),
+            "loss": _cross_entropy(logits, labels),
+            "majority_accuracy": float(majority),
+        }
+
+
+class LanguageModelTask(Task):
+    def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
+        torch = require("torch")
+        logits = model(batch["inputs"])
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
+
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+        total, correct, count = 0.0, 0, 0
+        for b in _eval_batches(arrays, ("inputs", "targets")):
+            logits = model(b["inputs"]).double()
+            flat = logits.reshape(-1, logits.shape[-1])
+            tgt = b["targets"].reshape(-1)
+            total += float(require("torch").nn.functional.cross_entropy(flat, tgt, reduction="sum"))
+            correct += int((flat.argmax(-1) == tgt).sum())
+            count += int(tgt.numel())
+        ce = total / count
+        return {"loss": ce, "bits_per_char": ce / math.log(2), "perplexity": math.exp(min(ce, 50.0)), "accuracy": correct / count}
+
+
+class Seq2SeqTask(Task):
+    GREEDY = ("greedy_token_accuracy", "sequence_accuracy")
+
+    def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
+        torch = require("torch")
+        logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch["tgt_out"].reshape(-1), ignore_index=int(self.data_info["pad_id"])
+        )
+
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, greedy: bool = True) -> Dict[str, float]:
+        torch = require("torch")
+        pad = int(self.data_info["pad_id"])
+        total, correct, count = 0.0, 0, 0
+        for b in _eval_batches(arrays, ("src", "src_lengths", "tgt_in", "tgt_out")):
+            logits = model(b["src"], b["src_lengths"], b["tgt_in"]).double()
+            flat, tgt = logits.reshape(-1, logits.shape[-1]), b["tgt_out"].reshape(-1)
+            keep = tgt != pad
+            total += float(torch.nn.functional.cross_entropy(flat[keep], tgt[keep], reduction="sum"))
+            correct += int((flat[keep].argmax(-1) == tgt[keep]).sum())
+            count += int(keep.sum())
+        out = {"loss": total / count, "token_accuracy": correct / count}
+        if greedy:
+            out.update(self.greedy_metrics(model, arrays))
+        return out
+
+    def greedy_metrics(self, model: Any, arrays: Mapping[str, np.ndarray]) -> Dict[str, float]:
+        """Exact-match and position-wise accuracy of greedy decodes against tgt_out."""
+        eos, pad = int(self.data_info["eos_id"]), int(self.data_info["pad_id"])
+        max_len = int(arrays["tgt_out"].shape[1])
+        seq_ok, tok_ok, tok_n = 0, 0, 0
+        for b in _eval_batches(arrays, ("src", "src_lengths")):
+            decoded = greedy_decode(model, b["src"], b["src_lengths"], max_len)
+            for row, ref in zip(decoded, arrays["tgt_out"][b["_slice"]]):
+                ref_l = [int(t) for t in ref if t != pad]  # target tokens + eos
+                hyp = list(row[: row.index(eos) + 1]) if eos in row else list(row)
+                seq_ok += int(hyp == ref_l)
+                n = max(len(hyp), len(ref_l))
+                tok_ok += sum(1 for a, r in zip(hyp, ref_l) if a == r)
+                tok_n += n
+        n_rows = len(arrays["src"])
+        return {"sequence_accuracy": seq_ok / n_rows, "greedy_token_accuracy": tok_ok / max(1, tok_n)}
+
+
+TASK_CLASSES = {
+    "regression": RegressionTask,
+    "classification": ClassificationTask,
+    "language_model": LanguageModelTask,
+    "seq2seq": Seq2SeqTask,
+}
+
+
+def greedy_decode(model: Any, src: Any, src_lengths: Any, max_len: int) -> List[List[int]]:
+    """Greedy decodes (token ids, eos included when produced) through the zoo model's decoder."""
+    out = model.greedy_decode(src, src_lengths, max_len=max_len)
+    tokens = out[0] if isinstance(out, tuple) else out
+    return [[int(t) for t in row] for row in np.asarray(tokens.cpu() if hasattr(tokens, "cpu") else tokens)]
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(logp[np.arange(len(labels)), labels]))
+
+
+def _eval_batches(arrays: Mapping[str, np.ndarray], names: tuple) -> Iterator[Dict[str, Any]]:
+    torch = require("torch")
+    n = len(arrays[names[0]])
+    for start in range(0, n, EVAL_BATCH):
+        sl = slice(start, min(n, start + EVAL_BATCH))
+        batch: Dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(arrays[k][sl])) for k in names}
+        batch["_slice"] = sl
+        yield batch
+
+
+def _predict(model: Any, arrays: Mapping[str, np.ndarray], fn: Callable[[Dict[str, Any]], Any], names: tuple) -> np.ndarray:
+    outs = [fn(b).detach().cpu().numpy() for b in _eval_batches(arrays, names)]
+    return np.concatenate(outs, axis=0)
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def train_recipe(
+    recipe: Recipe,
+    out_dir: Optional[Union[str, Path]] = None,
+    *,
+    log: Optional[Log] = None,
+    show_progress: Optional[bool] = None,
+    dataset: Optional[Dataset] = None,
+) -> TrainResult:
+    """Train ``recipe`` and write its checkpoint to ``out_dir`` (skipped when None).
+
+    Args:
+        log: called with one line per epoch and a summary (default: silent).
+        show_progress: a batch progress bar on stderr; None shows it only on a terminal.
+        dataset: an already loaded dataset (default: load ``recipe.data``).
+
+    Returns:
+        TrainResult with history, best-epoch metrics on val and test, and the verdict.
+    """
+    torch = require("torch", "training")
+    from rnndeploy.models import build_model
+
+    say = log or (lambda _line: None)
+    t0 = time.perf_counter()
+    if out_dir is not None:
+        from rnndeploy.fileio import check_parent_dir
+
+        check_parent_dir(out_dir, "checkpoint")  # fail before training, not after
+    ds = dataset if dataset is not None else load_dataset(recipe.data)
+    recipe = _with_data_facts(recipe, ds)
+    task = TASK_CLASSES[ds.task](ds.data_info)
+    tc = recipe.train
+    bar = recipe.quality_bar
+    monitor_higher, _ = METRICS[ds.task][bar.metric]
+
+    old_threads = torch.get_num_threads()
+    if tc["threads"]:
+        torch.set_num_threads(int(tc["threads"]))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(tc["seed"]))
+            model = build_model(recipe.model, ds.data_info, seed=int(tc["seed"]))
+            task.check(model)
+            say(f"{recipe.name}: {ds.describe()}; model {model.config['name']} "
+                f"({sum(p.numel() for p in model.parameters()):,} parameters); seed {tc['seed']}")
+            loop = _fit(model, task, ds, recipe, bar, monitor_higher, say, show_progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+    model.eval()
+    with torch.no_grad():
+        metrics = {s: task.evaluate(model, ds.splits[s], bar.metric) for s in ("val", "test")}
+    value = metrics[bar.split][bar.metric]
+    verdict = QualityVerdict(bar.metric, bar.split, bar.bound, bar.higher_is_better, float(value), bool(bar.passed(value)))
+    seconds = time.perf_counter() - t0
+    result = TrainResult(
+        recipe=recipe,
+        checkpoint_dir=str(out_dir) if out_dir is not None else None,
+        epochs_run=len(loop["history"]),
+        best_epoch=loop["best_epoch"],
+        stopped=loop["stopped"],
+        history=loop["history"],
+        metrics=metrics,
+        quality=verdict,
+        seconds=seconds,
+        dataset=ds.name,
+        sizes=ds.sizes(),
+    )
+    if out_dir is not None:
+        from rnndeploy.checkpoint import save_checkpoint
+
+        save_checkpoint(out_dir, model, recipe, ds.data_info, result)
+    say(verdict.describe())
+    return result
+
+
+def _fit(model: Any, task: Task, ds: Dataset, recipe: Recipe, bar: QualityBar, higher: bool, say: Log,
+         show_progress: Optional[bool]) -> Dict[str, Any]:
+    torch = require("torch")
+    tc = recipe.train
+    opt = _optimizer(model, tc)
+    rng = np.random.default_rng(int(tc["seed"]))
+    train = ds.train
+    names = tuple(train)
+    n = len(train[names[0]])
+    bs = int(tc["batch_size"])
+    steps = math.ceil(n / bs)
+    if tc["steps_per_epoch"]:
+        steps = min(steps, int(tc["steps_per_epoch"]))
+    deadline = time.perf_counter() + 60.0 * tc["max_minutes"] if tc["max_minutes"] is not None else None
+    best_value: Optional[float] = None
+    best_state: Optional[Dict[str, Any]] = None
+    best_epoch, bad_epochs = 0, 0
+    history: List[EpochRecord] = []
+    stopped = "epochs"
+    for epoch in range(1, int(tc["epochs"]) + 1):
+        t_epoch = time.perf_counter()
+        model.train()
+        perm = rng.permutation(n)
+        losses: List[float] = []
+        out_of_time = False
+        for step in progress_bar(range(steps), f"epoch {epoch}/{tc['epochs']}", length=steps, enabled=show_progress):
+            idx = perm[step * bs : (step + 1) * bs]
+            batch = {k: torch.from_numpy(np.ascontiguousarray(train[k][idx])) for k in names}
+            opt.zero_grad(set_to_none=True)
+            loss = task.loss(model, batch)
+            loss.backward()
+            if tc["clip_grad_norm"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc["clip_grad_norm"]))
+            opt.step()
+            losses.append(float(loss.detach()))
+            if deadline is not None and time.perf_counter() > deadline:
+                out_of_time = True
+                break
+        train_loss = float(np.mean(losses)) if losses else float("nan")
+        model.eval()
+        with torch.no_grad():
+            val = task.evaluate(model, ds.val, bar.metric)
+        value = val[bar.metric]
+        improved = math.isfinite(value) and (
+            best_value is None
+            or (value > best_value + tc["min_delta"] if higher else value < best_value - tc["min_delta"])
+        )
+        if improved:
+            best_value, best_epoch, bad_epochs = value, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        lr = opt.param_groups[0]["lr"]
+        rec = EpochRecord(epoch, train_loss, val, lr, time.perf_counter() - t_epoch, improved)
+        history.append(rec)
+        say(_epoch_line(rec, bar.metric, int(tc["epochs"])))
+        if not math.isfinite(train_loss):
+            stopped = "diverged"
+            break
+        if out_of_time:
+            stopped = "max_minutes"
+            break
+        if tc["patience"] and bad_epochs >= int(tc["patience"]):
+            stopped = "early_stopping"
+            break
+        if tc["lr_decay"] != 1.0:
+            for g in opt.param_groups:
+                g["lr"] *= float(tc["lr_decay"])
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if stopped != "epochs" or best_epoch != len(history):
+        say(f"stopped: {stopped}; restored the weights of epoch {best_epoch} (val {bar.metric} {best_value:.6g})"
+            if best_value is not None else f"stopped: {stopped}; no epoch produced a finite val {bar.metric}")
+    return {"history": history, "best_epoch": best_epoch, "stopped": stopped}
+
+
+def _optimizer(model: Any, tc: Mapping[str, Any]) -> Any:
+    torch = require("torch")
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr, wd = float(tc["lr"]), float(tc["weight_decay"])
+    if tc["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if tc["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+
+
+def _epoch_line(rec: EpochRecord, metric: str, epochs: int) -> str:
+    extras = ("mse_ratio", "accuracy", "bits_per_char", "token_accuracy", "sequence_accuracy")
+    shown = [metric] + [k for k in extras if k in rec.val and k != metric][:2]
+    vals = "  ".join(f"val {k} {rec.val[k]:.5g}" for k in shown)
+    star = " *" if rec.improved else ""
+    return f"epoch {rec.epoch:>3}/{epochs}  train loss {rec.train_loss:.5g}  {vals}  lr {rec.lr:.3g}  {rec.seconds:.1f}s{star}"
+
+
+def _with_data_facts(recipe: Recipe, ds: Dataset) -> Recipe:
+    """Fill export.longest_train_seq from the data when the recipe leaves it unset."""
+    if recipe.export.get("longest_train_seq"):
+        return recipe
+    info = ds.data_info
+    longest = {
+        "regression": info.get("window"),
+        "classification": info.get("max_len"),
+        "language_model": info.get("seq_len"),
+        "seq2seq": max(int(info.get("max_src_len") or 0), int(info.get("max_tgt_len") or 0)) or None,
+    }[ds.task]
+    return replace(recipe, export={**recipe.export, "longest_train_seq": longest})
