@@ -1,0 +1,165 @@
+"""Small seeded ONNX recurrent models for the precision / engine / runner tests, built with
+onnx.helper (no torch), plus checks that the builders themselves compute what they should.
+
+Graph shape (what torch's TorchScript exporter writes for a batch_first RNN + Linear head):
+    x[batch, seq, I] → Transpose → {LSTM|GRU|RNN} x layers → Transpose/Reshape
+    → Transpose → MatMul + Add → y[batch, seq, O]
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import pytest
+
+from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, write_onnx_metadata
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def make_rnn_model(cell: str = "LSTM", bidirectional: bool = False, layers: int = 1, input_size: int = 4,
+                   hidden: int = 8, outputs: int = 3, seed: int = 0, metadata: bool = True,
+                   engine: Optional[Dict[str, object]] = None, with_lengths: bool = False):
+    """An onnx.ModelProto (opset 17, IR 8) with named dynamic axes batch/seq."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    dirs = 2 if bidirectional else 1
+    g = GATES[cell]
+    nodes, inits = [], []
+
+    def init(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr, dtype=arr.dtype), name))
+        return name
+
+    nodes.append(helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2], name="in_transpose"))
+    cur, cur_size = "x_t", input_size
+    seq_lens = ""
+    if with_lengths:
+        nodes.append(helper.make_node("Cast", ["lengths"], ["lengths_i32"], to=TensorProto.INT32, name="lengths_cast"))
+        seq_lens = "lengths_i32"
+    scale = 1.0 / np.sqrt(hidden)
+    for k in range(layers):
+        W = init(f"W{k}", rng.uniform(-scale, scale, (dirs, g * hidden, cur_size)).astype(np.float32))
+        R = init(f"R{k}", rng.uniform(-scale, scale, (dirs, g * hidden, hidden)).astype(np.float32))
+        B = init(f"B{k}", rng.uniform(-scale, scale, (dirs, 2 * g * hidden)).astype(np.float32))
+        attrs = {"hidden_size": hidden, "direction": "bidirectional" if bidirectional else "forward"}
+        if cell == "GRU":
+            attrs["linear_before_reset"] = 1
+        nodes.append(helper.make_node(cell, [cur, W, R, B, seq_lens], [f"Y{k}", f"Yh{k}"], name=f"{cell.lower()}{k}", **attrs))
+        # Y: [seq, dirs, batch, H] -> [seq, batch, dirs*H]
+        nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"Yt{k}"], perm=[0, 2, 1, 3], name=f"y_transpose{k}"))
+        shape = init(f"shape{k}", np.array([0, 0, dirs * hidden], dtype=np.int64))
+        nodes.append(helper.make_node("Reshape", [f"Yt{k}", shape], [f"Yr{k}"], name=f"y_reshape{k}"))
+        cur, cur_size = f"Yr{k}", dirs * hidden
+    nodes.append(helper.make_node("Transpose", [cur], ["h_bf"], perm=[1, 0, 2], name="out_transpose"))
+    Wh = init("W_head", rng.uniform(-0.5, 0.5, (cur_size, outputs)).astype(np.float32))
+    bh = init("b_head", rng.uniform(-0.1, 0.1, (outputs,)).astype(np.float32))
+    nodes.append(helper.make_node("MatMul", ["h_bf", Wh], ["head_mm"], name="head_matmul"))
+    nodes.append(helper.make_node("Add", ["head_mm", bh], ["y"], name="head_add"))
+    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", input_size])]
+    if with_lengths:
+        graph_inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]))
+    graph = helper.make_graph(nodes, f"tiny_{cell.lower()}", graph_inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", outputs])], inits)
+    model = helper.make_model(graph, producer_name="rnndeploy-tests", opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata:
+        write_onnx_metadata(model, make_spec(cell, input_size, outputs, with_lengths), "model",
+                            {"exporter": "onnx.helper", **({"engine": engine} if engine else {})})
+    return model
+
+
+def make_spec(cell: str = "LSTM", input_size: int = 4, outputs: int = 3, with_lengths: bool = False) -> ModelSpec:
+    inputs = [TensorSpec("x", "float32", ("batch", "seq", input_size), "features", time_axis=1, low=-1.0, high=1.0)]
+    if with_lengths:
+        inputs.append(TensorSpec("lengths", "int64", ("batch",), "lengths"))
+    outs = [TensorSpec("y", "float32", ("batch", "seq", outputs), "prediction", time_axis=1)]
+    return ModelSpec(name=f"tiny-{cell.lower()}", family="regressor", graphs={"model": GraphSpec("model", tuple(inputs), tuple(outs))},
+                     attrs={"cell": cell.lower()})
+
+
+def feeds(batch: int = 2, seq: int = 9, input_size: int = 4, seed: int = 1, lengths: bool = False):
+    rng = np.random.default_rng(seed)
+    out = {"x": rng.uniform(-1, 1, (batch, seq, input_size)).astype(np.float32)}
+    if lengths:
+        out["lengths"] = rng.integers(1, seq + 1, (batch,)).astype(np.int64)
+    return out
+
+
+def reference_supports_bidirectional() -> bool:
+    """onnx.reference gained bidirectional RNNs after onnx 1.19 (the GPU kit's version)."""
+    from rnndeploy.precision import run_model
+
+    try:
+        run_model(make_rnn_model("RNN", bidirectional=True, metadata=False), feeds(seq=2), engine="reference")
+    except NotImplementedError:
+        return False
+    return True
+
+
+def engines_for(bidirectional: bool):
+    """The numeric engines that can run such a model here (ORT CPU and/or onnx.reference)."""
+    import importlib.util
+
+    out = ["onnxruntime"] if importlib.util.find_spec("onnxruntime") else []
+    if not bidirectional or reference_supports_bidirectional():
+        out.append("reference")
+    return out
+
+
+def save(model, path) -> str:
+    import onnx
+
+    onnx.save(model, str(path))
+    return str(path)
+
+
+# -- the builders are right ---------------------------------------------------------------------
+def _np_lstm_forward(x, W, R, B):
+    """Forward-direction ONNX LSTM (gates i, o, f, c), zero initial state; x: [seq, batch, I]."""
+    H = R.shape[1]
+    h = np.zeros((x.shape[1], H))
+    c = np.zeros((x.shape[1], H))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    ys = []
+    for t in range(x.shape[0]):
+        z = x[t] @ W.T + h @ R.T + B[: 4 * H] + B[4 * H:]
+        i, o, f, g = sig(z[:, :H]), sig(z[:, H:2 * H]), sig(z[:, 2 * H:3 * H]), np.tanh(z[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        ys.append(h)
+    return np.stack(ys)
+
+
+def test_lstm_builder_matches_numpy_equations():
+    from onnx import numpy_helper
+
+    from rnndeploy.precision import run_model
+
+    model = make_rnn_model("LSTM")
+    inits = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in model.graph.initializer}
+    f = feeds()
+    h = _np_lstm_forward(f["x"].transpose(1, 0, 2).astype(np.float64), inits["W0"][0], inits["R0"][0], inits["B0"][0])
+    expected = h.transpose(1, 0, 2) @ inits["W_head"] + inits["b_head"]
+    got = run_model(model, f, engine="reference")["y"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell,bi", [("GRU", True), ("RNN", False), ("LSTM", True)])
+def test_builders_agree_between_onnxruntime_and_reference(cell, bi):
+    pytest.importorskip("onnxruntime")
+    if bi and not reference_supports_bidirectional():
+        pytest.skip("this onnx's reference evaluator has no bidirectional RNNs")
+    import onnx
+
+    from rnndeploy.precision import run_model
+
+    model = make_rnn_model(cell, bidirectional=bi, layers=2)
+    onnx.checker.check_model(model, full_check=True)
+    f = feeds(batch=3, seq=11)
+    a = run_model(model, f, engine="onnxruntime")["y"]
+    b = run_model(model, f, engine="reference")["y"]
+    assert a.shape == (3, 11, 3)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
