@@ -268,7 +268,7 @@ def render_onnx_info(info: OnnxInfo, width: int = 100) -> str:
         if ei:
             facts = []
             for key in ("exporter", "opset", "with_state", "simplified", "torch_version", "rnndeploy_version"):
-                if key in ei:
+                if ei.get(key) is not None:
                     facts.append(f"{key}={ei[key]}")
             sha = ei.get("checkpoint_sha256")
             if sha:
@@ -387,6 +387,22 @@ def _recurrence(hist: Counter, export_info: Dict[str, Any]) -> str:
     claimed = export_info.get("recurrence")
     if claimed in ("unrolled", "cell"):
         return str(claimed)
+    return "none"
+
+
+def recurrence_form(model: Any, torch_modules: Optional[Dict[str, int]] = None) -> str:
+    """The recurrence form of ``model`` (an ``onnx.ModelProto``) given which recurrent torch
+    modules were traced into it (``{"LSTM": 2, "GRUCell": 1}``; see RECURRENCE_FORMS)."""
+    hist = Counter(n.op_type for n in _all_nodes(model.graph))
+    if any(hist.get(op) for op in RECURRENT_OPS):
+        return "native"
+    if any(hist.get(op) for op in LOOP_OPS):
+        return "loop"
+    mods = torch_modules or {}
+    if any(mods.get(k) for k in RECURRENT_OPS):
+        return "unrolled"
+    if any(n for k, n in mods.items() if k.endswith("Cell")):
+        return "cell"
     return "none"
 
 

@@ -1,0 +1,137 @@
+"""``rnndeploy export``: a checkpoint or a user module → validated ONNX file(s)."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional, Tuple
+
+import click
+
+from rnndeploy.errors import UsageError
+
+
+@click.command()
+@click.argument("checkpoint", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    help="NAME.onnx, or an existing directory (DIR/<graph>.onnx). "
+    "A seq2seq model writes NAME.encoder.onnx + NAME.decoder_step.onnx (DIR/encoder.onnx + DIR/decoder_step.onnx).",
+)
+@click.option(
+    "--model",
+    "model_ref",
+    metavar="FILE.py:FACTORY",
+    help="Export your own torch.nn.Module: FACTORY() returns it, weights loaded.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME:DTYPE[DIMS]",
+    help="One per forward argument, in order, e.g. x:float32[batch,seq,8]; names in DIMS are dynamic axes. "
+    "Optional :ROLE and :LOW..HIGH suffixes (ids:int64[batch,seq]:tokens:0..5000).",
+)
+@click.option(
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="NAME[:ROLE]",
+    help="Output names in the order forward returns them (dims are found by running the module).",
+)
+@click.option("--name", default=None, help="Model name for a user module (default: the factory's name).")
+@click.option(
+    "--exporter",
+    type=click.Choice(["auto", "torchscript", "dynamo"]),
+    default=None,
+    help="auto (default): TorchScript, falling back to dynamo if it fails or does not validate. "
+    "A named exporter is used alone.",
+)
+@click.option(
+    "--opset", type=int, default=None, help="ONNX opset (default: the recipe's, else 17 — TensorRT 8.6 parses <= 17)."
+)
+@click.option(
+    "--with-state/--without-state",
+    "with_state",
+    default=None,
+    help="Streaming form: initial states in, final states out (default: the recipe's, else without).",
+)
+@click.option("--simplify", is_flag=True, help="Simplify with onnxslim; kept only if validation still passes.")
+@click.option(
+    "--no-validate", is_flag=True, help="Skip the checker and the ONNX Runtime vs torch comparison (not advised)."
+)
+@click.option(
+    "--long-seq",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Longest training sequence; validation runs one twice as long (default: from the recipe/data, else 128).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of the summary.")
+def export(
+    checkpoint: Optional[str],
+    out: str,
+    model_ref: Optional[str],
+    inputs: Tuple[str, ...],
+    outputs: Tuple[str, ...],
+    name: Optional[str],
+    exporter: Optional[str],
+    opset: Optional[int],
+    with_state: Optional[bool],
+    simplify: bool,
+    no_validate: bool,
+    long_seq: Optional[int],
+    as_json: bool,
+) -> None:
+    """Export a checkpoint directory (from `rnndeploy train`) or your own module to ONNX,
+    then prove the file computes what PyTorch computes: onnx.checker, then ONNX Runtime
+    at batch 1, seq 1, other shapes and a sequence longer than training, output by output.
+    Nothing is written unless every check passes.
+
+    \b
+      rnndeploy export runs/sine -o sine.onnx
+      rnndeploy export --model net.py:build --input x:float32[batch,seq,8] --output y -o net.onnx
+    """
+    if (checkpoint is None) == (model_ref is None):
+        raise UsageError("give either a CHECKPOINT directory or --model FILE.py:FACTORY", "see rnndeploy export --help")
+    if model_ref is None and (inputs or outputs or name):
+        raise UsageError("--input/--output/--name describe a --model user module", "leave them out for a checkpoint")
+    if long_seq is not None and long_seq < 1:
+        raise UsageError(f"--long-seq {long_seq} must be a positive length")
+    from rnndeploy.optional import require
+
+    require("torch", "export")
+    from rnndeploy.export import ExportOptions, ValidationFailed, export_checkpoint, export_user_module
+
+    try:
+        if model_ref is not None:
+            options = ExportOptions(
+                exporter=exporter or "auto",
+                opset=opset if opset is not None else 17,
+                with_state=False,
+                simplify=simplify,
+                validate=not no_validate,
+                longest_train_seq=long_seq,
+            )
+            if with_state:
+                raise UsageError(
+                    "--with-state applies to zoo checkpoints", "declare state tensors with --input/--output"
+                )
+            result = export_user_module(model_ref, inputs, out, options, outputs=outputs, name=name)
+        else:
+            result = export_checkpoint(
+                checkpoint,
+                out,
+                exporter=exporter,
+                opset=opset,
+                with_state=with_state,
+                simplify=simplify,
+                validate=not no_validate,
+                longest_train_seq=long_seq,
+            )
+    except ValidationFailed as err:
+        for report in err.reports:
+            click.echo(report.render(), err=True)
+        raise
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())

@@ -1,0 +1,56 @@
+"""Reading a ``rnndeploy train`` checkpoint for export: the model plus the recipe's
+[export] defaults (opset, exporter, with_state, example sizes, longest training sequence)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+from rnndeploy.errors import CheckpointError
+
+
+def load_checkpoint(directory: str) -> Any:
+    """``rnndeploy.checkpoint.load_model(directory)`` with a clear error for a path that is
+    not a checkpoint directory at all."""
+    p = Path(directory)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {p} does not exist", "give a directory written by rnndeploy train --out")
+    if not p.is_dir():
+        raise CheckpointError(
+            f"checkpoint {p} is a file, not a checkpoint directory",
+            "give the directory written by rnndeploy train --out (or --model FILE.py:FACTORY for your own module)",
+        )
+    from rnndeploy.checkpoint import load_model
+
+    return load_model(p)
+
+
+def checkpoint_defaults(loaded: Any) -> Dict[str, Any]:
+    """Export defaults from a LoadedCheckpoint: opset, exporter, with_state, example
+    sizes, longest_train_seq and the checkpoint's sha256 (None where unknown)."""
+    recipe = getattr(loaded, "recipe", None)
+    section: Dict[str, Any] = {}
+    if recipe is not None:
+        section = dict(
+            getattr(recipe, "export", None) or (recipe.get("export", {}) if isinstance(recipe, dict) else {})
+        )
+    data_info = dict(getattr(loaded, "data_info", None) or {})
+    out: Dict[str, Any] = {}
+    for key in ("opset", "exporter", "with_state"):
+        if section.get(key) is not None:
+            out[key] = section[key]
+    example = {}
+    if section.get("example_batch"):
+        example["batch"] = int(section["example_batch"])
+    if section.get("example_seq"):
+        example["seq"] = int(section["example_seq"])
+    out["example"] = example
+    longest = section.get("longest_train_seq")
+    if longest is None:
+        for key in ("longest_train_seq", "max_seq_len", "max_len", "seq_len", "window"):
+            if isinstance(data_info.get(key), int):
+                longest = data_info[key]
+                break
+    out["longest_train_seq"] = longest
+    out["sha256"] = getattr(loaded, "sha256", None)
+    return out
