@@ -20,8 +20,8 @@ from rnndeploy.backends.base import (
     Timer,
     check_feed,
 )
-from rnndeploy.errors import UsageError
-from rnndeploy.optional import available, require
+from rnndeploy.errors import MissingDependencyError, UsageError
+from rnndeploy.optional import available
 
 __all__ = [
     "BACKENDS",
@@ -77,7 +77,10 @@ def runner_class(name: str) -> Type[Runner]:
     entry = BACKENDS.get(name)
     if entry is None:
         raise UsageError(f"backend {name!r} is unknown", f"use one of {', '.join(BACKENDS)}")
-    require(entry.module, f"the {name} backend")
+    try:
+        importlib.import_module(entry.module)
+    except ImportError as exc:
+        raise MissingDependencyError(entry.module, entry.extra, f"the {name} backend") from exc
     module_name, attr = entry.target.split(":")
     try:
         module = importlib.import_module(module_name)

@@ -25,7 +25,7 @@ from rnndeploy.parity.golden import check_golden_matches, load_golden, save_gold
 from rnndeploy.parity.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes, load_npz
 from rnndeploy.parity.metrics import OutputComparison, compare_output
 from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
-from rnndeploy.parity.task import sample_tokens, sampling_draws, sampling_plan, token_agreement
+from rnndeploy.parity.task import greedy_tokens, sample_tokens, sampling_plan, sequence_agreement, token_agreement
 from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
 from rnndeploy.progress import progress
 from rnndeploy.spec import GraphSpec
@@ -50,7 +50,11 @@ class ParityConfig:
         extra_dims: sizes for dynamic axes other than batch/seq (foreign models).
         sample_steps: char-LM sampling agreement: tokens to generate (0 = off).
         sample_temperature: softmax temperature for sampling.
-        min_agreement: fail when any argmax / sampling agreement is below this fraction.
+        min_agreement: fail when any argmax / sampling / decoding agreement is below this fraction.
+        decoder: the decoder-step graph of a seq2seq model (the source being the encoder):
+            greedy decoding agreement is checked on every case with each backend.
+        decode_max_len: decoding steps at most.
+        bos_id / eos_id: special ids (default: the spec's attrs "bos_id" / "eos_id").
     """
 
     backends: Tuple[str, ...]
@@ -69,6 +73,10 @@ class ParityConfig:
     sample_steps: int = 0
     sample_temperature: float = 1.0
     min_agreement: Optional[float] = None
+    decoder: Optional[ModelSource] = None
+    decode_max_len: int = 64
+    bos_id: Optional[int] = None
+    eos_id: Optional[int] = None
     show_progress: Optional[bool] = None
 
     def options_for(self, backend: str) -> RunnerOptions:
@@ -145,7 +153,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
                 ref_outputs.append(_reference_case(ref_runner, config.reference, case))
             reference["description"] = ref_runner.describe().to_dict()
         finally:
-            if not (config.sample_steps and tests):
+            if not ((config.sample_steps or config.decoder) and tests):
                 ref_runner.deactivate()
     for i, outs in enumerate(ref_outputs):
         check = [t.name for t in graph.outputs if t.name not in outs]
@@ -160,6 +168,13 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     # 3. every backend under test on every case
     results: List[CaseResult] = []
     tasks: List[TaskAgreement] = []
+    ref_decoder: Optional[Runner] = None
+    if config.decoder is not None and tests:
+        if ref_runner is None:
+            warnings.append("decoding agreement needs a reference backend run (not a golden / expected file)")
+        else:
+            ref_decoder = runner_factory(config.reference, config.decoder, config.reference_options).activate()
+    bos_eos = _special_ids(source, config) if ref_decoder is not None else None
     try:
         for backend in tests:
             runner = runner_factory(backend, source, config.options_for(backend))
@@ -174,9 +189,15 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
                     tasks.append(_sampling_task(ref_runner, runner, backend, cases, config))
                 elif config.sample_steps:
                     warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
+                if ref_decoder is not None and ref_runner is not None and bos_eos is not None:
+                    with runner_factory(backend, config.decoder, config.options_for(backend)) as dec:
+                        tasks.append(_decoding_task((ref_runner, ref_decoder), (runner, dec), backend, cases,
+                                                    bos_eos[0], bos_eos[1], config))
     finally:
         if ref_runner is not None:
             ref_runner.deactivate()
+        if ref_decoder is not None:
+            ref_decoder.deactivate()
 
     return ParityResult(
         model={"name": source.spec.name, "family": source.spec.family, "graph": source.graph,
@@ -265,18 +286,42 @@ def _argmax_tasks(results: Iterable[CaseResult], backend: str, graph: GraphSpec,
 def _sampling_task(ref_runner: Runner, runner: Runner, backend: str, cases: Sequence[Case],
                    config: ParityConfig) -> TaskAgreement:
     plan = sampling_plan(runner.graph_spec)
-    tokens = plan["tokens"]
-    base = cases[0].inputs[tokens.name]
-    prompt = np.asarray(base)[:, : max(1, min(8, base.shape[1]))]
-    draws = sampling_draws(prompt.shape[0], config.sample_steps, config.seed)
-    ref_tokens = sample_tokens(ref_runner, prompt, config.sample_steps, draws, config.sample_temperature)
-    test_tokens = sample_tokens(runner, prompt, config.sample_steps, draws, config.sample_temperature)
+    base = np.asarray(cases[0].inputs[plan["tokens"].name])
+    prompt = base[:, : max(1, min(8, base.shape[1]))]
+    ref_tokens = sample_tokens(ref_runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
+    test_tokens = sample_tokens(runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
     agree, first = token_agreement(ref_tokens, test_tokens)
     return TaskAgreement("sampling", backend, plan["logits"].name, agree, int(ref_tokens.size),
                          {"steps": config.sample_steps, "rows": int(prompt.shape[0]), "prompt_len": int(prompt.shape[1]),
                           "seed": config.seed, "temperature": config.sample_temperature, "first_divergence": first,
                           "stateful": bool(plan["state_in"])},
                          config.min_agreement)
+
+
+def _special_ids(source: ModelSource, config: ParityConfig) -> Tuple[int, int]:
+    attrs = source.spec.attrs
+    bos = config.bos_id if config.bos_id is not None else attrs.get("bos_id")
+    eos = config.eos_id if config.eos_id is not None else attrs.get("eos_id")
+    if not isinstance(bos, int) or not isinstance(eos, int):
+        raise UsageError(f"model {source.spec.name!r} declares no bos_id/eos_id for decoding",
+                         "pass --bos-id and --eos-id")
+    return bos, eos
+
+
+def _decoding_task(ref_pair: Tuple[Runner, Runner], pair: Tuple[Runner, Runner], backend: str,
+                   cases: Sequence[Case], bos: int, eos: int, config: ParityConfig) -> TaskAgreement:
+    ref_seqs: List[Tuple[int, ...]] = []
+    test_seqs: List[Tuple[int, ...]] = []
+    for case in cases:
+        ref_seqs += greedy_tokens(ref_pair[0], ref_pair[1], dict(case.inputs), bos, eos, config.decode_max_len)
+        test_seqs += greedy_tokens(pair[0], pair[1], dict(case.inputs), bos, eos, config.decode_max_len)
+    agree, exact, total = sequence_agreement(ref_seqs, test_seqs)
+    first = next((i for i, (r, t) in enumerate(zip(ref_seqs, test_seqs)) if r != t), None)
+    details: Dict[str, Any] = {"sequences": len(ref_seqs), "exact_sequences": exact, "max_len": config.decode_max_len,
+                               "decoder_graph": pair[1].source.graph}
+    if first is not None:
+        details["first_mismatch"] = {"row": first, "reference": list(ref_seqs[first]), "test": list(test_seqs[first])}
+    return TaskAgreement("decoding", backend, "", agree, total, details, config.min_agreement)
 
 
 def with_backend_options(config: ParityConfig, backend: str, **changes: Any) -> ParityConfig:

@@ -36,7 +36,7 @@ class ToleranceOverrides:
                 raise UsageError(f"--tol {item!r}: {exc}", "tolerances are numbers, e.g. logits:1e-3:1e-2") from exc
             if any(n < 0 for n in nums):
                 raise UsageError(f"--tol {item!r}: tolerances must not be negative")
-            per[parts[0]] = Tolerance(nums[0], nums[1], nums[2] if len(nums) == 4 else None)
+            per[parts[0]] = Tolerance(nums[0], nums[1], nums[2] if len(nums) == 3 else None)
         for name, value in (("--atol", atol), ("--rtol", rtol)):
             if value is not None and value < 0:
                 raise UsageError(f"{name} must not be negative, got {value}")
