@@ -241,6 +241,8 @@ def _ranges_from_defaults(defaults: Mapping[str, Any]) -> List[Dict[str, Range]]
                 value = ":".join(str(v) for v in value)
             if isinstance(value, (int, str)) and not isinstance(value, bool):
                 out[key] = parse_range(str(value), f"{where} {key}")
+        if "seq" in out and "src_seq" not in out:
+            out["src_seq"] = out["seq"]  # recipes: a decoder's source length defaults to the seq range
         return out
 
     if isinstance(defaults.get("profiles"), (list, tuple)):

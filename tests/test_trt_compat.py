@@ -1,0 +1,256 @@
+"""Feature detection and precision-path planning against stand-in `tensorrt` modules shaped
+like 8.6 / 10 / 11 (enum values deliberately shuffled: nothing may hard-code them), and
+against the real TensorRT 8.6 module's enums when it is importable (the GPU kit's Python).
+
+A stand-in only exercises the branching logic; no test here builds or runs an engine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import types
+
+import pytest
+
+from rnndeploy.engine import trt_compat
+from rnndeploy.engine.trt_compat import (
+    decide_stub_tactics,
+    detect,
+    loaded_stub_libraries,
+    network_flags,
+    plan_precision,
+    require_name_based_io,
+    tactic_source_mask,
+    tactic_source_names,
+)
+from rnndeploy.errors import UsageError
+
+
+class _Member(int):
+    """An int with a ``name``, like a pybind11 enum member."""
+
+    def __new__(cls, name: str, value: int):
+        obj = int.__new__(cls, value)
+        obj.name = name
+        return obj
+
+
+def _enum(**values: int) -> types.SimpleNamespace:
+    ns = types.SimpleNamespace(**{k: _Member(k, v) for k, v in values.items()})
+    ns.__members__ = {k: getattr(ns, k) for k in values}
+    return ns
+
+
+def _cls(*attrs: str) -> type:
+    return type("StandIn", (), {a: object() for a in attrs})
+
+
+IO_API = ("num_io_tensors", "get_tensor_name", "create_engine_inspector")
+CTX_API = ("execute_async_v3", "set_input_shape", "set_tensor_address")
+CONFIG_API = ("create_timing_cache", "set_timing_cache", "set_memory_pool_limit", "builder_optimization_level")
+
+
+def fake_trt(version: str) -> types.SimpleNamespace:
+    major = int(version.split(".")[0])
+    if major == 8:
+        return types.SimpleNamespace(
+            __version__=version,
+            BuilderFlag=_enum(FP16=0, INT8=1, TF32=7, OBEY_PRECISION_CONSTRAINTS=11, PREFER_PRECISION_CONSTRAINTS=12, STRICT_TYPES=5),
+            NetworkDefinitionCreationFlag=_enum(EXPLICIT_BATCH=3, EXPLICIT_PRECISION=1),
+            INetworkDefinition=_cls("has_implicit_batch_dimension", "add_input"),
+            ICudaEngine=_cls("has_implicit_batch_dimension", *IO_API),
+            IExecutionContext=_cls(*CTX_API, "execute_async_v2"),
+            IBuilderConfig=_cls(*CONFIG_API),
+            MemoryPoolType=_enum(WORKSPACE=0),
+            TacticSource=_enum(CUBLAS=0, CUBLAS_LT=1, CUDNN=2, EDGE_MASK_CONVOLUTIONS=3, JIT_CONVOLUTIONS=4),
+            PreviewFeature=_enum(FASTER_DYNAMIC_SHAPES_0805=0, DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805=1),
+            ILayer=_cls("precision", "set_output_type"),
+        )
+    if major == 10:
+        return types.SimpleNamespace(
+            __version__=version,
+            BuilderFlag=_enum(FP16=4, TF32=9, OBEY_PRECISION_CONSTRAINTS=2, PREFER_PRECISION_CONSTRAINTS=3),
+            NetworkDefinitionCreationFlag=_enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=5),
+            INetworkDefinition=_cls("add_input"),
+            ICudaEngine=_cls(*IO_API),
+            IExecutionContext=_cls(*CTX_API),
+            IBuilderConfig=_cls(*CONFIG_API, "progress_monitor"),
+            MemoryPoolType=_enum(WORKSPACE=0),
+            TacticSource=_enum(CUBLAS=4, CUBLAS_LT=3, CUDNN=2, EDGE_MASK_CONVOLUTIONS=1, JIT_CONVOLUTIONS=0),
+            PreviewFeature=_enum(PROFILE_SHARING_0806=0),
+            ILayer=_cls("precision", "set_output_type"),
+            IProgressMonitor=_cls("phase_start"),
+        )
+    return types.SimpleNamespace(  # 11: no FP16 flag, no weak typing, no EXPLICIT_BATCH
+        __version__=version,
+        BuilderFlag=_enum(TF32=1, DEBUG=0),
+        NetworkDefinitionCreationFlag=_enum(STRONGLY_TYPED=2),
+        INetworkDefinition=_cls("add_input"),
+        ICudaEngine=_cls(*IO_API),
+        IExecutionContext=_cls(*CTX_API),
+        IBuilderConfig=_cls(*CONFIG_API, "progress_monitor"),
+        MemoryPoolType=_enum(WORKSPACE=0),
+        TacticSource=_enum(EDGE_MASK_CONVOLUTIONS=1, JIT_CONVOLUTIONS=0),
+        ILayer=_cls("metadata"),
+        IProgressMonitor=_cls("phase_start"),
+    )
+
+
+def test_detect_86_10_11():
+    f8, f10, f11 = detect(fake_trt("8.6.1")), detect(fake_trt("10.13.0")), detect(fake_trt("11.0.0"))
+    assert (f8.fp16_flag, f8.strongly_typed, f8.explicit_batch_needed, f8.progress_monitor) == (True, False, True, False)
+    assert f8.precision_constraints == ("OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "STRICT_TYPES")
+    assert f8.external_tactics_preview == "DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805"
+    assert (f10.fp16_flag, f10.strongly_typed, f10.explicit_batch_flag, f10.explicit_batch_needed) == (True, True, True, False)
+    assert f10.progress_monitor and f10.external_tactics_preview is None
+    assert (f11.fp16_flag, f11.weak_typing, f11.strongly_typed, f11.explicit_batch_flag) == (False, False, True, False)
+    assert f11.layer_precision is False and f11.tactic_sources == ("EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS")
+    for f in (f8, f10, f11):
+        assert f.name_based_io and f.timing_cache and f.memory_pool_limit and f.opt_level
+        assert f.to_dict()["version"] == f.version
+
+
+def _paths(plans):
+    return [(p.path, p.constraint_flag) for p in plans]
+
+
+def test_plan_precision_per_version():
+    f8, f10, f11 = detect(fake_trt("8.6.1")), detect(fake_trt("10.13.0")), detect(fake_trt("11.0.0"))
+    for f in (f8, f10, f11):
+        assert _paths(plan_precision(f, fp16=False, needs_fp32_layers=False)) == [("fp32", None)]
+    # 8.6: the flag, with constraints when the policy keeps layers FP32
+    assert _paths(plan_precision(f8, True, False)) == [("fp16-flag", None)]
+    assert _paths(plan_precision(f8, True, True)) == [("fp16-flag+constraints", "OBEY_PRECISION_CONSTRAINTS"),
+                                                     ("fp16-flag+constraints", "PREFER_PRECISION_CONSTRAINTS")]
+    with pytest.raises(UsageError, match="cannot build strongly typed"):
+        plan_precision(f8, True, False, prefer="strongly-typed")
+    # 10: strongly typed from the FP16 ONNX first, the flag as fallback; "flag" swaps them
+    plans = plan_precision(f10, True, True)
+    assert _paths(plans)[0] == ("strongly-typed", None) and plans[0].fp16_onnx and plans[0].strongly_typed
+    assert _paths(plans)[1:] == [("fp16-flag+constraints", "OBEY_PRECISION_CONSTRAINTS"),
+                                 ("fp16-flag+constraints", "PREFER_PRECISION_CONSTRAINTS")]
+    assert _paths(plan_precision(f10, True, False, prefer="flag")) == [("fp16-flag", None), ("strongly-typed", None)]
+    # 11: strongly typed only; the flag cannot be asked for
+    assert _paths(plan_precision(f11, True, True)) == [("strongly-typed", None)]
+    assert plan_precision(f11, True, False)[0].strongly_typed is True
+    with pytest.raises(UsageError, match="no usable FP16 builder flag"):
+        plan_precision(f11, True, False, prefer="flag")
+    # an already converted FP16 ONNX is parsed as is
+    p = plan_precision(f10, False, False, onnx_is_fp16=True)[0]
+    assert p.path == "strongly-typed" and not p.fp16_onnx
+    assert _paths(plan_precision(f8, False, False, onnx_is_fp16=True)) == [("fp16-flag", None)]
+    with pytest.raises(UsageError, match="precision path 'x' is unknown"):
+        plan_precision(f8, True, False, prefer="x")
+
+
+def test_no_fp16_path_at_all():
+    trt = fake_trt("11.0.0")
+    trt.NetworkDefinitionCreationFlag = _enum()  # neither flag nor strong typing (a hypothetical build)
+    f = detect(trt)
+    f = trt_compat.TrtFeatures(**{**f.__dict__, "weak_typing": True})
+    with pytest.raises(UsageError, match="offers no way to build FP16"):
+        plan_precision(f, True, False)
+
+
+def test_network_flags_use_the_module_enum_values():
+    t8, t10, t11 = fake_trt("8.6.1"), fake_trt("10.13.0"), fake_trt("11.0.0")
+    fp32 = trt_compat.PrecisionPlan("fp32")
+    typed = trt_compat.PrecisionPlan("strongly-typed", strongly_typed=True)
+    assert network_flags(t8, detect(t8), fp32) == 1 << 3  # EXPLICIT_BATCH is 3 in this stand-in
+    assert network_flags(t10, detect(t10), fp32) == 0  # ignored on 10: not set
+    assert network_flags(t10, detect(t10), typed) == 1 << 5
+    assert network_flags(t11, detect(t11), typed) == 1 << 2
+    assert network_flags(t11, detect(t11), fp32) == 0
+
+
+def test_tactic_masks_follow_the_enum():
+    t8, t10, t11 = fake_trt("8.6.1"), fake_trt("10.13.0"), fake_trt("11.0.0")
+    assert tactic_source_mask(t8, trt_compat.STUB_TACTIC_SOURCES) == 0b111
+    assert tactic_source_mask(t10, trt_compat.STUB_TACTIC_SOURCES) == (1 << 4) | (1 << 3) | (1 << 2)
+    assert tactic_source_mask(t11, trt_compat.STUB_TACTIC_SOURCES) == 0  # gone in 11: nothing to disable
+    assert tactic_source_names(t10, 0b11) == ["EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS"]
+
+
+def test_require_name_based_io():
+    trt = fake_trt("8.4.0")
+    trt.IExecutionContext = _cls("execute_async_v2")
+    with pytest.raises(UsageError, match="lacks the name-based tensor API"):
+        require_name_based_io(detect(trt))
+
+
+def test_stub_library_detection(tmp_path):
+    stub = tmp_path / "stubs" / "libcublas.so.12"
+    stub.parent.mkdir()
+    stub.write_bytes(b"\x7fELF" + b"\0" * 1000)
+    big = tmp_path / "real" / "libcudnn.so.8"
+    big.parent.mkdir()
+    with open(big, "wb") as f:
+        f.truncate(2 << 20)  # 2 MiB of zeros: big, no marker -> real
+    marked = tmp_path / "marked" / "libcublasLt.so.12"
+    marked.parent.mkdir()
+    with open(marked, "wb") as f:
+        f.write(b"x" * 100 + b"trtkit stub: libcublasLt.so.12 not available")
+        f.truncate(3 << 20)
+    other = tmp_path / "libfoo.so"
+    other.write_bytes(b"x")
+    maps = "\n".join(f"7f00-7f01 r-xp 00000000 08:01 1 {p}" for p in (stub, big, marked, other)) + "\n7f02-7f03 rw-p 0 0 0 [heap]"
+    assert loaded_stub_libraries(maps) == sorted([str(stub), str(marked)])
+    assert decide_stub_tactics("auto", [str(stub)]).disable is True
+    assert decide_stub_tactics("auto", []).disable is False
+    assert decide_stub_tactics("disable", []).disable is True
+    assert decide_stub_tactics("keep", [str(stub)]).disable is False
+    assert decide_stub_tactics("auto", [str(stub)]).to_dict()["stub_libraries"] == [str(stub)]
+    with pytest.raises(UsageError, match="unknown"):
+        decide_stub_tactics("maybe", [])
+
+
+# -- the real TensorRT 8.6 module (GPU kit's Python 3.9; importable without a GPU) ------------------------
+needs_trt = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="tensorrt is not installed here")
+
+
+@needs_trt
+def test_real_tensorrt_enums_detect_as_expected():
+    """No Builder or Runtime is created: only enums and class attributes are read."""
+    import tensorrt as trt
+
+    f = detect(trt)
+    major = int(trt.__version__.split(".")[0])
+    assert f.name_based_io and f.timing_cache and f.memory_pool_limit and f.opt_level
+    if major == 8:
+        assert (f.fp16_flag, f.strongly_typed, f.explicit_batch_needed, f.progress_monitor) == (True, False, True, False)
+        assert f.precision_constraints[0] == "OBEY_PRECISION_CONSTRAINTS" and f.layer_precision
+        plans = plan_precision(f, True, True)
+        assert [p.path for p in plans] == ["fp16-flag+constraints", "fp16-flag+constraints"]
+        assert network_flags(trt, f, plans[0]) == 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        mask = tactic_source_mask(trt, trt_compat.STUB_TACTIC_SOURCES)
+        assert tactic_source_names(trt, mask) == ["CUBLAS", "CUBLAS_LT", "CUDNN"]
+        assert f.external_tactics_preview in {m for m in dir(trt.PreviewFeature) if m.isupper()}
+    else:  # 10 / 11 on a GPU box
+        assert f.strongly_typed and plan_precision(f, True, False)[0].path == "strongly-typed"
+
+
+@needs_trt
+def test_real_tensorrt_layer_and_type_names_used_by_constraints():
+    import tensorrt as trt
+
+    from rnndeploy.engine.constraints import SKIP_LAYER_TYPES, _type_name
+
+    members = {m for m in dir(trt.LayerType) if m.isupper()}
+    assert {"CONSTANT", "SHAPE", "RECURRENCE", "ITERATOR", "LOOP_OUTPUT", "TRIP_LIMIT"} <= members
+    assert SKIP_LAYER_TYPES - members <= {"CONDITION", "CONDITIONAL_INPUT", "CONDITIONAL_OUTPUT", "ASSERTION"} - members
+    assert _type_name(trt.float32) == "FLOAT" and _type_name(trt.float16) == "HALF"
+    assert _type_name(trt.LayerType.MATRIX_MULTIPLY) == "MATRIX_MULTIPLY"
+
+
+@needs_trt
+def test_kit_stub_libraries_are_recognised():
+    """In the trt86 kit, importing tensorrt maps the stub cuBLAS/cuDNN: auto mode disables them."""
+    import os
+
+    import tensorrt  # noqa: F401
+
+    stubs = loaded_stub_libraries()
+    if not os.environ.get("TRTKIT_ROOT"):
+        pytest.skip("not the trt86 kit's interpreter")
+    assert any("libcublas" in s for s in stubs) and any("libcudnn" in s for s in stubs)
+    assert decide_stub_tactics("auto", stubs).disable
