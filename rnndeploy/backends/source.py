@@ -82,7 +82,11 @@ def resolve_source(
 
 
 def model_hashes(source: ModelSource) -> Dict[str, Optional[str]]:
-    """{"onnx_sha256", "checkpoint_sha256"} as far as they can be known without torch."""
+    """{"onnx_sha256", "checkpoint_sha256"} as far as they can be known without torch.
+
+    The checkpoint hash is the one the ONNX file's export metadata records, else the
+    sha256 of the checkpoint's manifest.json (which hashes every file of it).
+    """
     out: Dict[str, Optional[str]] = {"onnx_sha256": None, "checkpoint_sha256": None}
     if source.onnx:
         out["onnx_sha256"] = sha256_file(source.onnx)
@@ -90,6 +94,10 @@ def model_hashes(source: ModelSource) -> Dict[str, Optional[str]]:
         for k, v in info.items():
             if "checkpoint" in k and "sha256" in k and isinstance(v, str):
                 out["checkpoint_sha256"] = v
+    if source.checkpoint and out["checkpoint_sha256"] is None:
+        manifest = Path(source.checkpoint) / "manifest.json"
+        if manifest.is_file():
+            out["checkpoint_sha256"] = sha256_file(manifest)
     return out
 
 
@@ -130,13 +138,19 @@ def _export_info(path: str) -> Dict[str, Any]:
 
 
 def _spec_from_checkpoint(path: str) -> Any:
-    # torch side: only reached when the user gives a checkpoint and no ONNX file
-    from rnndeploy.optional import require
+    """The ModelSpec a ``rnndeploy train`` checkpoint stores in spec.json (read without torch)."""
+    import json
 
-    require("torch", "reading a checkpoint's spec (or pass --onnx FILE)")
-    from rnndeploy.checkpoint import load_model
+    from rnndeploy.spec import ModelSpec
 
-    return load_model(path).spec()
+    p = Path(path) / "spec.json"
+    if not p.is_file():
+        raise UsageError(f"{path} is not an rnndeploy checkpoint (no spec.json)",
+                         "give a directory written by rnndeploy train --out, or an ONNX file")
+    try:
+        return ModelSpec.from_dict(json.loads(p.read_text()))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{p} is not valid JSON: {exc}") from exc
 
 
 def _spec_from_engine_sidecar(path: str) -> Tuple[Any, Optional[str], bool]:

@@ -2,7 +2,7 @@
 
 Torch side (needs torch). What it runs:
 
-- a checkpoint directory: ``rnndeploy.checkpoint.load_model(dir).graph_module(graph, with_state)``;
+- a checkpoint directory: ``rnndeploy.checkpoint.load_model(dir).model.graph_module(graph, with_state)``;
 - a user module ``path/to/file.py:factory``: ``factory()`` returns an ``nn.Module`` whose
   forward takes the graph's inputs positionally (spec order) and returns one tensor or
   a tuple in spec output order.
@@ -144,8 +144,8 @@ class TorchRunner(Runner):
         if self.source.checkpoint:
             from rnndeploy.checkpoint import load_model
 
-            model = load_model(self.source.checkpoint)
-            return model.graph_module(self.source.graph, self.source.with_state)
+            loaded = load_model(self.source.checkpoint)
+            return loaded.model.graph_module(self.source.graph, self.source.with_state)
         return load_user_module(self.source.module or "")
 
     # inference ------------------------------------------------------------------------------------
