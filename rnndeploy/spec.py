@@ -155,7 +155,8 @@ class TensorSpec:
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["dims"] = list(self.dims)
-        return {k: v for k, v in d.items() if v not in (None, "", False)}
+        # Identity tests: ``0 in (None, "", False)`` is True, which would drop low=0 / time_axis=0.
+        return {k: v for k, v in d.items() if not (v is None or v is False or (isinstance(v, str) and v == ""))}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TensorSpec":

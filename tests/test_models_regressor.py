@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 from rnndeploy.errors import RecipeError, UsageError  # noqa: E402
 from rnndeploy.models import build_model  # noqa: E402
+from tests.test_models_common import check_against_spec, one_torch_thread  # noqa: E402,F401
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 DIRECTIONS = ((False, "concat"), (True, "concat"), (True, "sum"), (True, "mul"), (True, "ave"))
@@ -20,28 +21,6 @@ def regressor(seed=0, **cfg):
     base = {"family": "regressor", "hidden_size": 5}
     base.update(cfg)
     return build_model(base, INFO, seed=seed).eval()
-
-
-def check_against_spec(model, with_state=False, sizes=((2, 5), (3, 9))):
-    """Run the graph module at two shapes; every tensor must match its spec dims."""
-    g = model.graph_spec("model", with_state)
-    gm = model.graph_module("model", with_state)
-    assert gm.input_names == tuple(t.name for t in g.inputs)
-    for batch, seq in sizes:
-        ex = model.example_inputs(batch=batch, seq=seq, with_state=with_state, seed=batch)
-        assert list(ex) == [t.name for t in g.inputs]
-        dims = {"batch": batch, "seq": seq, "src_seq": seq}
-        for t in g.inputs:
-            assert tuple(ex[t.name].shape) == t.shape_for(dims), t.name
-            assert str(ex[t.name].dtype) == f"torch.{t.dtype}"
-        with torch.no_grad():
-            outs = gm(*ex.values())
-        assert len(outs) == len(g.outputs)
-        for t, o in zip(g.outputs, outs):
-            assert tuple(o.shape) == t.shape_for(dims), t.name
-            assert str(o.dtype) == f"torch.{t.dtype}"
-            assert torch.isfinite(o).all()
-    return ex, outs
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -175,3 +175,13 @@ def _device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def special_id(data_info: Mapping[str, Any], key: str, vocab_size: int, default: Optional[int] = None) -> int:
+    """A special token id (pad/bos/eos) from data_info, checked to lie inside the vocabulary."""
+    v = data_info.get(key, default)
+    if v is None:
+        raise RecipeError(f"data_info lacks {key!r}", "the dataset must name its special token ids")
+    if isinstance(v, bool) or not isinstance(v, int) or not (0 <= v < vocab_size):
+        raise RecipeError(f"data_info {key!r} = {v!r} is not a token id of a {vocab_size}-token vocabulary")
+    return int(v)

@@ -1,0 +1,47 @@
+"""Additive (Bahdanau) attention with a padding mask."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+# Score given to padded positions. Finite on purpose: exp(MASKED - max) is exactly 0 in
+# fp32 and fp16 alike, and an FP16 conversion of the graph cannot turn it into NaN the way
+# -inf arithmetic can (e.g. -inf - -inf when a runtime rewrites the softmax).
+MASKED = -1.0e4
+
+
+class AdditiveAttention(nn.Module):
+    """``e_t = v · tanh(W_k k_t + W_q q)``, ``a = softmax(e)`` over valid steps, ``c = Σ a_t k_t``.
+
+    Args:
+        key_size: features of each key (the recurrent outputs attended over).
+        attention_size: hidden size of the scoring MLP.
+        query_size: features of the query (a decoder state); 0 for self-attentive
+            pooling without a query (a text classifier's attention).
+
+    ``forward(keys [B, T, K], mask [B, T] bool (True = valid), query [B, Q] or None)``
+    returns ``(context [B, K], weights [B, T])``; weights are exactly 0 where mask is False.
+    """
+
+    def __init__(self, key_size: int, attention_size: int, query_size: int = 0):
+        super().__init__()
+        self.key_proj = nn.Linear(key_size, attention_size)
+        self.query_proj = nn.Linear(query_size, attention_size, bias=False) if query_size > 0 else None
+        self.v = nn.Linear(attention_size, 1, bias=False)
+
+    def forward(self, keys: Tensor, mask: Tensor, query: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        energy = self.key_proj(keys)
+        if self.query_proj is not None:
+            if query is None:
+                raise ValueError("this attention needs a query")
+            energy = energy + self.query_proj(query).unsqueeze(1)
+        # MatMul with the 1-D v and a weighted sum instead of squeeze(): after a packed RNN the
+        # exporter does not know the squeezed dim is 1 and would emit If nodes to check it.
+        scores = torch.matmul(torch.tanh(energy), self.v.weight[0])
+        scores = torch.where(mask, scores, torch.full_like(scores, MASKED))
+        weights = torch.softmax(scores, dim=-1)
+        context = (weights.unsqueeze(-1) * keys).sum(dim=1)
+        return context, weights
