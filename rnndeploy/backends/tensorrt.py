@@ -107,8 +107,10 @@ class _Prepared:
     shapes: Dict[str, Tuple[int, ...]]
     host_inputs: Dict[str, np.ndarray]
     outputs: Dict[str, np.ndarray]  # host arrays (pinned) the outputs are copied into
+    addresses: Dict[str, int]  # device address of every I/O tensor
+    owned: List[Any] = field(default_factory=list)  # device buffers that belong to this preparation
+    kept: List[Any] = field(default_factory=list)  # caller's device arrays, kept alive
     graph: Any = None
-    kept: List[Any] = field(default_factory=list)  # device arrays given by the caller, kept alive
 
 
 class TensorRTRunner(Runner):
@@ -126,6 +128,8 @@ class TensorRTRunner(Runner):
         self._buffers: Dict[str, Any] = {}
         self._graph_note: Optional[str] = None
         self._profile: Optional[int] = None
+        self._bound: Optional[_Prepared] = None
+        self._prepared: List[_Prepared] = []
 
     # lifecycle ------------------------------------------------------------------------------------
     def _activate_impl(self) -> None:
@@ -158,9 +162,18 @@ class TensorRTRunner(Runner):
         self._profile = None
 
     def _deactivate_impl(self) -> None:
+        if self._stream:
+            self._rt.stream_synchronize(self._stream)
+        for p in self._prepared:
+            if p.graph is not None:
+                p.graph.destroy()
+            for buf in p.owned:
+                buf.free()
+        self._prepared = []
         for buf in self._buffers.values():
             buf.free()
         self._buffers = {}
+        self._bound = None
         if self._timer is not None:
             self._timer.close()
             self._timer = None
@@ -172,53 +185,74 @@ class TensorRTRunner(Runner):
 
     # running --------------------------------------------------------------------------------------
     def _infer_impl(self, feed: Dict[str, Any]) -> Mapping[str, Any]:
-        prepared = self._prepare_impl(feed, keep_host=True)
+        prepared = self._prepare(feed, own=False)
         self._enqueue(prepared, copy_in=True, copy_out=True)
         self._rt.stream_synchronize(self._stream)
         return self._to_spec_dtypes({n: a.copy() for n, a in prepared.outputs.items()})
 
-    def _prepare_impl(self, feed: Dict[str, Any], keep_host: bool = False) -> _Prepared:
+    def _prepare_impl(self, feed: Dict[str, Any]) -> _Prepared:
+        # Timed preparations own their buffers: a later prepare() with other shapes must not
+        # move memory an earlier one (or its CUDA graph) still points at.
+        prepared = self._prepare(feed, own=True)
+        self._prepared.append(prepared)
+        if not self.options.include_copies:
+            self._copy_inputs(prepared)
+        if self.options.cuda_graph:
+            prepared.graph = self._capture(prepared)
+        return prepared
+
+    def _prepare(self, feed: Dict[str, Any], own: bool) -> _Prepared:
         from rnndeploy import cuda
 
         shapes = {n: tuple(int(d) for d in feed[n].shape) for n in self._inputs}
         forced = self.options.extra.get("profile")
         profile = choose_profile(self._profiles, shapes, None if forced is None else int(forced))
-        ctx = self._context
-        if profile != self._profile:
-            if not ctx.set_optimization_profile_async(profile, self._stream):
-                raise RnnDeployError(f"TensorRT refused optimization profile {profile}")
-            self._profile = profile
-        host_inputs: Dict[str, np.ndarray] = {}
-        kept: List[Any] = []
+        prepared = _Prepared(profile, shapes, {}, {}, {})
+        self._set_shapes(prepared)
         for n in self._inputs:
-            if not ctx.set_input_shape(n, shapes[n]):
-                raise ShapeError(f"TensorRT rejected shape {list(shapes[n])} for input {n!r}", describe_profiles(self._profiles))
             value = feed[n]
             if cuda.is_device_array(value):
                 dtype = str(getattr(value, "dtype", "")).replace("torch.", "")
                 if np.dtype(NUMPY_DTYPES.get(dtype, dtype)) != self._dtypes[n]:
                     raise ShapeError(f"input {n!r} is a CUDA {dtype} array but the engine takes {self._dtypes[n]}",
                                      f"convert it to {self._dtypes[n]} first")
-                ctx.set_tensor_address(n, cuda.device_pointer(value))
-                kept.append(value)
+                prepared.addresses[n] = cuda.device_pointer(value)
+                prepared.kept.append(value)
                 continue
             host = to_engine_dtype(n, np.asarray(value), self._dtypes[n])
-            host_inputs[n] = host
-            ctx.set_tensor_address(n, self._buffer(n, host.nbytes))
-        outputs: Dict[str, np.ndarray] = {}
+            prepared.host_inputs[n] = host
+            prepared.addresses[n] = self._device_memory(n, host.nbytes, prepared if own else None)
         for n in self._outputs:
-            shape = tuple(int(d) for d in ctx.get_tensor_shape(n))
+            shape = tuple(int(d) for d in self._context.get_tensor_shape(n))
             if any(d < 0 for d in shape):
                 raise RnnDeployError(f"TensorRT left output {n!r} with an unresolved shape {list(shape)}",
                                      "set every input shape (a shape-tensor input may be missing)")
-            outputs[n] = self._rt.host_array(shape, self._dtypes[n])
-            ctx.set_tensor_address(n, self._buffer(n, outputs[n].nbytes))
-        prepared = _Prepared(profile, shapes, host_inputs, outputs, kept=kept)
-        if not keep_host and not self.options.include_copies:
-            self._copy_inputs(prepared)
-        if self.options.cuda_graph and not keep_host:
-            prepared.graph = self._capture(prepared)
+            prepared.outputs[n] = self._rt.host_array(shape, self._dtypes[n])
+            prepared.addresses[n] = self._device_memory(n, prepared.outputs[n].nbytes, prepared if own else None)
+        self._bind(prepared)
         return prepared
+
+    def _set_shapes(self, prepared: _Prepared) -> None:
+        ctx = self._context
+        self._bound = None
+        if prepared.profile != self._profile:
+            if not ctx.set_optimization_profile_async(prepared.profile, self._stream):
+                raise RnnDeployError(f"TensorRT refused optimization profile {prepared.profile}")
+            self._profile = prepared.profile
+        for n in self._inputs:
+            if not ctx.set_input_shape(n, prepared.shapes[n]):
+                raise ShapeError(f"TensorRT rejected shape {list(prepared.shapes[n])} for input {n!r}",
+                                 describe_profiles(self._profiles))
+
+    def _bind(self, prepared: _Prepared) -> None:
+        """Make the context run ``prepared``: profile, input shapes, every tensor address."""
+        if self._bound is prepared:
+            return
+        self._set_shapes(prepared)
+        for n, ptr in prepared.addresses.items():
+            if not self._context.set_tensor_address(n, ptr):
+                raise RnnDeployError(f"TensorRT refused the device address of {n!r}")
+        self._bound = prepared
 
     def _run_prepared_impl(self, prepared: _Prepared) -> Any:
         self._enqueue(prepared, copy_in=self.options.include_copies, copy_out=self.options.include_copies)
@@ -228,16 +262,18 @@ class TensorRTRunner(Runner):
         if copy_in:
             self._copy_inputs(prepared)
         if prepared.graph is not None:
-            prepared.graph.launch(self._stream)
-        elif not self._context.execute_async_v3(self._stream):
-            raise RnnDeployError("TensorRT execute_async_v3 failed (see the TensorRT messages above)")
+            prepared.graph.launch(self._stream)  # the graph holds its own addresses and shapes
+        else:
+            self._bind(prepared)
+            if not self._context.execute_async_v3(self._stream):
+                raise RnnDeployError("TensorRT execute_async_v3 failed (see the TensorRT messages above)")
         if copy_out:
             for n, host in prepared.outputs.items():
-                self._rt.memcpy_dtoh(host, self._buffers[n].ptr, self._stream)
+                self._rt.memcpy_dtoh(host, prepared.addresses[n], self._stream)
 
     def _copy_inputs(self, prepared: _Prepared) -> None:
         for n, host in prepared.host_inputs.items():
-            self._rt.memcpy_htod(self._buffers[n].ptr, host, self._stream)
+            self._rt.memcpy_htod(prepared.addresses[n], host, self._stream)
 
     def _capture(self, prepared: _Prepared) -> Any:
         """A CUDA graph of one execute_async_v3 (after a warm-up run TensorRT needs to do its
@@ -259,10 +295,15 @@ class TensorRTRunner(Runner):
         self._graph_note = None
         return graph
 
-    def _buffer(self, name: str, nbytes: int) -> int:
-        """Device buffer for ``name`` with at least ``nbytes``, reused across runs (grown when needed)."""
+    def _device_memory(self, name: str, nbytes: int, owner: Optional[_Prepared]) -> int:
+        """Device memory for ``name``: a buffer owned by ``owner``, or (None) the runner's shared
+        buffer for ``name``, reused across infer() calls and grown when needed."""
         from rnndeploy.cuda import DeviceBuffer
 
+        if owner is not None:
+            buf = DeviceBuffer(self._rt, max(nbytes, 1))
+            owner.owned.append(buf)
+            return buf.ptr
         buf = self._buffers.get(name)
         if buf is None or buf.nbytes < nbytes:
             if buf is not None:
@@ -270,6 +311,7 @@ class TensorRTRunner(Runner):
                 buf.free()
             buf = DeviceBuffer(self._rt, max(nbytes, 1))
             self._buffers[name] = buf
+            self._bound = None
         return buf.ptr
 
     def _to_spec_dtypes(self, out: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
