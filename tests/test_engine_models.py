@@ -88,6 +88,108 @@ def feeds(batch: int = 2, seq: int = 9, input_size: int = 4, seed: int = 1, leng
     return out
 
 
+# -- a float64 numpy reference for ONNX LSTM / GRU / RNN (both directions, sequence_lens) ----------------
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def rnn_reference(op: str, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, direction="forward",
+                  linear_before_reset=0):
+    """ONNX LSTM/GRU/RNN semantics in float64 (default activations, layout 0, no peepholes/clip).
+
+    X [seq, batch, I]; returns (Y [seq, dirs, batch, H], Y_h [dirs, batch, H], Y_c or None). Steps at or
+    beyond a row's sequence length leave its state unchanged and write zeros to Y (onnxruntime's
+    semantics; onnx.reference ignores sequence_lens)."""
+    X, W, R = (np.asarray(a, np.float64) for a in (X, W, R))
+    T, N = X.shape[0], X.shape[1]
+    dirs, G, H = W.shape[0], W.shape[1] // R.shape[2], R.shape[2]
+    B = np.zeros((dirs, 2 * G * H)) if B is None else np.asarray(B, np.float64)
+    lens = np.full(N, T) if sequence_lens is None else np.asarray(sequence_lens).astype(np.int64)
+    h0 = np.zeros((dirs, N, H)) if initial_h is None else np.asarray(initial_h, np.float64)
+    c0 = np.zeros((dirs, N, H)) if initial_c is None else np.asarray(initial_c, np.float64)
+    Y = np.zeros((T, dirs, N, H))
+    Yh, Yc = np.zeros((dirs, N, H)), np.zeros((dirs, N, H))
+    for d in range(dirs):
+        reverse = direction == "reverse" or (direction == "bidirectional" and d == 1)
+        w, r, wb, rb = W[d], R[d], B[d, : G * H], B[d, G * H:]
+        h, c = h0[d].copy(), c0[d].copy()
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            active = (t < lens)[:, None]
+            x = X[t]
+            if op == "LSTM":
+                z = x @ w.T + h @ r.T + wb + rb
+                i, o, f, g = _sigmoid(z[:, :H]), _sigmoid(z[:, H:2 * H]), _sigmoid(z[:, 2 * H:3 * H]), np.tanh(z[:, 3 * H:])
+                c_new = f * c + i * g
+                h_new = o * np.tanh(c_new)
+                c = np.where(active, c_new, c)
+            elif op == "GRU":
+                xz, xr, xh = np.split(x @ w.T + wb, 3, axis=1)
+                hz, hr, hh = np.split(h @ r.T, 3, axis=1)
+                rbz, rbr, rbh = np.split(rb, 3)
+                zt, rt = _sigmoid(xz + hz + rbz), _sigmoid(xr + hr + rbr)
+                if linear_before_reset:
+                    ht = np.tanh(xh + rt * (hh + rbh))
+                else:
+                    ht = np.tanh(xh + (rt * h) @ r[2 * H:].T + rbh)
+                h_new = (1 - zt) * ht + zt * h
+            else:
+                h_new = np.tanh(x @ w.T + h @ r.T + wb + rb)
+            h = np.where(active, h_new, h)
+            Y[t, d] = np.where(active, h, 0.0)
+        Yh[d], Yc[d] = h, c
+    return Y, Yh, (Yc if op == "LSTM" else None)
+
+
+def numpy_reference(model, feed):
+    """Outputs of ``model`` in float64: onnx.reference for every op, with LSTM/GRU/RNN replaced
+    by ``rnn_reference`` (bidirectional and sequence_lens included, whatever the onnx version)."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    def make(op_name):
+        class Op(OpRun):
+            op_domain = ""
+
+            def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, activation_alpha=None,
+                     activation_beta=None, activations=None, clip=None, direction=None, hidden_size=None,
+                     input_forget=None, layout=None, linear_before_reset=None):
+                Y, Yh, Yc = rnn_reference(op_name, X, W, R, B, sequence_lens, initial_h, initial_c,
+                                          (direction or b"forward").decode() if isinstance(direction, bytes) else (direction or "forward"),
+                                          linear_before_reset or 0)
+                outs = (Y, Yh) if Yc is None else (Y, Yh, Yc)
+                return tuple(o.astype(X.dtype) for o in outs)
+
+        Op.__name__ = op_name
+        return Op
+
+    f64 = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in feed.items()}
+    names = [o.name for o in model.graph.output]
+    ref = ReferenceEvaluator(_as_float64(model), new_ops=[make("LSTM"), make("GRU"), make("RNN")])
+    return dict(zip(names, ref.run(names, f64)))
+
+
+def _as_float64(model):
+    """A float64 copy of an FP32 model (initializers, declared types, Cast targets)."""
+    from onnx import numpy_helper
+
+    m = type(model)()
+    m.CopyFrom(model)
+    for init in m.graph.initializer:
+        if init.data_type == 1:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
+    for vi in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        if vi.type.tensor_type.elem_type == 1:
+            vi.type.tensor_type.elem_type = 11
+    for n in m.graph.node:
+        for a in n.attribute:
+            if n.op_type == "Cast" and a.name == "to" and a.i == 1:
+                a.i = 11
+            if n.op_type == "Constant" and a.name == "value" and a.t.data_type == 1:
+                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float64)))
+    del m.metadata_props[:]
+    return m
+
+
 def reference_supports_bidirectional() -> bool:
     """onnx.reference gained bidirectional RNNs after onnx 1.19 (the GPU kit's version)."""
     from rnndeploy.precision import run_model
@@ -145,6 +247,21 @@ def test_lstm_builder_matches_numpy_equations():
     expected = h.transpose(1, 0, 2) @ inits["W_head"] + inits["b_head"]
     got = run_model(model, f, engine="reference")["y"]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell,bi", [("GRU", True), ("RNN", False), ("LSTM", True), ("LSTM", False)])
+def test_numpy_reference_matches_onnxruntime(cell, bi):
+    """The float64 reference used by the GPU tests, against ORT, including sequence lengths."""
+    pytest.importorskip("onnxruntime")
+    from rnndeploy.precision import run_model
+
+    model = make_rnn_model(cell, bidirectional=bi, layers=2, with_lengths=True)
+    f = feeds(batch=4, seq=13, lengths=True)
+    f["lengths"][0] = 13
+    a = run_model(model, f, engine="onnxruntime")["y"]
+    b = numpy_reference(model, f)["y"]
+    assert b.dtype == np.float64
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("cell,bi", [("GRU", True), ("RNN", False), ("LSTM", True)])
