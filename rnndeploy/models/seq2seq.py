@@ -34,12 +34,10 @@ from torch import Tensor, nn
 
 from rnndeploy.decoding import Hypothesis, States, beam_search, greedy_decode
 from rnndeploy.errors import UsageError
-from rnndeploy.models.attention import AdditiveAttention
+from rnndeploy.models.attention import ATTENTION_FP16, AdditiveAttention
 from rnndeploy.models.base import ZooModel, need, special_id, state_range
 from rnndeploy.models.recurrent import RecurrentStack, length_mask, make_rnn
-from rnndeploy.spec import DEFAULT_TOLERANCES, GraphSpec, ModelSpec, TensorSpec, Tolerance
-
-ATTENTION_FP16 = Tolerance(atol=5e-3, rtol=5e-2, rel_l2=5e-3)
+from rnndeploy.spec import DEFAULT_TOLERANCES, GraphSpec, ModelSpec, TensorSpec
 
 
 class Seq2Seq(ZooModel):
