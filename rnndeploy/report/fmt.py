@@ -45,9 +45,10 @@ def pct(x: Optional[float], digits: int = 2) -> str:
 
 
 def ratio(x: Optional[float]) -> str:
+    """"0.42×", "1.30×"; two significant digits below 0.1 ("0.031×")."""
     if x is None:
         return "—"
-    return f"{x:.2f}×"
+    return f"{x:.2g}×" if x < 0.1 else f"{x:.2f}×"
 
 
 def tolerance(t: Any) -> str:

@@ -64,10 +64,8 @@ def tick_label(v: float, log: bool = False) -> str:
     if v == 0:
         return "0"
     if log and (abs(v) < 1e-3 or abs(v) >= 1e5):
-        e = int(round(math.log10(abs(v))))
-        if math.isclose(abs(v), 10.0 ** e):
-            return f"1e{e}"
-        return f"{v:.0e}"
+        mant, _, exp = f"{v:.0e}".partition("e")
+        return f"{mant}e{int(exp)}"
     if abs(v) >= 1000:
         return f"{v:,.0f}"
     if abs(v) >= 1:
