@@ -91,8 +91,10 @@ class Tolerance:
 # Defaults measured on the zoo (see benchmarks/results): FP32 runtimes differ from
 # torch by ~1e-6 on recurrent outputs; FP16 relative L2 floor of cuDNN's own FP16
 # LSTM is ~4e-4 (pytorch#175845), so 1e-3 is the product target.
+# FP32 rel_l2: ORT CPU vs torch on zoo LSTMs reaches 1.2e-5 at seq 256 (state outputs with
+# small norms; max abs err ~2e-6), so 1e-5 failed correct exports — 1e-4 (export measurement).
 DEFAULT_TOLERANCES: Dict[str, Tolerance] = {
-    "fp32": Tolerance(atol=1e-4, rtol=1e-3, rel_l2=1e-5),
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, rel_l2=1e-4),
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, rel_l2=1e-3),
 }
 

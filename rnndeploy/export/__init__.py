@@ -102,10 +102,15 @@ def zoo_jobs(
 
     model.eval()
     spec = model.spec()
-    extra: Dict[str, Any] = {"model_name": spec.name}
-    norm = model.data_info.get("normalization", model.data_info.get("normalisation"))
-    if norm is not None:
-        extra["normalisation"] = norm
+    di = model.data_info
+    extra: Dict[str, Any] = {
+        "model_name": spec.name,
+        # z-score statistics a deployment must apply to inputs / undo on predictions (None: raw units)
+        "normalisation": {
+            "input": di.get("normalization", di.get("normalisation")),
+            "target": di.get("target_normalization", di.get("target_normalisation")),
+        },
+    }
     extra.update(dict(info or {}))
     jobs = []
     for g in spec.graphs:
@@ -165,7 +170,12 @@ def export_checkpoint(
         longest_train_seq=longest_train_seq or defaults.get("longest_train_seq"),
         example=defaults.get("example", {}),
     )
-    info = {"checkpoint": str(directory), "checkpoint_sha256": defaults.get("sha256")}
+    info = {
+        "checkpoint": str(directory),
+        "checkpoint_sha256": defaults.get("sha256"),
+        "checkpoint_weights_sha256": defaults.get("weights_sha256"),
+        "recipe": defaults.get("recipe"),
+    }
     jobs = zoo_jobs(loaded.model, options.with_state, info, checkpoint=str(directory))
     return export_jobs(jobs, out, options)
 

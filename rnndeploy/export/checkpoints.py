@@ -46,11 +46,18 @@ def checkpoint_defaults(loaded: Any) -> Dict[str, Any]:
         example["seq"] = int(section["example_seq"])
     out["example"] = example
     longest = section.get("longest_train_seq")
-    if longest is None:
-        for key in ("longest_train_seq", "max_seq_len", "max_len", "seq_len", "window"):
-            if isinstance(data_info.get(key), int):
-                longest = data_info[key]
-                break
+    data_section = dict(getattr(recipe, "data", None) or {})
+    for source in (data_info, data_section):
+        for key in _LENGTH_KEYS:
+            if longest is None and isinstance(source.get(key), int) and not isinstance(source.get(key), bool):
+                longest = int(source[key])
     out["longest_train_seq"] = longest
-    out["sha256"] = getattr(loaded, "sha256", None)
+    # The manifest hashes every file of the checkpoint, so its own hash names the whole checkpoint.
+    out["sha256"] = getattr(loaded, "manifest_sha256", None)
+    out["weights_sha256"] = getattr(loaded, "weights_sha256", None)
+    out["recipe"] = getattr(recipe, "name", None)
     return out
+
+
+# data_info / [data] keys that give the longest training sequence, per dataset kind
+_LENGTH_KEYS = ("longest_train_seq", "max_seq_len", "max_len", "seq_len", "window", "max_word_len", "max_src_len")

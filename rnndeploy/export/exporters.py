@@ -245,6 +245,7 @@ def export_dynamo_subprocess(
 def conform_io_dims(model: Any, graph: GraphSpec, exporter: str) -> List[str]:
     """Make every dynamic axis of the spec a named ``dim_param`` on the ONNX graph's I/O.
 
+    Fixed axes get the spec's size where the exporter left them unnamed or generic.
     An input axis the exporter fixed to a number is fatal (the graph only accepts
     that size). An output axis declared as a number is only an annotation: it is
     renamed and a note returned, and validation at other sizes decides whether the
@@ -272,6 +273,12 @@ def conform_io_dims(model: Any, graph: GraphSpec, exporter: str) -> List[str]:
                 raise ExportError(
                     f"the {exporter} exporter gave {kind} {t.name!r} rank {len(dims)}; the spec says {len(t.dims)}"
                 )
+            for axis, size in enumerate(t.dims):
+                # a fixed axis the exporter could not infer (TorchScript names it "Transposeh0_dim_0"):
+                # declare the spec's size; validation compares the real shapes with torch's
+                if isinstance(size, int) and not dims[axis].HasField("dim_value"):
+                    dims[axis].Clear()
+                    dims[axis].dim_value = size
             for axis, want in t.dynamic_axes.items():
                 d = dims[axis]
                 if d.HasField("dim_param") and d.dim_param == want:
