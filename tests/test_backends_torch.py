@@ -130,7 +130,7 @@ def test_torch_golden_checked_without_torch_and_under_python39(user_model, tmp_p
     code = block + (f"from rnndeploy.cli import main; sys.argv = ['rnndeploy', 'parity', {onnx_path!r}, '--backend', "
                     f"'ort-cpu', '--golden', {str(golden)!r}]; main()")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "golden" in proc.stdout and "PASSED" in proc.stdout
 

@@ -338,7 +338,7 @@ def test_golden_round_trip_in_another_process(tmp_path):
     # checked in a fresh process with torch blocked, through the real CLI
     code = BLOCK_TORCH + f"from rnndeploy.cli import main; sys.argv = ['rnndeploy', 'parity', {model!r}, " \
                          f"'--backend', 'ort-cpu', '--golden', {str(golden)!r}, '--json', {str(tmp_path / 'c.json')!r}]; main()"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "c.json").read_text())["results"][0]
