@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from rnndeploy.errors import RecipeError, UsageError
 from rnndeploy.models.init import forget_bias_torch_default, init_keras
+from rnndeploy.models.recurrent import length_mask
 from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec
 
 
@@ -92,8 +93,6 @@ class ZooModel(nn.Module):
                 v = torch.randint(low, high, shape, generator=gen, dtype=torch.int64)
                 pad = self.data_info.get("pad_id")
                 if lengths is not None and t.time_axis is not None and pad is not None:
-                    from rnndeploy.models.recurrent import length_mask
-
                     v = torch.where(length_mask(lengths, shape[t.time_axis]), v, torch.full_like(v, int(pad)))
                 out[t.name] = v
             else:

@@ -63,7 +63,7 @@ class TextClassifier(ZooModel):
         seq, last, _ = self.rnn(self.embedding(tokens), lengths)
         if self.attention is None:
             return (self.head(last),)
-        context, weights = self.attention(seq, length_mask(lengths, tokens.shape[1]))
+        context, weights = self.attention(seq, length_mask(lengths, tokens.shape[1], seq.device))
         return self.head(context), weights
 
     def run_graph(self, graph: str, with_state: bool, *inputs: Tensor) -> Tuple[Tensor, ...]:

@@ -19,7 +19,7 @@ Layout choices made for export (see shared/FINDINGS.md §2):
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -164,7 +164,12 @@ class RecurrentStack(nn.Module):
         return inp, last, None
 
 
-def length_mask(lengths: Tensor, seq_len: int) -> Tensor:
-    """Bool [batch, seq]: True at valid steps (t < length)."""
+def length_mask(lengths: Tensor, seq_len: Any, device: Optional[torch.device] = None) -> Tensor:
+    """Bool [batch, seq]: True at valid steps (t < length), on ``device`` (default: lengths').
+
+    Lengths often stay on the CPU (pack_padded_sequence wants them there) while the data
+    lives on a GPU; pass the data's device then. ``seq_len`` may be a traced size.
+    """
     steps = torch.arange(seq_len, device=lengths.device)
-    return steps.unsqueeze(0) < lengths.unsqueeze(1)
+    mask = steps.unsqueeze(0) < lengths.unsqueeze(1)
+    return mask if device is None or mask.device == device else mask.to(device)

@@ -79,7 +79,7 @@ class SequenceRegressor(ZooModel):
         if lengths is not None:
             # The head maps a padded step's zero features to its bias; zero it so padded
             # outputs are a defined value every runtime reproduces.
-            y = torch.where(length_mask(lengths, x.shape[1]).unsqueeze(-1), y, torch.zeros_like(y))
+            y = torch.where(length_mask(lengths, x.shape[1], y.device).unsqueeze(-1), y, torch.zeros_like(y))
         return y, new_state
 
     def run_graph(self, graph: str, with_state: bool, *inputs: Tensor) -> Tuple[Tensor, ...]:

@@ -102,7 +102,7 @@ class Seq2Seq(ZooModel):
         """(logits [B, V], new state(s), attention [B, S]) for one target step."""
         h = states[0]
         top = self.config["num_layers"] - 1
-        context, weights = self.attention(memory, length_mask(src_lengths, memory.shape[1]), h[top])
+        context, weights = self.attention(memory, length_mask(src_lengths, memory.shape[1], memory.device), h[top])
         x = torch.cat([self.tgt_embedding(token), context], dim=-1).unsqueeze(1)
         hx = states if self.bridge_c is not None else states[0]
         out, new = self.decoder(x, hx)
