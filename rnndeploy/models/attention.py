@@ -41,8 +41,12 @@ class AdditiveAttention(nn.Module):
         self.query_proj = nn.Linear(query_size, attention_size, bias=False) if query_size > 0 else None
         self.v = nn.Linear(attention_size, 1, bias=False)
 
-    def forward(self, keys: Tensor, mask: Tensor, query: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        energy = self.key_proj(keys)
+    def forward(
+        self, keys: Tensor, mask: Tensor, query: Optional[Tensor] = None, projected_keys: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """``projected_keys``: ``key_proj(keys)`` computed once per sequence by a caller that
+        attends over the same keys at many steps (teacher-forced training)."""
+        energy = self.key_proj(keys) if projected_keys is None else projected_keys
         if self.query_proj is not None:
             if query is None:
                 raise ValueError("this attention needs a query")

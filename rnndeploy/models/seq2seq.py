@@ -97,12 +97,22 @@ class Seq2Seq(ZooModel):
         return memory, states
 
     def decode_step(
-        self, token: Tensor, states: Tuple[Tensor, ...], memory: Tensor, src_lengths: Tensor
+        self,
+        token: Tensor,
+        states: Tuple[Tensor, ...],
+        memory: Tensor,
+        src_lengths: Tensor,
+        cache: Optional[Tuple[Tensor, Tensor]] = None,
     ) -> Tuple[Tensor, Tuple[Tensor, ...], Tensor]:
-        """(logits [B, V], new state(s), attention [B, S]) for one target step."""
+        """(logits [B, V], new state(s), attention [B, S]) for one target step.
+
+        ``cache``: (source mask, ``attention.key_proj(memory)``), computed once and reused across the
+        steps of teacher-forced training; the exported decoder_step recomputes them.
+        """
         h = states[0]
         top = self.config["num_layers"] - 1
-        context, weights = self.attention(memory, length_mask(src_lengths, memory.shape[1], memory.device), h[top])
+        mask, keys = cache if cache is not None else (length_mask(src_lengths, memory.shape[1], memory.device), None)
+        context, weights = self.attention(memory, mask, h[top], projected_keys=keys)
         x = torch.cat([self.tgt_embedding(token), context], dim=-1).unsqueeze(1)
         hx = states if self.bridge_c is not None else states[0]
         out, new = self.decoder(x, hx)
@@ -113,9 +123,10 @@ class Seq2Seq(ZooModel):
     def forward(self, src_tokens: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced logits [batch, tgt_seq, tgt_vocab] (tgt_in starts with bos)."""
         memory, states = self.encode(src_tokens, src_lengths)
+        cache = (length_mask(src_lengths, memory.shape[1], memory.device), self.attention.key_proj(memory))
         steps = []
         for t in range(tgt_in.shape[1]):
-            logits, states, _ = self.decode_step(tgt_in[:, t], states, memory, src_lengths)
+            logits, states, _ = self.decode_step(tgt_in[:, t], states, memory, src_lengths, cache)
             steps.append(logits)
         return torch.stack(steps, dim=1)
 
