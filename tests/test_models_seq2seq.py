@@ -144,3 +144,14 @@ def test_decode_options():
         assert np.all(r[0].attention[:, n:] == 0)
     assert m.beam_search(src, lengths, beam_size=2, max_len=6)[0].shape[0] == 2
     assert max(h.length for r in m.decode(src, lengths, max_len=2) for h in r) <= 2
+
+
+def test_example_inputs_pad_each_vocabulary_with_its_own_pad_id():
+    info = {"src_vocab_size": 6, "tgt_vocab_size": 9, "pad_id": 8, "src_pad_id": 5, "bos_id": 2, "eos_id": 3}
+    m = build_model({"family": "seq2seq", "hidden_size": 4}, info, seed=0)
+    assert m.src_embedding.padding_idx == 5 and m.tgt_embedding.padding_idx == 8
+    ex = m.example_inputs("encoder", batch=6, seq=8, seed=2)
+    src, lengths = ex["src_tokens"], ex["src_lengths"]
+    assert lengths.min() < 8  # some rows are padded
+    for row, n in zip(src, lengths.tolist()):
+        assert (row[n:] == 5).all() and int(row.max()) < 6

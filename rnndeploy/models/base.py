@@ -91,7 +91,7 @@ class ZooModel(nn.Module):
                 low = int(t.low if t.low is not None else 0)
                 high = int(t.high if t.high is not None else low + 2)
                 v = torch.randint(low, high, shape, generator=gen, dtype=torch.int64)
-                pad = self.data_info.get("pad_id")
+                pad = self.pad_id_for(t.name)
                 if lengths is not None and t.time_axis is not None and pad is not None:
                     v = torch.where(length_mask(lengths, shape[t.time_axis]), v, torch.full_like(v, int(pad)))
                 out[t.name] = v
@@ -101,6 +101,11 @@ class ZooModel(nn.Module):
                 out[t.name] = low + (high - low) * torch.rand(shape, generator=gen, dtype=torch.float32)
         device = _device_of(self)
         return {k: v.to(device) for k, v in out.items()}
+
+    def pad_id_for(self, tensor: str) -> Optional[int]:
+        """The padding id of a token input (None: not padded / no pad id)."""
+        pad = self.data_info.get("pad_id")
+        return None if pad is None else int(pad)
 
     # -- helpers for subclasses ------------------------------------------------------------
     def _init_weights(self) -> None:

@@ -84,6 +84,9 @@ class Seq2Seq(ZooModel):
             "outputs": [f"{n}_next" for n in names],
         }
 
+    def pad_id_for(self, tensor: str) -> Optional[int]:
+        return self.src_pad_id if tensor == "src_tokens" else self.pad_id
+
     # -- computation ---------------------------------------------------------------------------
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tuple[Tensor, Tuple[Tensor, ...]]:
         """(memory [B, S, M], decoder initial state(s) [layers, B, hidden])."""
