@@ -99,9 +99,12 @@ class TorchRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, module: Any = None):
+        """``module``: an in-memory ``nn.Module`` to run instead of loading ``source``'s checkpoint
+        or module file (e.g. ``zoo_model.graph_module(graph)`` in a benchmark script)."""
         super().__init__(source, options)
-        if not (source.checkpoint or source.module):
+        self._given = module
+        if module is None and not (source.checkpoint or source.module):
             source.need("checkpoint", self.backend)
         self.torch: Any = None
         self.module: Any = None
@@ -141,6 +144,8 @@ class TorchRunner(Runner):
         self.module = None
 
     def _load(self) -> Any:
+        if self._given is not None:
+            return self._given
         if self.source.checkpoint:
             from rnndeploy.checkpoint import load_model
 
@@ -236,7 +241,7 @@ class TorchRunner(Runner):
             details["cudnn"] = torch.backends.cudnn.version()
         if self.fp16_mode:
             details["fp16_mode"] = self.fp16_mode
-        details["source"] = "checkpoint" if self.source.checkpoint else "module"
+        details["source"] = "in-memory" if self._given is not None else ("checkpoint" if self.source.checkpoint else "module")
         threads = torch.get_num_threads() if torch is not None and dev == "cpu" else None
         return RunDescription(
             backend=self.backend, device=dev, precision=self.options.precision, threads=threads,
