@@ -183,3 +183,16 @@ def test_torch_exported_models_where_torch_is_present(trt, workdir):
             with torch.no_grad():
                 ref = net(torch.from_numpy(f["x"])).numpy()
             assert _rel_l2(runner.infer(f)["y"], ref) <= (3e-3 if fp16 else 1e-5)
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_hoisted_input_projection_engine(trt, workdir, fp16):
+    """The rewrite must build and match; its speed is measured by the benchmark, not here."""
+    model = make_rnn_model("LSTM", bidirectional=True, layers=2, hidden=32, input_size=8)
+    result, plan = _build(workdir, f"bilstm-hoisted-{fp16}", model, fp16=fp16, hoist=True)
+    assert result.sidecar["rewrite"]["hoist_input_projection"]["rewritten"]
+    precision = "fp16" if fp16 else "fp32"
+    with TensorRTRunner(source_from_engine(plan), RunnerOptions(precision=precision)) as runner:
+        for batch, seq in SHAPES:
+            f = feeds(batch=batch, seq=seq, input_size=8, seed=seq)
+            assert _rel_l2(runner.infer(f)["y"], numpy_reference(model, f)["y"]) <= REL_L2[precision]

@@ -254,3 +254,52 @@ def test_kit_stub_libraries_are_recognised():
         pytest.skip("not the trt86 kit's interpreter")
     assert any("libcublas" in s for s in stubs) and any("libcudnn" in s for s in stubs)
     assert decide_stub_tactics("auto", stubs).disable
+
+
+# Every name the builder, loader and runner touch on the real module's classes (read from
+# the classes, no object is created): a typo here would otherwise first show on the GPU.
+USED_API = {
+    None: ["Builder", "OnnxParser", "Runtime", "Logger", "ILogger", "nptype", "float32", "float16"],
+    "ILogger.Severity": ["INTERNAL_ERROR", "ERROR", "WARNING"],
+    "BuilderFlag": ["FP16", "TF32"],
+    "MemoryPoolType": ["WORKSPACE"],
+    "ProfilingVerbosity": ["DETAILED"],
+    "TensorIOMode": ["INPUT", "OUTPUT"],
+    "LayerInformationFormat": ["JSON"],
+    "Builder": ["create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network"],
+    "INetworkDefinition": ["num_layers", "get_layer", "num_inputs", "get_input"],
+    "ILayer": ["num_inputs", "get_input", "num_outputs", "get_output", "type", "name", "set_output_type"],
+    "ITensor": ["name", "dtype"],
+    "OnnxParser": ["parse", "num_errors", "get_error"],
+    "IBuilderConfig": ["set_memory_pool_limit", "builder_optimization_level", "profiling_verbosity", "clear_flag", "set_flag",
+                       "get_tactic_sources", "set_tactic_sources", "add_optimization_profile", "create_timing_cache",
+                       "set_timing_cache", "get_timing_cache"],
+    "IOptimizationProfile": ["set_shape"],
+    "ITimingCache": ["serialize"],
+    "Runtime": ["deserialize_cuda_engine"],
+    "ICudaEngine": ["num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "get_tensor_shape",
+                    "num_optimization_profiles", "get_tensor_profile_shape", "create_execution_context"],
+    "IExecutionContext": ["set_optimization_profile_async", "set_input_shape", "set_tensor_address", "get_tensor_shape",
+                          "execute_async_v3"],
+    "EngineInspector": ["get_engine_information"],
+}
+
+
+@needs_trt
+def test_real_tensorrt_has_every_attribute_rnndeploy_uses():
+    import tensorrt as trt
+
+    missing = []
+    for owner, names in USED_API.items():
+        obj = trt
+        for part in (owner.split(".") if owner else []):
+            obj = getattr(obj, part, None)
+        for n in names:
+            if obj is None or not hasattr(obj, n):
+                missing.append(f"{owner or 'tensorrt'}.{n}")
+    f = detect(trt)
+    if f.precision_constraints:
+        assert hasattr(trt.BuilderFlag, f.precision_constraints[0]) and hasattr(trt.ILayer, "precision")
+    if f.external_tactics_preview:
+        assert hasattr(trt.IBuilderConfig, "set_preview_feature")
+    assert missing == []

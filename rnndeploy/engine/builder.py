@@ -77,6 +77,8 @@ class BuildOptions:
         verbose: TensorRT VERBOSE log to stderr.
         device: CUDA device index.
         keep_nodes: extra ONNX node names to keep FP32.
+        hoist: rewrite eligible LSTM/GRU/RNN nodes so the input projection of all
+            timesteps is one MatMul ahead of the recurrence (engine.rewrite); default off.
     """
 
     fp16: Optional[bool] = None
@@ -93,6 +95,7 @@ class BuildOptions:
     verbose: bool = False
     device: int = 0
     keep_nodes: Tuple[str, ...] = ()
+    hoist: bool = False
 
     def __post_init__(self) -> None:
         if self.policy is not None:
@@ -122,10 +125,11 @@ class BuildPlan:
     onnx_is_fp16: bool
     kept_fp32: Mapping[str, str]  # node name -> reason, enforced on the flag path
     options: BuildOptions
+    rewrite: Optional[Mapping[str, Any]] = None  # HoistReport.to_dict() when options.hoist
 
     def to_dict(self) -> Dict[str, Any]:
         return {"onnx": self.onnx_path, "profiles": [p.to_dict() for p in self.profiles], "profiles_origin": self.profiles_origin,
-                "fp16": self.fp16, "policy": self.policy, "kept_fp32": dict(self.kept_fp32)}
+                "fp16": self.fp16, "policy": self.policy, "kept_fp32": dict(self.kept_fp32), "rewrite": self.rewrite}
 
 
 @dataclass(frozen=True)
@@ -176,16 +180,24 @@ def plan_build(onnx_path: str, options: BuildOptions) -> BuildPlan:
         raise UsageError(f"{onnx_path} already holds FP16 tensors, so it cannot build an FP32 engine",
                          "give the FP32 export, or drop --fp32")
     policy = options.policy or (meta_precision if meta_precision in POLICIES else "fp16")
+    rewrite = None
+    if options.hoist:
+        from rnndeploy.engine.rewrite import hoist_input_projection
+
+        model, hoisted = hoist_input_projection(model)
+        rewrite = hoisted.to_dict()
     kept: Dict[str, str] = {}
     if onnx_is_fp16:
         stored = precision_report_of(model) or {}
         policy = stored.get("policy", "as converted")
     elif fp16:
         kept = {k.name: k.reason for k in fp32_nodes(model, policy, options.keep_nodes).values() if k.reason in _ENFORCED_REASONS}
+        if rewrite and policy == "fp16-keep-recurrence":  # the Scans that replaced recurrent nodes stay FP32 too
+            kept.update({scan: "policy" for scans in rewrite["rewritten"].values() for scan in scans})
     return BuildPlan(
         onnx_path=str(onnx_path), onnx_sha256=sha256_file(onnx_path), spec=spec, graph=graph, with_state=with_state,
         profiles=tuple(profiles), profiles_origin=origin, fp16=fp16, policy=policy if fp16 else None,
-        onnx_is_fp16=onnx_is_fp16, kept_fp32=kept, options=options,
+        onnx_is_fp16=onnx_is_fp16, kept_fp32=kept, options=options, rewrite=rewrite,
     )
 
 
@@ -218,6 +230,10 @@ def build_from_plan(plan: BuildPlan, output: str) -> BuildResult:
     attempts = trt_compat.plan_precision(features, plan.fp16, bool(plan.kept_fp32), options.fp16_path, plan.onnx_is_fp16)
 
     model = load_onnx(plan.onnx_path)
+    if options.hoist:
+        from rnndeploy.engine.rewrite import hoist_input_projection
+
+        model, _ = hoist_input_projection(model)
     failures: List[Dict[str, str]] = []
     for attempt in attempts:
         try:
@@ -251,6 +267,7 @@ def build_from_plan(plan: BuildPlan, output: str) -> BuildResult:
         "with_state": plan.with_state,
         "profiles": [p.to_dict() for p in plan.profiles],
         "profiles_origin": plan.profiles_origin,
+        "rewrite": {"hoist_input_projection": plan.rewrite} if plan.rewrite else None,
         "io": io_info,
         "precision": {
             "requested": "fp16" if plan.fp16 else "fp32",
