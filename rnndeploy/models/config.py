@@ -92,13 +92,9 @@ def _choice(choices: Tuple[str, ...], aliases: Optional[Mapping[str, str]] = Non
     return check
 
 
-def _cell_choice(allowed: Tuple[str, ...]) -> Callable[[str, str, Any], Any]:
-    return _choice(allowed, CELL_ALIASES)
-
-
 _COMMON: Dict[str, _Key] = {
     "name": _Key(None, _str, "model name in the spec"),
-    "cell": _Key("lstm", _cell_choice(CELLS), "recurrent cell"),
+    "cell": _Key("lstm", _choice(CELLS, CELL_ALIASES), "recurrent cell (every family takes every cell)"),
     "hidden_size": _Key(64, _int(1, 65536), "units per direction per layer"),
     "num_layers": _Key(1, _int(1, 64), "stacked recurrent layers"),
     "dropout": _Key(0.0, _float(0.0, 1.0), "dropout between layers and before the head"),
@@ -132,9 +128,6 @@ FAMILY_KEYS: Dict[str, Dict[str, _Key]] = {
         "max_decode_len": _Key(64, _int(1, 100000), "default maximum output length of greedy/beam decoding"),
     },
 }
-# Families whose cell choice is restricted. Every cell works in every family (they share
-# one recurrent stack), so nothing is restricted today; the hook keeps validation in one place.
-FAMILY_CELLS: Dict[str, Tuple[str, ...]] = {}
 
 
 def allowed_keys(family: str) -> Dict[str, _Key]:
@@ -143,8 +136,6 @@ def allowed_keys(family: str) -> Dict[str, _Key]:
         raise RecipeError(f"model family {family!r} is unknown", f"use one of {', '.join(repr(f) for f in FAMILY_KEYS)}")
     keys = dict(_COMMON)
     keys.update(FAMILY_KEYS[family])
-    if family in FAMILY_CELLS:
-        keys["cell"] = _Key(FAMILY_CELLS[family][0], _cell_choice(FAMILY_CELLS[family]), "recurrent cell")
     return keys
 
 
