@@ -94,6 +94,17 @@ def model_hashes(source: ModelSource) -> Dict[str, Optional[str]]:
         for k, v in info.items():
             if "checkpoint" in k and "sha256" in k and isinstance(v, str):
                 out["checkpoint_sha256"] = v
+    if source.engine and out["onnx_sha256"] is None:
+        # an engine's sidecar records the ONNX file it was built from
+        import json
+
+        side = Path(source.engine + ".json")
+        try:
+            onnx_info = json.loads(side.read_text()).get("onnx", {}) if side.is_file() else {}
+        except (OSError, ValueError):
+            onnx_info = {}
+        if isinstance(onnx_info, dict) and isinstance(onnx_info.get("sha256"), str):
+            out["onnx_sha256"] = onnx_info["sha256"]
     if source.checkpoint and out["checkpoint_sha256"] is None:
         manifest = Path(source.checkpoint) / "manifest.json"
         if manifest.is_file():

@@ -25,7 +25,13 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @tolerance_options
 @click.option("--sample-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="char-LM: also compare N sampled tokens per row (fixed seed).")
-@click.option("--min-agreement", type=float, help="Fail when argmax / sampling agreement is below this fraction.")
+@click.option("--min-agreement", type=float, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
+@click.option("--decoder", "decoder_path", metavar="FILE",
+              help="seq2seq: the decoder_step ONNX file (or engine) beside MODEL = the encoder; adds greedy decoding "
+                   "agreement with every backend.")
+@click.option("--decode-max-len", type=click.IntRange(min=1), default=64, show_default=True, help="seq2seq: decoding steps.")
+@click.option("--bos-id", type=int, help="seq2seq: start token id (default: the spec's).")
+@click.option("--eos-id", type=int, help="seq2seq: end token id (default: the spec's).")
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
 @output_options
 def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
@@ -35,7 +41,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
            reference: Optional[str], shapes: str, seed: int, dims: Sequence[str], inputs_file: Optional[str],
            expected_file: Optional[str], golden: Optional[str], save_golden: Optional[str], atol: Optional[float],
            rtol: Optional[float], tol_items: Sequence[str], sample_steps: int, min_agreement: Optional[float],
-           warn_only: bool, json_path: Optional[str], markdown_path: Optional[str], show_progress: Optional[bool]) -> Any:
+           decoder_path: Optional[str], decode_max_len: int, bos_id: Optional[int], eos_id: Optional[int], warn_only: bool, json_path: Optional[str], markdown_path: Optional[str], show_progress: Optional[bool]) -> Any:
     """Run the same inputs through every --backend and compare each output with the reference.
 
     \b
@@ -44,6 +50,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
       rnndeploy parity model.onnx --backend ort-cpu --inputs in.npz --expected out.npz
       rnndeploy parity runs/sine --onnx model.onnx --backend torch --save-golden golden/   (training box)
       rnndeploy parity model.onnx --engine model.plan --backend trt --golden golden/ --precision fp16
+      rnndeploy parity g2p.encoder.onnx --decoder g2p.decoder_step.onnx --checkpoint runs/g2p --backend ort-cpu
 
     Exit status: 0 all outputs within tolerance, 1 a check failed (or NaN/Inf), 2 bad input,
     3 a backend's package or GPU is missing.
@@ -68,6 +75,18 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
+    decoder = None
+    if decoder_path:
+        from rnndeploy.backends.source import classify
+
+        kind = classify(decoder_path)
+        if kind not in ("onnx", "engine"):
+            raise UsageError(f"--decoder {decoder_path} is not an ONNX file or engine")
+        decoder = resolve_source(onnx=decoder_path if kind == "onnx" else None,
+                                 engine=decoder_path if kind == "engine" else None,
+                                 checkpoint=source.checkpoint, module=source.module, graph="decoder_step")
+        if source.graph != "encoder":
+            raise UsageError(f"--decoder needs MODEL to be the encoder graph; {source.onnx or model} holds {source.graph!r}")
     ref = reference or default_reference(source)
     if not backends and not save_golden:
         raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
@@ -92,6 +111,10 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         extra_dims=parse_dims(dims),
         sample_steps=sample_steps,
         min_agreement=min_agreement,
+        decoder=decoder,
+        decode_max_len=decode_max_len,
+        bos_id=bos_id,
+        eos_id=eos_id,
         show_progress=show_progress,
     )
     result = run_parity(source, config, command=command_line())
@@ -108,5 +131,9 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         if warn_only:
             click.echo(f"warning (--warn-only): {msg}", err=True)
             return None
-        raise ParityError(msg, "see the table above; loosen with --tol OUTPUT:ATOL:RTOL only if the error is expected")
+        if "NaN" in failures[0] or "Inf" in failures[0] or " raised " in failures[0]:
+            hint = "the runtime produced no usable numbers: check the model at that shape / precision"
+        else:
+            hint = "see the table above; loosen with --tol OUTPUT:ATOL:RTOL only if the error is expected"
+        raise ParityError(msg, hint)
     return None
