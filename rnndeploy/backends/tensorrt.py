@@ -130,9 +130,18 @@ class TensorRTRunner(Runner):
         self._profile: Optional[int] = None
         self._bound: Optional[_Prepared] = None
         self._prepared: List[_Prepared] = []
+        self._facts: Dict[str, Any] = {}
+        self._profiles: List[Profile] = []
 
     # lifecycle ------------------------------------------------------------------------------------
     def _activate_impl(self) -> None:
+        try:
+            self._activate()
+        except BaseException:
+            self._deactivate_impl()  # release in TensorRT's order, not the garbage collector's
+            raise
+
+    def _activate(self) -> None:
         from rnndeploy import cuda
         from rnndeploy.engine.inspect_engine import engine_profiles, io_tensors, load_engine
 
@@ -142,6 +151,9 @@ class TensorRTRunner(Runner):
         self._loaded = load_engine(path, device=device, allow_other_gpu=bool(extra.get("allow_other_gpu", False)),
                                    verify_hash=bool(extra.get("verify_hash", True)))
         trt, engine = self._loaded.trt, self._loaded.engine
+        side = self._loaded.sidecar.to_dict() if self._loaded.sidecar else {}
+        self._facts = {"precision": dict(side.get("precision") or {}), "gpu": dict(self._loaded.gpu),
+                       "tensorrt": self._loaded.features.version}
         self._check_precision()
         self._rt = cuda.runtime()
         self._io = io_tensors(trt, engine)
@@ -162,7 +174,7 @@ class TensorRTRunner(Runner):
         self._profile = None
 
     def _deactivate_impl(self) -> None:
-        if self._stream:
+        if self._stream and self._rt is not None:
             self._rt.stream_synchronize(self._stream)
         for p in self._prepared:
             if p.graph is not None:
@@ -181,6 +193,8 @@ class TensorRTRunner(Runner):
             self._rt.stream_destroy(self._stream)
             self._stream = 0
         self._context = None  # the context must go before the engine it came from
+        if self._loaded is not None:
+            self._loaded.release()
         self._loaded = None
 
     # running --------------------------------------------------------------------------------------
@@ -331,15 +345,14 @@ class TensorRTRunner(Runner):
         return self._timer
 
     def describe(self) -> RunDescription:
-        side = self._loaded.sidecar.to_dict() if self._loaded is not None and self._loaded.sidecar else {}
-        prec = side.get("precision", {})
-        gpu = dict(self._loaded.gpu) if self._loaded is not None else {}
+        prec = self._facts.get("precision", {})
+        gpu = self._facts.get("gpu", {})
         details: Dict[str, Any] = {
             "engine": self.source.engine,
-            "tensorrt": self._loaded.features.version if self._loaded is not None else None,
+            "tensorrt": self._facts.get("tensorrt"),
             "precision_path": prec.get("path"),
             "policy": prec.get("policy"),
-            "profiles": [p.describe() for p in getattr(self, "_profiles", [])],
+            "profiles": [p.describe() for p in self._profiles],
         }
         if self._graph_note:
             details["cuda_graph_note"] = self._graph_note

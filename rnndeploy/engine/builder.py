@@ -474,9 +474,14 @@ def _describe_engine(trt: Any, blob: bytes, features: trt_compat.TrtFeatures) ->
     histogram of layer output precisions from the engine inspector, where available."""
     from rnndeploy.engine.inspect_engine import io_tensors, layer_precision_histogram
 
-    runtime = trt.Runtime(_make_logger(trt, False))
+    logger = _make_logger(trt, False)  # must outlive the runtime
+    runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(blob)
     if engine is None:
         raise EngineBuildError("the engine TensorRT just built does not deserialize")
-    return io_tensors(trt, engine), layer_precision_histogram(trt, engine, features)
+    try:
+        return io_tensors(trt, engine), layer_precision_histogram(trt, engine, features)
+    finally:
+        del engine  # engine before runtime before logger
+        del runtime
 

@@ -32,6 +32,13 @@ class LoadedEngine:
     features: TrtFeatures
     gpu: Mapping[str, Any]
     path: str
+    logger: Any = None  # the runtime's logger must outlive it
+
+    def release(self) -> None:
+        """Drop the engine before the runtime before the logger (TensorRT's required order)."""
+        self.engine = None
+        self.runtime = None
+        self.logger = None
 
 
 def load_engine(path: str, device: int = 0, allow_other_gpu: bool = False, verify_hash: bool = True,
@@ -62,7 +69,8 @@ def load_engine(path: str, device: int = 0, allow_other_gpu: bool = False, verif
     props = cuda_runtime.device_properties(device)
     gpu = {"name": props.name, "compute_capability": props.compute_capability}
     check_compatible(sidecar, path, gpu=gpu, allow_other_gpu=allow_other_gpu)
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    logger = trt.Logger(trt.Logger.ERROR)
+    runtime = trt.Runtime(logger)
     with open(path, "rb") as f:
         blob = f.read()
     engine = runtime.deserialize_cuda_engine(blob)
@@ -70,7 +78,7 @@ def load_engine(path: str, device: int = 0, allow_other_gpu: bool = False, verif
         why = "" if sidecar is not None else " and has no sidecar to say what built it"
         raise EngineFileError(f"TensorRT {features.version} cannot deserialize {path}: the file is corrupt or from another TensorRT/GPU{why}",
                               "rebuild it here with rnndeploy build-engine")
-    return LoadedEngine(trt, runtime, engine, sidecar, features, gpu, path)
+    return LoadedEngine(trt, runtime, engine, sidecar, features, gpu, path, logger)
 
 
 # -- describing a deserialized engine -----------------------------------------------------------------
@@ -201,6 +209,8 @@ def describe_engine_file(path: str, live: bool = True, device: int = 0) -> Engin
                 "layer_precisions": layer_precision_histogram(loaded.trt, eng, loaded.features),
                 "device_memory_bytes": _device_memory(eng),
             }
+            del eng
+            loaded.release()
         except (MissingDependencyError, DeviceError) as exc:
             skipped = str(exc)
         except EngineFileError as exc:
