@@ -250,3 +250,14 @@ def test_ort_trt_matches_numpy_gru():
         pytest.skip(f"TensorRT EP unusable here: {exc}")
     with r:
         np.testing.assert_allclose(r.infer({"x": x})["y"], expected["y"], atol=1e-4)
+
+
+def test_runnable_backends_follow_artefacts_and_machine():
+    from rnndeploy.backends import runnable_backends
+    from rnndeploy.doctor import probe_gpus
+
+    onnx_only = ModelSource(spec(), onnx=str(FOREIGN / "gru_seq.onnx"))
+    got = runnable_backends(onnx_only)
+    assert "ort-cpu" in got and "torch" not in got and "trt" not in got  # no checkpoint, no engine
+    if not probe_gpus()[0]:
+        assert not {"ort-cuda", "ort-trt", "trt"} & set(runnable_backends())

@@ -253,3 +253,23 @@ def test_html_renders_plots_and_tables_in_chromium(parity_result, tmp_path):
     assert count(TORCH_RGB) > 60  # the torch latency lines were drawn
     assert count(ORT_RGB) > 60  # and the ort-cpu ones
 
+
+
+def test_report_cli_in_a_subprocess(tmp_path, parity_result):
+    from tests.helpers import run_cli
+
+    a, b = tmp_path / "cpu.json", tmp_path / "gpu.json"
+    write_results(str(a), [parity_result])
+    write_results(str(b), [bench_result("gpu-box")])
+    proc = run_cli("report", str(a), str(b), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Parity: tiny-gru" in proc.stdout and "Latency: sine-lstm" in proc.stdout
+    proc = run_cli("report", str(a), str(b), "--json", str(tmp_path / "all.json"), "-o", str(tmp_path / "r.html"),
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_document(tmp_path / "all.json")["results"]) == 2
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    proc = run_cli("report", str(tmp_path / "missing.json"), cwd=tmp_path)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    proc = run_cli("report", str(a), "-o", str(tmp_path / "no" / "r.html"), cwd=tmp_path)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

@@ -33,6 +33,7 @@ __all__ = [
     "RunnerOptions",
     "Timer",
     "available_backends",
+    "runnable_backends",
     "check_feed",
     "create_runner",
     "runner_class",
@@ -103,3 +104,38 @@ def create_runner(name: str, source: ModelSource, options: Optional[RunnerOption
 def available_backends() -> List[str]:
     """Backends whose package is importable here (a GPU is not checked)."""
     return [n for n, b in BACKENDS.items() if available(b.module)]
+
+
+def runnable_backends(source: Optional[ModelSource] = None) -> List[str]:
+    """Backends that can run here (package, GPU, ORT provider) — and on ``source``'s artefacts.
+
+    For a demo or CI step that should check "whatever this machine has". Imports
+    onnxruntime (to list its providers) but never creates a TensorRT runtime.
+    """
+    from rnndeploy.doctor import probe_gpus
+
+    names = available_backends()
+    has_gpu = bool(probe_gpus()[0]) if any(BACKENDS[n].gpu for n in names) else False
+    providers: List[str] = []
+    if "ort-cpu" in names:
+        try:
+            import onnxruntime
+
+            providers = list(onnxruntime.get_available_providers())
+        except ImportError:  # pragma: no cover - available() said it was there
+            providers = []
+    need_provider = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
+    out = []
+    for n in names:
+        b = BACKENDS[n]
+        if b.gpu and not has_gpu:
+            continue
+        if n in need_provider and need_provider[n] not in providers:
+            continue
+        if source is not None:
+            have = {"torch": bool(source.checkpoint or source.module), "onnx": bool(source.onnx),
+                    "engine": bool(source.engine)}[b.artefact]
+            if not have:
+                continue
+        out.append(n)
+    return out
