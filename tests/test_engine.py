@@ -119,7 +119,10 @@ def test_pin_fp32_sets_arithmetic_layers_only():
     assert pinned == ["in_transpose", "xw", "hr", "z", "act", "c", "h", "lstm0", "hlast", "y_transpose0"]
     assert net.layers[8].precision is trt.float32 and net.layers[8].output_types == {0: trt.float32}
     assert net.layers[3].precision is None  # SHAPE (int output)
-    assert net.layers[6].precision is None  # RECURRENCE: loop boundary, left to TensorRT
+    assert net.layers[6].precision is None  # RECURRENCE: loop boundary, left to TensorRT by default
+    with_state = constraints.pin_fp32(trt, parsed_lstm_network(), range(20), loop_boundaries=True)
+    assert with_state == ["in_transpose", "iter", "h_rec", "c_rec", "xw", "hr", "z", "act", "c", "h", "out", "lstm0",
+                          "hlast", "y_transpose0"]
 
 
 # -- planning ---------------------------------------------------------------------------------------------

@@ -178,10 +178,10 @@ def make_fake_trt(version, fail_strongly_typed=False):
                 ins = [tensors.setdefault(x, Tensor(x)) for x in n.input if x]
                 outs = [tensors.setdefault(o, Tensor(o)) for o in n.output if o]
                 if n.op_type in ("LSTM", "GRU", "RNN"):  # a loop: iterator, matmul, back-edge, output
-                    it, mm, h = Tensor(n.name + "/it"), Tensor(n.name + "/mm"), Tensor(n.name + "/h")
+                    it, mm, h, hp = (Tensor(n.name + s) for s in ("/it", "/mm", "/h", "/hp"))
                     self.network.layers += [Layer(n.name + "/iter", "ITERATOR", ins[:1], [it]),
-                                            Layer(n.name + "/rec", "RECURRENCE", [h], [Tensor(n.name + "/hp")]),
-                                            Layer(n.name + "/mm", "MATRIX_MULTIPLY", [it] + ins[1:3], [mm]),
+                                            Layer(n.name + "/rec", "RECURRENCE", [h], [hp]),
+                                            Layer(n.name + "/mm", "MATRIX_MULTIPLY", [it, hp] + ins[1:3], [mm]),
                                             Layer(n.name + "/act", "ACTIVATION", [mm], [h])]
                     ins = [h]
                 self.network.layers.append(Layer(n.name, "ELEMENTWISE" if n.op_type != "Cast" else "CAST", ins, outs))
@@ -438,11 +438,13 @@ def test_builder_on_86_flag_and_constraints(tmp_path, fake_env):
     assert cfg.flags == {"FP16", "OBEY_PRECISION_CONSTRAINTS"} and cfg.cleared == {"TF32"}
     assert cfg.pools == {"WORKSPACE": 256 << 20} and cfg.builder_optimization_level == 4
     assert cfg.tactics == 0b11000 and cfg.previews == {"DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805": True}
-    assert trt.calls["pinned"] == ["lstm0/mm", "lstm0/act", "lstm0"]  # the loop's arithmetic, not the iterator/recurrence
+    # first attempt: the loop's arithmetic and its state (iterator, recurrence) pinned to FP32
+    assert trt.calls["pinned"] == ["lstm0/iter", "lstm0/rec", "lstm0/mm", "lstm0/act", "lstm0"]
     assert cfg.profiles[1]["x"] == [[2, 1, 4], [4, 8, 4], [8, 32, 4]] and cfg.profiles[0]["lengths"] == [[1], [1], [1]]
     assert (tmp_path / "tc.bin").read_bytes() == b"+tuned"
     side = json.loads((tmp_path / "m8.plan.json").read_text())
-    assert side["precision"]["path"] == "fp16-flag+constraints" and side["precision"]["pinned_fp32_layers"] == 3
+    assert side["precision"]["path"] == "fp16-flag+constraints" and side["precision"]["pinned_fp32_layers"] == 5
+    assert side["precision"]["why"].endswith("recurrent state pinned to FP32 (OBEY_PRECISION_CONSTRAINTS)")
     assert side["precision"]["kept_fp32"] == {"lstm0": "policy"}
     assert side["build"]["tactic_sources"] == ["EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS"]
     assert side["tensorrt"]["version"] == "8.6.0" and side["gpu"]["compute_capability"] == "9.0"

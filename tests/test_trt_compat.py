@@ -120,14 +120,18 @@ def test_plan_precision_per_version():
         assert _paths(plan_precision(f, fp16=False, needs_fp32_layers=False)) == [("fp32", None)]
     # 8.6: the flag, with constraints when the policy keeps layers FP32
     assert _paths(plan_precision(f8, True, False)) == [("fp16-flag", None)]
-    assert _paths(plan_precision(f8, True, True)) == [("fp16-flag+constraints", "OBEY_PRECISION_CONSTRAINTS"),
-                                                     ("fp16-flag+constraints", "PREFER_PRECISION_CONSTRAINTS")]
+    plans = plan_precision(f8, True, True)
+    assert _paths(plans) == [("fp16-flag+constraints", "OBEY_PRECISION_CONSTRAINTS"),
+                             ("fp16-flag+constraints", "OBEY_PRECISION_CONSTRAINTS"),
+                             ("fp16-flag+constraints", "PREFER_PRECISION_CONSTRAINTS")]
+    assert [p.pin_loop_boundaries for p in plans] == [True, False, False]
     with pytest.raises(UsageError, match="cannot build strongly typed"):
         plan_precision(f8, True, False, prefer="strongly-typed")
     # 10: strongly typed from the FP16 ONNX first, the flag as fallback; "flag" swaps them
     plans = plan_precision(f10, True, True)
     assert _paths(plans)[0] == ("strongly-typed", None) and plans[0].fp16_onnx and plans[0].strongly_typed
     assert _paths(plans)[1:] == [("fp16-flag+constraints", "OBEY_PRECISION_CONSTRAINTS"),
+                                 ("fp16-flag+constraints", "OBEY_PRECISION_CONSTRAINTS"),
                                  ("fp16-flag+constraints", "PREFER_PRECISION_CONSTRAINTS")]
     assert _paths(plan_precision(f10, True, False, prefer="flag")) == [("fp16-flag", None), ("strongly-typed", None)]
     # 11: strongly typed only; the flag cannot be asked for
@@ -220,7 +224,7 @@ def test_real_tensorrt_enums_detect_as_expected():
         assert (f.fp16_flag, f.strongly_typed, f.explicit_batch_needed, f.progress_monitor) == (True, False, True, False)
         assert f.precision_constraints[0] == "OBEY_PRECISION_CONSTRAINTS" and f.layer_precision
         plans = plan_precision(f, True, True)
-        assert [p.path for p in plans] == ["fp16-flag+constraints", "fp16-flag+constraints"]
+        assert [p.path for p in plans] == ["fp16-flag+constraints"] * 3
         assert network_flags(trt, f, plans[0]) == 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
         mask = tactic_source_mask(trt, trt_compat.STUB_TACTIC_SOURCES)
         assert tactic_source_names(trt, mask) == ["CUBLAS", "CUBLAS_LT", "CUDNN"]
@@ -233,13 +237,28 @@ def test_real_tensorrt_enums_detect_as_expected():
 def test_real_tensorrt_layer_and_type_names_used_by_constraints():
     import tensorrt as trt
 
-    from rnndeploy.engine.constraints import SKIP_LAYER_TYPES, _type_name
+    from rnndeploy.engine.constraints import LOOP_BOUNDARY_TYPES, SKIP_LAYER_TYPES, _type_name
 
     members = {m for m in dir(trt.LayerType) if m.isupper()}
-    assert {"CONSTANT", "SHAPE", "RECURRENCE", "ITERATOR", "LOOP_OUTPUT", "TRIP_LIMIT"} <= members
+    assert {"CONSTANT", "SHAPE", "TRIP_LIMIT"} <= members and LOOP_BOUNDARY_TYPES <= members
     assert SKIP_LAYER_TYPES - members <= {"CONDITION", "CONDITIONAL_INPUT", "CONDITIONAL_OUTPUT", "ASSERTION"} - members
     assert _type_name(trt.float32) == "FLOAT" and _type_name(trt.float16) == "HALF"
     assert _type_name(trt.LayerType.MATRIX_MULTIPLY) == "MATRIX_MULTIPLY"
+
+
+@needs_trt
+def test_real_tensorrt_logger_subclass():
+    """The builder's ILogger subclass must construct and log with the real binding (no GPU needed)."""
+    import numpy as np
+    import tensorrt as trt
+
+    from rnndeploy.engine.builder import _make_logger
+
+    logger = _make_logger(trt, verbose=False)
+    logger.log(trt.ILogger.Severity.WARNING, "w")
+    logger.log(trt.ILogger.Severity.ERROR, "e")
+    assert logger.warnings == ["w"] and logger.errors == ["e"] and logger.last_error() == "e"
+    assert np.dtype(trt.nptype(trt.int32)) == np.int32 and np.dtype(trt.nptype(trt.float16)) == np.float16
 
 
 @needs_trt

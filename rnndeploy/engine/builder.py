@@ -325,7 +325,7 @@ def _build_once(trt: Any, features: trt_compat.TrtFeatures, plan: BuildPlan, att
         config.set_flag(trt.BuilderFlag.FP16)
     if attempt.constraint_flag:
         groups = constraints.layers_of_nodes(network, model, plan.kept_fp32)
-        pinned = constraints.pin_fp32(trt, network, [li for ls in groups.values() for li in ls])
+        pinned = constraints.pin_fp32(trt, network, [li for ls in groups.values() for li in ls], attempt.pin_loop_boundaries)
         if not pinned:
             raise EngineBuildError(f"found no TensorRT layers for the FP32 nodes {sorted(plan.kept_fp32)}")
         config.set_flag(getattr(trt.BuilderFlag, attempt.constraint_flag))

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Mapping, Set
 
-# Layer types that carry no arithmetic of their own (or whose precision TensorRT
-# rejects): constants, shape plumbing and the loop's boundary layers.
-SKIP_LAYER_TYPES = frozenset({"CONSTANT", "SHAPE", "TRIP_LIMIT", "ITERATOR", "LOOP_OUTPUT", "RECURRENCE",
-                              "CONDITION", "CONDITIONAL_INPUT", "CONDITIONAL_OUTPUT", "ASSERTION", "IDENTITY"})
+# Layer types that carry no arithmetic of their own (or whose precision TensorRT may
+# reject): constants and shape plumbing; and the loop's boundary layers, which hold the
+# recurrent state between steps — pinned only on request (the first attempt), because
+# whether TensorRT accepts precision constraints on them is not documented.
+SKIP_LAYER_TYPES = frozenset({"CONSTANT", "SHAPE", "TRIP_LIMIT", "CONDITION", "CONDITIONAL_INPUT", "CONDITIONAL_OUTPUT",
+                              "ASSERTION", "IDENTITY"})
+LOOP_BOUNDARY_TYPES = frozenset({"ITERATOR", "LOOP_OUTPUT", "RECURRENCE"})
 
 
 def onnx_tensor_names(model: Any) -> Set[str]:
@@ -85,19 +88,21 @@ def _type_name(value: Any) -> str:
     return str(name if isinstance(name, str) else value).split(".")[-1].upper()
 
 
-def pin_fp32(trt: Any, network: Any, layer_indices: Iterable[int]) -> List[str]:
+def pin_fp32(trt: Any, network: Any, layer_indices: Iterable[int], loop_boundaries: bool = False) -> List[str]:
     """Set precision FP32 (and FP32 output types) on the arithmetic layers among
     ``layer_indices``; return the names of the layers pinned.
 
     Layers whose outputs are not all floating point, and the types in SKIP_LAYER_TYPES,
-    are left alone: a precision constraint on them is meaningless or rejected.
+    are left alone: a precision constraint on them is meaningless or rejected. The loop's
+    ITERATOR / LOOP_OUTPUT / RECURRENCE layers are pinned only with ``loop_boundaries``.
     """
     fp32 = trt.float32
     floats = {_type_name(trt.float32), _type_name(trt.float16)}
     pinned = []
     for li in sorted(set(layer_indices)):
         layer = network.get_layer(li)
-        if _type_name(layer.type) in SKIP_LAYER_TYPES:
+        kind = _type_name(layer.type)
+        if kind in SKIP_LAYER_TYPES or (kind in LOOP_BOUNDARY_TYPES and not loop_boundaries):
             continue
         outs = [layer.get_output(k) for k in range(layer.num_outputs)]
         if not outs or any(t is None or _type_name(t.dtype) not in floats for t in outs):

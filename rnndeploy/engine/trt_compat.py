@@ -143,6 +143,8 @@ class PrecisionPlan:
         strongly_typed: create the network with STRONGLY_TYPED (when the flag exists).
         fp16_onnx: parse the FP16 graph from rnndeploy.precision instead of the FP32 one.
         constraint_flag: builder flag that makes layer precisions binding (or None).
+        pin_loop_boundaries: also pin the loop's iterator / recurrence / output layers
+            (the recurrent state itself) to FP32.
         why: one line for the build log and sidecar.
     """
 
@@ -151,6 +153,7 @@ class PrecisionPlan:
     strongly_typed: bool = False
     fp16_onnx: bool = False
     constraint_flag: Optional[str] = None
+    pin_loop_boundaries: bool = False
     why: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
@@ -197,9 +200,14 @@ def plan_precision(
             flag.append(PrecisionPlan("fp16-flag", fp16_flag=True, why=f"TensorRT {v}: FP16 ONNX with the FP16 builder flag"))
         elif needs_fp32_layers:
             if features.precision_constraints and features.layer_precision:
+                # strongest first: the recurrent state pinned too; then the loop's arithmetic
+                # only; then constraints TensorRT may relax (PREFER) rather than fail on.
+                c0 = features.precision_constraints[0]
+                flag.append(PrecisionPlan("fp16-flag+constraints", fp16_flag=True, constraint_flag=c0, pin_loop_boundaries=True,
+                                          why=f"TensorRT {v}: FP16 flag; kept nodes' layers and recurrent state pinned to FP32 ({c0})"))
                 for c in features.precision_constraints[:2]:
                     flag.append(PrecisionPlan("fp16-flag+constraints", fp16_flag=True, constraint_flag=c,
-                                              why=f"TensorRT {v}: FP16 flag, kept layers pinned to FP32 with {c}"))
+                                              why=f"TensorRT {v}: FP16 flag, kept nodes' arithmetic layers pinned to FP32 ({c})"))
         else:
             flag.append(PrecisionPlan("fp16-flag", fp16_flag=True, why=f"TensorRT {v}: FP16 builder flag"))
 
