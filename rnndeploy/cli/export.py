@@ -11,7 +11,7 @@ from rnndeploy.errors import UsageError
 
 
 @click.command()
-@click.argument("checkpoint", required=False, type=click.Path(file_okay=False))
+@click.argument("checkpoint", required=False)
 @click.option(
     "-o",
     "--out",
