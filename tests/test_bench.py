@@ -170,3 +170,29 @@ def test_bench_cli_on_a_foreign_model(tmp_path):
     assert "| ort-cpu |" in (tmp_path / "b.md").read_text()
     bad = CliRunner().invoke(cli, ["bench", str(FOREIGN / "gru_seq.onnx"), "--backend", "ort-cpu", "--batch", "0"])
     assert bad.exit_code == 2
+
+
+def test_backend_labels_give_several_configurations_side_by_side(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from rnndeploy.backends import create_runner, parse_backend_label
+    from rnndeploy.backends.source import resolve_source
+
+    assert parse_backend_label("torch:fp16:half:graph") == (
+        "torch", {"precision": "fp16", "cuda_graph": True, "extra": {"fp16_mode": "half"}})
+    assert parse_backend_label("ort-cpu:t1") == ("ort-cpu", {"threads": 1})
+    for bad in ("tflite", "torch:fast", "ort-cpu:t0"):
+        with pytest.raises(UsageError):
+            parse_backend_label(bad)
+    src = resolve_source(str(FOREIGN / "gru_seq.onnx"))
+    r = create_runner("ort-cpu:t1", src)
+    assert r.backend == "ort-cpu:t1" and r.options.threads == 1
+    res = CliRunner().invoke(cli, ["bench", str(FOREIGN / "gru_seq.onnx"), "--backend", "ort-cpu",
+                                   "--backend", "ort-cpu:t1", "--baseline", "ort-cpu", "--seq", "4", "--iters", "3",
+                                   "--warmup", "1", "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert [m["backend"] for m in doc["measurements"]] == ["ort-cpu", "ort-cpu:t1"]
+    assert doc["measurements"][1]["description"]["threads"] == 1 and doc["baseline"] == "ort-cpu"
+    res = CliRunner().invoke(cli, ["bench", str(FOREIGN / "gru_seq.onnx"), "--backend", "ort-cpu", "--baseline", "trt",
+                                   "--iters", "1"])
+    assert res.exit_code == 2 and "baseline" in res.output

@@ -8,8 +8,8 @@ missing dependency raises MissingDependencyError naming the pip extra.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Type
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from rnndeploy.backends.base import (
     HostTimer,
@@ -36,6 +36,7 @@ __all__ = [
     "runnable_backends",
     "check_feed",
     "create_runner",
+    "parse_backend_label",
     "runner_class",
 ]
 
@@ -96,9 +97,58 @@ def runner_class(name: str) -> Type[Runner]:
     return cls
 
 
+def parse_backend_label(label: str) -> Tuple[str, Dict[str, Any]]:
+    """A backend label → (registry name, RunnerOptions changes).
+
+    A label is a backend name optionally followed by ``:``-separated modifiers, so one
+    run can hold several configurations of the same backend side by side:
+
+        torch            the backend as configured by the run's options
+        torch:fp16       FP16 (torch: autocast on CUDA / .half() on CPU; ort-trt, trt: FP16 kernels)
+        torch:fp16:half  FP16 by .half() (``autocast`` selects autocast)
+        torch:graph      CUDA graph capture and replay (``nograph`` turns it off)
+        ort-cpu:t1       one intra-op thread (``tN``: N threads)
+        ort-cuda:copies  timings include host↔device copies
+
+    Raises:
+        UsageError: unknown backend or modifier.
+    """
+    name, *mods = label.split(":")
+    if name not in BACKENDS:
+        raise UsageError(f"backend {name!r} is unknown", f"use one of {', '.join(BACKENDS)}")
+    changes: Dict[str, Any] = {}
+    extra: Dict[str, Any] = {}
+    for m in mods:
+        if m in ("fp16", "fp32"):
+            changes["precision"] = m
+        elif m in ("graph", "nograph"):
+            changes["cuda_graph"] = m == "graph"
+        elif m in ("copies", "nocopies"):
+            changes["include_copies"] = m == "copies"
+        elif m in ("half", "autocast"):
+            extra["fp16_mode"] = m
+        elif len(m) > 1 and m[0] == "t" and m[1:].isdigit() and int(m[1:]) > 0:
+            changes["threads"] = int(m[1:])
+        else:
+            raise UsageError(f"backend label {label!r}: modifier {m!r} is unknown",
+                             "modifiers: fp16, fp32, half, autocast, graph, nograph, copies, nocopies, tN (threads)")
+    if extra:
+        changes["extra"] = extra
+    return name, changes
+
+
 def create_runner(name: str, source: ModelSource, options: Optional[RunnerOptions] = None) -> Runner:
-    """Instantiate (not activate) the runner for backend ``name``."""
-    return runner_class(name)(source, options)
+    """Instantiate (not activate) the runner for backend ``name`` — a registry name or a
+    label with modifiers (see ``parse_backend_label``); the runner reports the label."""
+    base, changes = parse_backend_label(name)
+    opts = options or RunnerOptions()
+    if changes:
+        extra = {**opts.extra, **changes.pop("extra", {})}
+        opts = replace(opts, extra=extra, **changes)
+    runner = runner_class(base)(source, opts)
+    if name != base:
+        runner.backend = name  # type: ignore[misc]  # rows and cases are labelled as asked
+    return runner
 
 
 def available_backends() -> List[str]:

@@ -40,6 +40,8 @@ class BenchConfig:
         seed: input generation seed.
         torch_row: add torch when possible.
         extra_dims: sizes of other dynamic axes (foreign models).
+        baseline: the row ratios are taken against (default: "torch", else the first
+            torch label such as "torch:fp16").
         settle: seconds to pause between backends (ORT and torch CPU worker threads
             spin for a while after a run and would steal cores from the next backend).
     """
@@ -57,6 +59,7 @@ class BenchConfig:
     torch_row: bool = True
     extra_dims: Mapping[str, int] = field(default_factory=dict)
     settle: float = 0.05
+    baseline: Optional[str] = None
     show_progress: Optional[bool] = None
 
     def options_for(self, backend: str) -> RunnerOptions:
@@ -70,7 +73,7 @@ def plan_backends(source: ModelSource, config: BenchConfig) -> Tuple[List[str], 
     """(backends in measurement order, warnings) — torch first when it can be a row."""
     backends = list(dict.fromkeys(config.backends))
     warnings: List[str] = []
-    if "torch" not in backends and config.torch_row:
+    if not any(_is_torch(b) for b in backends) and config.torch_row:
         if (source.checkpoint or source.module) and available("torch"):
             backends.insert(0, "torch")
         else:
@@ -79,6 +82,21 @@ def plan_backends(source: ModelSource, config: BenchConfig) -> Tuple[List[str], 
     if not backends:
         raise UsageError("no backend to benchmark", "pass --backend NAME")
     return backends, warnings
+
+
+def _is_torch(label: str) -> bool:
+    return label.split(":")[0] == "torch"
+
+
+def choose_baseline(backends: List[str], wanted: Optional[str] = None) -> Optional[str]:
+    """The baseline row: ``wanted`` (must be measured), else "torch", else the first torch label."""
+    if wanted is not None:
+        if wanted not in backends:
+            raise UsageError(f"baseline {wanted!r} is not one of the measured backends", f"measured: {', '.join(backends)}")
+        return wanted
+    if "torch" in backends:
+        return "torch"
+    return next((b for b in backends if _is_torch(b)), None)
 
 
 def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
@@ -90,6 +108,7 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
 
     graph = source.graph_spec
     backends, warnings = plan_backends(source, config)
+    baseline = choose_baseline(backends, config.baseline)  # before any work: a typo fails at once
     pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
     runners: Dict[str, Runner] = {}
     measurements: List[Measurement] = []
@@ -122,7 +141,7 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
                "with_state": source.with_state, "onnx": source.onnx, "checkpoint": source.checkpoint,
                "engine": source.engine, "module": source.module, **model_hashes(source)},
         measurements=tuple(measurements),
-        baseline="torch" if "torch" in backends else None,
+        baseline=baseline,
         settings={"warmup": config.warmup, "iters": config.iters, "min_time": config.min_time, "number": config.number,
                   "seed": config.seed, "batches": list(config.batches), "seqs": list(config.seqs)},
         warnings=tuple(warnings),

@@ -20,6 +20,7 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--no-torch-row", is_flag=True, help="Do not add torch beside the other backends.")
+@click.option("--baseline", metavar="LABEL", help="Row that ratios are taken against (default torch).")
 @dim_option
 @output_options
 def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
@@ -27,7 +28,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
           precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
           fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str], batches: str,
           seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
-          dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
+          baseline: Optional[str], dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
           show_progress: Optional[bool]) -> Any:
     """Measure latency of every --backend over a --batch x --seq sweep, side by side.
 
@@ -39,6 +40,8 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     Examples:
       rnndeploy bench model.onnx --checkpoint runs/sine --backend ort-cpu --batch 1,32 --seq 16,128
       rnndeploy bench model.onnx --module my.py:build --backend ort-cpu --threads 2 --json bench.json
+      rnndeploy bench m.onnx --checkpoint ck --engine m.plan --device cuda --backend torch --backend torch:fp16 \
+          --backend torch:fp16:graph --backend trt:fp16 --baseline torch:fp16 --batch 1,32,256 --seq 16,128,512
     """
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.bench.sweep import BenchConfig, run_bench
@@ -54,7 +57,8 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
                             graph=graph, with_state=with_state)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir)
-    all_backends = list(backends) + ([] if no_torch_row or "torch" in backends else ["torch"])
+    has_torch = any(b.split(":")[0] == "torch" for b in backends)
+    all_backends = list(backends) + ([] if no_torch_row or has_torch else ["torch"])
     config = BenchConfig(
         backends=tuple(backends),
         batches=tuple(parse_int_list(batches, "--batch")),
@@ -66,6 +70,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         backend_options=per_backend_options(all_backends, options),
         seed=seed,
         torch_row=not no_torch_row,
+        baseline=baseline,
         extra_dims=parse_dims(dims),
         show_progress=show_progress,
     )

@@ -85,11 +85,9 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
         _print_plan(plan, as_json)
         return
     if write_fp16_onnx is not None:
-        from rnndeploy.precision import convert_file
+        from rnndeploy.engine.builder import write_fp16_onnx as write_fp16
 
-        if not plan.fp16 or plan.onnx_is_fp16:
-            raise UsageError("--write-fp16-onnx needs an FP32 ONNX and --fp16 (or an FP16 recipe precision)")
-        report = convert_file(onnx_file, write_fp16_onnx, plan.policy or "fp16")
+        report = write_fp16(plan, write_fp16_onnx)
         click.echo(f"wrote {write_fp16_onnx}: {report.summary()}", err=as_json)
         if output is None:
             return

@@ -36,8 +36,9 @@ model_options = _stack(
 )
 
 runner_options = _stack(
-    click.option("--backend", "backends", multiple=True, type=click.Choice(BACKEND_NAMES), metavar="NAME",
-                 help=f"Runtime to run (repeatable): {', '.join(BACKEND_NAMES)}."),
+    click.option("--backend", "backends", multiple=True, metavar="NAME[:MOD...]",
+                 help=f"Runtime to run (repeatable): {', '.join(BACKEND_NAMES)}; modifiers give several configurations "
+                      "side by side, e.g. torch:fp16, torch:fp16:graph, ort-cpu:t1, ort-cuda:copies."),
     click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                  help="Precision of the runtimes under test (torch: autocast or .half(); trt/ort-trt: FP16 kernels)."),
     click.option("--device", metavar="DEV", help="cpu, cuda or cuda:N (torch; GPU backends take cuda:N)."),
@@ -90,15 +91,15 @@ def per_backend_options(backends: Sequence[str], options: Any) -> Mapping[str, A
     """Options per backend: a GPU backend given --device cpu (or none) gets cuda; torch keeps --device."""
     from dataclasses import replace
 
-    from rnndeploy.backends import BACKENDS
+    from rnndeploy.backends import BACKENDS, parse_backend_label
 
     out = {}
     for b in backends:
-        entry = BACKENDS.get(b)
+        entry = BACKENDS.get(parse_backend_label(b)[0])
         opts = options
         if entry is not None and entry.gpu and (options.device in (None, "cpu")):
             opts = replace(options, device="cuda")
-        if entry is not None and not entry.gpu and b != "torch" and options.device not in (None, "cpu"):
+        if entry is not None and not entry.gpu and entry.artefact != "torch" and options.device not in (None, "cpu"):
             opts = replace(options, device="cpu")
         out[b] = opts
     return out

@@ -93,7 +93,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir)
     ref_options = per_backend_options([ref], replace(options, precision="fp32", cuda_graph=False))[ref]
-    if ref == "torch" and device is None:
+    if ref.split(":")[0] == "torch" and device is None:
         ref_options = replace(ref_options, device=None)
     config = ParityConfig(
         backends=tuple(backends),
