@@ -333,6 +333,14 @@ def test_cli_dry_run_and_fp16_onnx_without_tensorrt(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "recurrent kept FP32: lstm0" in proc.stdout
     onnx.checker.check_model(onnx.load(str(out)))
+    r = CliRunner().invoke(cli, ["build-engine", path, "--fp16", "--hoist-input-projection", "--keep-node", "head_matmul",
+                                 "--write-fp16-onnx", str(tmp_path / "h16.onnx")])
+    assert r.exit_code == 0, r.output
+    hoisted = onnx.load(str(tmp_path / "h16.onnx"))
+    assert [n.op_type for n in hoisted.graph.node].count("Scan") == 2
+    assert {i.name: i.data_type for i in hoisted.graph.initializer}["W_head"] == 1  # --keep-node honoured
+    r = CliRunner().invoke(cli, ["build-engine", path, "--fp32", "--write-fp16-onnx", str(tmp_path / "x.onnx")])
+    assert r.exit_code == 2 and "needs an FP32 ONNX and --fp16" in r.output
 
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path):

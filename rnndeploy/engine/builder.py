@@ -201,6 +201,22 @@ def plan_build(onnx_path: str, options: BuildOptions) -> BuildPlan:
     )
 
 
+def write_fp16_onnx(plan: BuildPlan, path: str) -> Any:
+    """Write the FP16 ONNX the strongly typed path would parse for ``plan`` (after the
+    optional hoisting rewrite, with the plan's policy and kept nodes); onnx only. Returns
+    the PrecisionReport."""
+    if not plan.fp16 or plan.onnx_is_fp16:
+        raise UsageError("writing an FP16 ONNX needs an FP32 ONNX and --fp16 (or an FP16 recipe precision)")
+    model = load_onnx(plan.onnx_path)
+    if plan.options.hoist:
+        from rnndeploy.engine.rewrite import hoist_input_projection
+
+        model, _ = hoist_input_projection(model)
+    converted, report = convert_to_fp16(model, plan.policy or "fp16", keep_nodes=plan.options.keep_nodes)
+    write_bytes_atomic(path, converted.SerializeToString())
+    return report
+
+
 # -- building (TensorRT + GPU) --------------------------------------------------------------------------
 def build_engine(onnx_path: str, output: str, options: Optional[BuildOptions] = None) -> BuildResult:
     """Build ``onnx_path`` into ``output`` (+ ``output.json``), both written atomically.
