@@ -89,10 +89,26 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
 
         report = write_fp16(plan, write_fp16_onnx)
         click.echo(f"wrote {write_fp16_onnx}: {report.summary()}", err=as_json)
+        _print_check(plan, write_fp16_onnx, as_json)
         if output is None:
             return
     result = build_from_plan(plan, output)
     click.echo(json.dumps(result.sidecar, indent=2, sort_keys=True) if as_json else result.summary())
+
+
+def _print_check(plan, path: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """FP16 file vs FP32 file on seeded inputs (onnxruntime CPU, or onnx's reference evaluator)."""
+    from rnndeploy.engine.builder import check_fp16_onnx
+
+    try:
+        rows = check_fp16_onnx(plan, path)
+    except (NotImplementedError, ImportError) as exc:  # e.g. onnx 1.19's evaluator has no bidirectional LSTM
+        click.echo(f"numeric check skipped: {exc}", err=True)
+        return
+    for r in rows:
+        flag = "" if r["rel_l2_target"] is None or r["rel_l2"] <= r["rel_l2_target"] else "  ABOVE the FP16 target"
+        click.echo(f"  {r['name']}: rel L2 {r['rel_l2']:.2e}, max |err| {r['max_abs']:.2e} vs the FP32 graph "
+                   f"(target {r['rel_l2_target']}){flag}", err=as_json)
 
 
 def _print_plan(plan, as_json: bool) -> None:  # type: ignore[no-untyped-def]

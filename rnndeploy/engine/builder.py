@@ -217,6 +217,29 @@ def write_fp16_onnx(plan: BuildPlan, path: str) -> Any:
     return report
 
 
+def check_fp16_onnx(plan: BuildPlan, fp16_path: str, seed: int = 0) -> List[Dict[str, Any]]:
+    """Run the FP32 ONNX and the FP16 file on seeded inputs at the first profile's opt shape
+    (seq capped at 64) with onnxruntime CPU or onnx's reference evaluator, and return per
+    output {name, max_abs, rel_l2, rel_l2_target} (target: the spec's FP16 tolerance)."""
+    from rnndeploy.parity.inputs import generate_inputs
+    from rnndeploy.precision import compare_models
+
+    graph = plan.spec.graph(plan.graph).streaming(plan.with_state)
+    sizes: Dict[str, int] = {}
+    for t in graph.inputs:
+        r = plan.profiles[0].shapes.get(t.name)
+        for axis, d in enumerate(t.dims):
+            if isinstance(d, str) and r is not None:
+                sizes.setdefault(d, min(int(r.opt[axis]), 64))
+    feed = generate_inputs(graph, sizes, seed)
+    errors = compare_models(load_onnx(plan.onnx_path), load_onnx(fp16_path), feed)
+    out = []
+    for e in errors:
+        target = graph.tolerance(e.name, "fp16").rel_l2 if e.name in {t.name for t in graph.outputs} else None
+        out.append({"name": e.name, "max_abs": e.max_abs, "rel_l2": e.rel_l2, "rel_l2_target": target})
+    return out
+
+
 # -- building (TensorRT + GPU) --------------------------------------------------------------------------
 def build_engine(onnx_path: str, output: str, options: Optional[BuildOptions] = None) -> BuildResult:
     """Build ``onnx_path`` into ``output`` (+ ``output.json``), both written atomically.
