@@ -573,3 +573,23 @@ def test_pure_helpers():
     assert to_engine_dtype("x", np.ones((2, 3), np.float32).T, np.dtype(np.float16)).flags.c_contiguous
     with pytest.raises(ShapeError, match="is float32 but the engine takes int32"):
         to_engine_dtype("x", np.ones(2, np.float32), np.dtype(np.int32))
+
+
+def test_builder_falls_back_when_tensorrt_rejects_a_constraint(tmp_path, fake_env, monkeypatch):
+    """If pinning the recurrent state is refused (here: set_output_type raises on a RECURRENCE
+    layer), the next plan — arithmetic layers only — builds, and the sidecar says so."""
+    trt, _ = fake_env("8.6.0")
+    original = Layer.set_output_type
+
+    def picky(self, i, dtype):
+        if self.type.name == "RECURRENCE":
+            raise RuntimeError("stand-in: no precision on recurrence layers")
+        original(self, i, dtype)
+
+    monkeypatch.setattr(Layer, "set_output_type", picky)
+    _build(tmp_path, "8.6.0", fp16=True, policy="fp16-keep-recurrence")
+    side = json.loads((tmp_path / "m8.plan.json").read_text())
+    failed = side["precision"]["failed_attempts"]
+    assert len(failed) == 1 and failed[0]["pin_loop_boundaries"] is True
+    assert failed[0]["error"] == "RuntimeError: stand-in: no precision on recurrence layers"
+    assert side["precision"]["path"] == "fp16-flag+constraints" and trt.calls["pinned"] == ["lstm0/mm", "lstm0/act", "lstm0"]

@@ -277,10 +277,18 @@ def build_from_plan(plan: BuildPlan, output: str) -> BuildResult:
     for attempt in attempts:
         try:
             built = _build_once(trt, features, plan, attempt, model, tactics, rt)
-        except EngineBuildError as exc:
-            failures.append({"path": attempt.path, "constraint_flag": attempt.constraint_flag or "", "error": str(exc)})
-            if options.verbose or len(attempts) > 1:
-                sys.stderr.write(f"rnndeploy: {attempt.path} build failed: {exc}\n")
+        except (EngineBuildError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            # TensorRT's bindings raise RuntimeError/TypeError/ValueError for calls one
+            # version accepts and another rejects: record it and try the next plan.
+            text = str(exc) if isinstance(exc, EngineBuildError) else f"{type(exc).__name__}: {exc}"
+            failures.append({"path": attempt.path, "constraint_flag": attempt.constraint_flag or "",
+                             "pin_loop_boundaries": attempt.pin_loop_boundaries, "error": text})
+            if options.verbose and not isinstance(exc, EngineBuildError):
+                import traceback
+
+                traceback.print_exc()
+            if len(attempts) > 1:
+                sys.stderr.write(f"rnndeploy: {attempt.path} build attempt failed: {text}\n")
             continue
         break
     else:
@@ -289,8 +297,8 @@ def build_from_plan(plan: BuildPlan, output: str) -> BuildResult:
                                "see the TensorRT messages above (--verbose for more), or try --policy fp16-keep-recurrence / without --fp16")
 
     blob, info = built
-    write_bytes_atomic(output, blob)
     io_info, layer_precisions = _describe_engine(trt, blob, features)
+    write_bytes_atomic(output, blob)
     mem = info.pop("memory")
     sidecar = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
