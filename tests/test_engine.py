@@ -374,3 +374,40 @@ def test_cli_build_without_gpu_or_tensorrt_exits_3(tmp_path):
     assert proc.stderr.startswith("rnndeploy: error: ") and proc.stderr.count("\n") == 1
     assert ("tensorrt is not installed" in proc.stderr) or ("no CUDA GPU" in proc.stderr) or ("CUDA runtime" in proc.stderr)
     assert not (tmp_path / "m.plan").exists()
+
+
+# -- progress and memory ------------------------------------------------------------------------------------------------
+def test_progress_tracker_spinner_and_memory_sampler():
+    import io
+    import time
+
+    from rnndeploy.engine.monitor import ElapsedSpinner, MemorySampler, PhaseTracker
+
+    clock = iter(range(100)).__next__
+    out = io.StringIO()
+    tracker = PhaseTracker(out, clock=lambda: float(clock()))
+    tracker.start("Building engine", None, 3)
+    tracker.start("Tactic selection", "Building engine", 40)
+    assert tracker.step("Tactic selection", 11) is True
+    assert tracker.line().startswith("Building engine 0/3 > Tactic selection 12/40 (")
+    tracker.finish("Tactic selection")
+    tracker.step("Building engine", 0)
+    assert tracker.line().startswith("Building engine 1/3 (")
+    assert "\r" in out.getvalue()
+
+    out = io.StringIO()
+    with ElapsedSpinner("building TensorRT engine", out, period=0.01):
+        time.sleep(0.05)
+    assert "building TensorRT engine ... " in out.getvalue()
+
+    used = iter([100, 400, 250] + [120] * 1000).__next__
+    with MemorySampler(lambda: used() << 20, interval=0.001) as sampler:
+        time.sleep(0.02)
+        _ = bytearray(8 << 20)
+    peaks = sampler.peaks().to_dict()
+    assert peaks["device_used_before"] == 100 << 20 and peaks["peak_device_used"] == 400 << 20
+    assert peaks["peak_device_growth_mib"] == 300.0 and peaks["peak_host_rss_mib"] > 1 and peaks["samples"] >= 2
+    broken = MemorySampler(lambda: 1 // 0)
+    with broken:
+        pass
+    assert broken.peaks().peak_device_used is None

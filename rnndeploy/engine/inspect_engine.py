@@ -243,9 +243,9 @@ def render_engine_info(info: EngineInfo) -> str:
         lines.append(f"built        {s.get('created')} by rnndeploy {s.get('rnndeploy_version')}, "
                      f"TensorRT {s.get('tensorrt', {}).get('version')}, {gpu.get('name')} (sm {gpu.get('compute_capability')})")
         onnx = s.get("onnx", {})
-        lines.append(f"from         {onnx.get('file')} (sha256 {str(onnx.get('sha256'))[:12]}…)")
+        lines.append(f"from         {onnx.get('file')} (sha256 {str(onnx.get('sha256'))[:12]}...)")
         policy = f", policy {prec.get('policy')}" if prec.get("policy") else ""
-        lines.append(f"precision    {prec.get('requested')}{policy} via {prec.get('path')} — {prec.get('why')}")
+        lines.append(f"precision    {prec.get('requested')}{policy} via {prec.get('path')}: {prec.get('why')}")
         if prec.get("kept_fp32"):
             lines.append(f"kept FP32    {', '.join(sorted(prec['kept_fp32']))}")
         if prec.get("layer_precisions"):

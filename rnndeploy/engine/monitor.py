@@ -41,7 +41,7 @@ class ElapsedSpinner:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
-            _write_line(self.stream, f"{self.label} … {self.clock() - self._t0:.0f} s")
+            _write_line(self.stream, f"{self.label} ... {self.clock() - self._t0:.0f} s")
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
