@@ -194,3 +194,30 @@ def test_torch_cuda_vs_ort_cpu(user_model, tmp_path, precision, cuda_graph):
         m = measure(r, {"x": x}, warmup=3, iters=10)
         assert m.description["timer"] == "cuda-event" and m.description["cuda_graph"] is cuda_graph
         assert m.median > 0 and "cuda:" in m.description["device"]
+
+
+@pytest.mark.slow
+def test_checkpoint_train_export_parity_bench_in_subprocesses(tmp_path):
+    """What a user runs: train a (tiny) recipe, export it, then parity and bench against the checkpoint."""
+    ck, onnx_path = tmp_path / "ck", tmp_path / "sine.onnx"
+    proc = run_cli("train", "sine", "-o", str(ck), "--epochs", "1", "-q", "--set", "data.n_series=64", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_cli("export", str(ck), "-o", str(onnx_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_cli("parity", str(ck), "--onnx", str(onnx_path), "--backend", "ort-cpu", "--shapes", "1x5,4x60",
+                   "--save-golden", str(tmp_path / "golden"), "--json", str(tmp_path / "p.json"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads((tmp_path / "p.json").read_text())["results"][0]
+    assert r["reference"]["backend"] == "torch" and r["reference"]["description"]["details"]["source"] == "checkpoint"
+    assert r["model"]["checkpoint_sha256"] and r["model"]["onnx_sha256"] and r["passed"]
+    # the golden names the checkpoint the ONNX file was exported from: no "different model" warning
+    from rnndeploy.backends.source import model_hashes, resolve_source
+    from rnndeploy.parity.golden import check_golden_matches, load_golden
+
+    src = resolve_source(str(onnx_path))
+    golden = load_golden(str(tmp_path / "golden"))
+    assert golden.manifest["model"]["checkpoint_sha256"] == model_hashes(src)["checkpoint_sha256"]
+    assert check_golden_matches(golden, src.graph_spec, **{k: v for k, v in model_hashes(src).items()}) == []
+    proc = run_cli("bench", str(onnx_path), "--checkpoint", str(ck), "--backend", "ort-cpu", "--seq", "16",
+                   "--iters", "3", "--warmup", "1", cwd=tmp_path)
+    assert proc.returncode == 0 and "torch" in proc.stdout, proc.stdout + proc.stderr

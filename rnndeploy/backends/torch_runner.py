@@ -2,7 +2,8 @@
 
 Torch side (needs torch). What it runs:
 
-- a checkpoint directory: ``rnndeploy.checkpoint.load_model(dir).model.graph_module(graph, with_state)``;
+- a checkpoint directory: ``rnndeploy.checkpoint.load_model(dir).model.graph_module(graph, with_state)``
+  (through ``rnndeploy.export.checkpoints.load_checkpoint``);
 - a user module ``path/to/file.py:factory``: ``factory()`` returns an ``nn.Module`` whose
   forward takes the graph's inputs positionally (spec order) and returns one tensor or
   a tuple in spec output order.
@@ -147,9 +148,11 @@ class TorchRunner(Runner):
         if self._given is not None:
             return self._given
         if self.source.checkpoint:
-            from rnndeploy.checkpoint import load_model
+            # the export stage's reader: rnndeploy.checkpoint.load_model plus a clear error for
+            # a path that is not a checkpoint (and its workaround for older recipe.json files)
+            from rnndeploy.export.checkpoints import load_checkpoint
 
-            loaded = load_model(self.source.checkpoint)
+            loaded = load_checkpoint(self.source.checkpoint)
             return loaded.model.graph_module(self.source.graph, self.source.with_state)
         return load_user_module(self.source.module or "")
 
