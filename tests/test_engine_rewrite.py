@@ -8,15 +8,16 @@ import pytest
 
 from rnndeploy.engine.rewrite import hoist_input_projection
 from rnndeploy.precision import convert_to_fp16, run_model
-from tests.test_engine_models import feeds, make_rnn_model, numpy_reference, save
+from tests.test_engine_models import feeds, make_rnn_model, save
 
 
 def _outputs(model, f):
+    """onnxruntime CPU (onnx.reference cannot run reverse Scans, at least up to onnx 1.19)."""
     import importlib.util
 
-    if importlib.util.find_spec("onnxruntime"):
-        return run_model(model, f, engine="onnxruntime")
-    return numpy_reference(model, f)
+    if not importlib.util.find_spec("onnxruntime"):
+        pytest.skip("the numeric comparison needs onnxruntime (structure was checked)")
+    return run_model(model, f, engine="onnxruntime")
 
 
 def _with_states_and_all_outputs(cell, direction, lbr=1, activation=None):
@@ -68,16 +69,16 @@ def test_rewrite_keeps_every_output(cell, direction, lbr, act):
 
 
 def test_rewrite_whole_models_and_ineligible_nodes():
+    with_lengths = make_rnn_model("LSTM", with_lengths=True)
+    same, report = hoist_input_projection(with_lengths)
+    assert report.rewritten == {} and report.skipped == {"lstm0": "has sequence_lens"}
+    assert [n.op_type for n in same.graph.node] == [n.op_type for n in with_lengths.graph.node]
     for cell, bi in (("LSTM", True), ("GRU", False)):
         model = make_rnn_model(cell, bidirectional=bi, layers=2, hidden=16)
         hoisted, report = hoist_input_projection(model)
         assert len(report.rewritten) == 2 and "hoisted the input projection of 2" in report.summary()
         f = feeds(batch=2, seq=33)
         np.testing.assert_allclose(_outputs(hoisted, f)["y"], _outputs(model, f)["y"], rtol=1e-5, atol=2e-6)
-    with_lengths = make_rnn_model("LSTM", with_lengths=True)
-    same, report = hoist_input_projection(with_lengths)
-    assert report.rewritten == {} and report.skipped == {"lstm0": "has sequence_lens"}
-    assert [n.op_type for n in same.graph.node] == [n.op_type for n in with_lengths.graph.node]
 
 
 def test_hoisted_graph_converts_to_fp16_with_scans_fp32():
@@ -85,6 +86,9 @@ def test_hoisted_graph_converts_to_fp16_with_scans_fp32():
     hoisted, _ = hoist_input_projection(model)
     converted, report = convert_to_fp16(hoisted, "fp16")
     assert {k.op for k in report.kept} == {"Scan"} and all(k.reason == "subgraph" for k in report.kept)
+    import onnx
+
+    onnx.checker.check_model(converted)
     f = feeds(batch=2, seq=17)
     ref = _outputs(model, f)["y"]
     got = _outputs(converted, f)["y"]

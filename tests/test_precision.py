@@ -63,7 +63,8 @@ def test_policies_convert_and_stay_close(cell, bi, layers, policy):
         assert all(_producer_type(converted, f"Y{k}") == FLOAT for k in range(layers))
     f = feeds(batch=3, seq=20)
     engines = engines_for(bi)
-    assert engines, "no numeric engine available"
+    if not engines:
+        pytest.skip("numeric check needs onnxruntime, or an onnx whose reference evaluator has bidirectional RNNs")
     for engine in engines:
         for err in compare_models(model, converted, f, engine=engine):
             assert err.rel_l2 < 3e-3, (engine, err)
