@@ -127,13 +127,15 @@ def test_pin_fp32_sets_arithmetic_layers_only():
 
 # -- planning ---------------------------------------------------------------------------------------------
 def test_plan_build_reads_recipe_engine_metadata(tmp_path):
-    engine = {"batch": "1:4:16", "seq": "1:32:256", "precision": "fp16-keep-recurrence"}
+    engine = {"batch": "1:4:16", "seq": "1:32:256", "precision": "fp16-keep-recurrence", "workspace_mib": 512}
     path = save(make_rnn_model("LSTM", layers=2, engine=engine), tmp_path / "m.onnx")
     plan = plan_build(path, BuildOptions())
     assert plan.fp16 and plan.policy == "fp16-keep-recurrence" and plan.profiles_origin == "model metadata"
     assert plan.kept_fp32 == {"lstm0": "policy", "lstm1": "policy"}
     assert plan.profiles[0].shapes["x"].max == (16, 256, 4)
     assert plan.spec.name == "tiny-lstm" and plan.graph == "model" and not plan.with_state
+    assert plan.options.workspace_mib == 512 and plan.options.opt_level is None
+    assert plan_build(path, BuildOptions(workspace_mib=64)).options.workspace_mib == 64
     plan = plan_build(path, BuildOptions(fp16=False, shapes=ShapeOptions(seq="1:8:64")))
     assert not plan.fp16 and plan.policy is None and plan.kept_fp32 == {}
     assert plan.profiles[0].shapes["x"].max == (16, 64, 4) and plan.profiles_origin == "--batch/--seq/--dim"

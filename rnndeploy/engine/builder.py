@@ -15,7 +15,7 @@ import datetime
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rnndeploy import __version__
@@ -174,6 +174,9 @@ def plan_build(onnx_path: str, options: BuildOptions) -> BuildPlan:
         batch=s.batch, seq=s.seq, dims=s.dims, defaults=defaults,
     )
     meta_precision = str(defaults.get("precision") or "fp32")
+    for key in ("workspace_mib", "opt_level"):  # the recipe's [engine] settings fill what the options leave open
+        if getattr(options, key) is None and isinstance(defaults.get(key), int) and not isinstance(defaults.get(key), bool):
+            options = replace(options, **{key: int(defaults[key])})
     onnx_is_fp16 = is_fp16_model(model)
     fp16 = options.fp16 if options.fp16 is not None else (meta_precision != "fp32" or onnx_is_fp16)
     if onnx_is_fp16 and options.fp16 is False:
