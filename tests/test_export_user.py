@@ -282,3 +282,48 @@ def test_cli_subprocess_export_and_failure(tmp_path):
     )
     assert proc.returncode == 1 and proc.stderr.strip().startswith("rnndeploy: error: LSTM lstm uses proj_size")
     assert "Traceback" not in proc.stderr and not (tmp_path / "p.onnx").exists()
+
+
+def test_simplify_result_dropped_when_it_does_not_validate(tmp_path, monkeypatch):
+    import onnx
+
+    from rnndeploy.export import simplify as simplify_mod
+
+    def harmful(model):  # a "simplifier" that changes the numbers
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        for init in out.graph.initializer:
+            arr = onnx.numpy_helper.to_array(init)
+            if arr.dtype == np.float32 and arr.size > 1:
+                init.CopyFrom(onnx.numpy_helper.from_array(arr * 0.5, init.name))
+        return out, "onnxslim (test double)"
+
+    monkeypatch.setattr(simplify_mod, "simplify", harmful)
+    out = tmp_path / "ln.onnx"
+    res = invoke(
+        "--model", f"{MODELS}/layernorm_stack.py:build", "--input", "x[batch,seq,4]", "--simplify", "-o", str(out)
+    )
+    assert res.exit_code == 0, res.output
+    assert "onnxslim result dropped" in res.output and "validation failed" in res.output
+    meta = describe_onnx(out).export_info
+    assert meta["simplified"] is False and meta["validated"] is True
+    # the file written is the unsimplified, validated graph
+    module = load_user_module(f"{MODELS}/layernorm_stack.py:build")
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 9, 4)).astype(np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_session(out).run(None, {"x": x})[0], ref, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_user_module_with_dynamo_in_a_fresh_process(tmp_path):
+    out = tmp_path / "gd.onnx"
+    res = invoke(
+        "--model", f"{MODELS}/gru_state.py:build", "--input", "x[batch,seq,3]", "--input", "h0[1,batch,8]:state",
+        "--output", "y", "--output", "hn:state", "--exporter", "dynamo", "-o", str(out),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    info = describe_onnx(out)
+    assert info.export_info["exporter"] == "dynamo" and info.recurrence == "native"
+    assert info.outputs[0].dims == ("batch", "seq", 8)  # dynamo declared seq as 7; renamed, then validated at 4 sizes
+    assert "declared output 'y' axis 1 as 7" in res.output

@@ -20,6 +20,21 @@ from tests.helpers import REPO  # noqa: E402
 S2S_INFO = {"src_vocab_size": 20, "tgt_vocab_size": 15, "bos_id": 1, "eos_id": 2}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _torch_single_thread():
+    """Step-by-step decoding runs thousands of tiny torch calls; on a busy 2-core box
+    OpenMP's spinning threads make each one slow."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _s2s_model(cell: str, layers: int, seed: int):
     pytest.importorskip("torch")
     from rnndeploy.models import build_model
