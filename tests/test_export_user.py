@@ -224,6 +224,11 @@ NEGATIVE = [
         "2 output(s)",
     ),
     (["--model", "{m}/gru_state.py:build"], 2, "at least one --input"),
+    (
+        ["--model", "{m}/squeezer.py:build", "--input", "x[batch,seq,3]", "--exporter", "torchscript"],
+        1,
+        "torch itself failed",
+    ),
     (["--input", "x[batch,seq,3]"], 2, "either a CHECKPOINT"),
 ]
 

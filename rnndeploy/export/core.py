@@ -405,12 +405,13 @@ def _raise_all_failed(job: GraphJob, attempts: Sequence[Attempt], reports: Seque
     what = f"graph {job.graph!r} of {job.spec.name}"
     detail = " | ".join(f"{a.exporter}: {a.reason}" for a in attempts)
     if reports:
-        runtime_broke = any(c.error for r in reports for c in r.failures)
-        hint = (
-            "the graph does not run at other sizes: an axis was frozen during export"
-            if runtime_broke
-            else "the numbers differ from torch beyond the spec's fp32 tolerance; the table above lists each output"
-        )
+        errors = [c.error for r in reports for c in r.failures if c.error]
+        if any(e.startswith("torch itself failed") for e in errors):
+            hint = "the module itself does not run at every size its spec calls dynamic; the table above shows where"
+        elif errors:
+            hint = "the graph does not run at other sizes: an axis was frozen during export"
+        else:
+            hint = "the numbers differ from torch beyond the spec's fp32 tolerance; the table above lists each output"
         raise ValidationFailed(f"export of {what} did not validate: {detail}", reports, hint)
     raise ExportError(f"export of {what} failed: {detail}")
 
