@@ -40,13 +40,13 @@ from rnndeploy.errors import UsageError
     metavar="NAME[:ROLE]",
     help="Output names in the order forward returns them (dims are found by running the module).",
 )
-@click.option("--name", default=None, help="Model name for a user module (default: the factory's name).")
+@click.option("--name", default=None, help="Model name for a user module (default: the file's name).")
 @click.option(
     "--exporter",
     type=click.Choice(["auto", "torchscript", "dynamo"]),
     default=None,
-    help="auto (default): TorchScript, falling back to dynamo if it fails or does not validate. "
-    "A named exporter is used alone.",
+    help="Default: the recipe's exporter (TorchScript for a user module), falling back to the other one if "
+    "it fails or does not validate; the choice is recorded in the metadata. A named exporter is used alone.",
 )
 @click.option(
     "--opset", type=int, default=None, help="ONNX opset (default: the recipe's, else 17 — TensorRT 8.6 parses <= 17)."

@@ -13,6 +13,7 @@ graph validated):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from rnndeploy.export.core import (
@@ -77,8 +78,8 @@ def export_user_module(
     _paths(out, ["model"])  # a bad output path fails before any work
     module = load_user_module(ref)
     check_supported(module)
-    factory = ref.rsplit(":", 1)[-1]
-    spec = user_spec(module, in_specs, out_parsed, name=name or factory, source=ref)
+    stem = Path(ref.rsplit(":", 1)[0]).stem
+    spec = user_spec(module, in_specs, out_parsed, name=name or stem, source=ref)
     job = GraphJob(
         spec=spec,
         graph="model",
