@@ -471,7 +471,10 @@ def _check_section(origin: str, section: str, table: Any, schema: Mapping[str, P
             _unknown(origins.get((section, key)) or origin, "key", key, key, list(schema), f" in [{section}]")
     out: Dict[str, Any] = {}
     for key, param in schema.items():
-        if key in table:
+        if key in table and table[key] is None and not param.required:
+            # JSON null (a resolved recipe read back, e.g. from a checkpoint) means "unset".
+            out[key] = copy.deepcopy(param.default)
+        elif key in table:
             out[key] = check_value(_where(origin, section, key, origins), param, table[key])
         elif param.required:
             raise RecipeError(f"{origin}: [{section}] lacks the required key {key!r}", param.doc)

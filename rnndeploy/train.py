@@ -116,7 +116,8 @@ class Task:
     def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
+        """Metrics of ``model`` on one split; ``final`` adds the costly ones (greedy decoding)."""
         raise NotImplementedError
 
     def check(self, model: Any) -> None:
@@ -137,7 +138,7 @@ class RegressionTask(Task):
         torch = require("torch")
         return torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
         pred = _predict(model, arrays, lambda b: model(b["x"]), ("x",))
         return regression_metrics(pred, arrays["y"], arrays["baseline"], self.data_info)
 
@@ -173,7 +174,7 @@ class ClassificationTask(Task):
         torch = require("torch")
         return torch.nn.functional.cross_entropy(model(batch["tokens"], batch["lengths"]), batch["labels"])
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
         logits = _predict(model, arrays, lambda b: model(b["tokens"], b["lengths"]), ("tokens", "lengths"))
         labels = arrays["labels"]
         majority = np.bincount(labels, minlength=logits.shape[1]).max() / max(1, len(labels))
@@ -190,7 +191,7 @@ class LanguageModelTask(Task):
         logits = model(batch["inputs"])
         return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str) -> Dict[str, float]:
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
         total, correct, count = 0.0, 0, 0
         for b in _eval_batches(arrays, ("inputs", "targets")):
             logits = model(b["inputs"]).double()
@@ -213,7 +214,7 @@ class Seq2SeqTask(Task):
             logits.reshape(-1, logits.shape[-1]), batch["tgt_out"].reshape(-1), ignore_index=int(self.data_info["pad_id"])
         )
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, greedy: bool = True) -> Dict[str, float]:
+    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
         torch = require("torch")
         pad = int(self.data_info["pad_id"])
         total, correct, count = 0.0, 0, 0
@@ -225,7 +226,8 @@ class Seq2SeqTask(Task):
             correct += int((flat[keep].argmax(-1) == tgt[keep]).sum())
             count += int(keep.sum())
         out = {"loss": total / count, "token_accuracy": correct / count}
-        if greedy:
+        # Greedy decoding runs the decoder step by step: per epoch only when it is monitored.
+        if final or metric in self.GREEDY:
             out.update(self.greedy_metrics(model, arrays))
         return out
 
@@ -335,7 +337,7 @@ def train_recipe(
 
     model.eval()
     with torch.no_grad():
-        metrics = {s: task.evaluate(model, ds.splits[s], bar.metric) for s in ("val", "test")}
+        metrics = {s: task.evaluate(model, ds.splits[s], bar.metric, final=True) for s in ("val", "test")}
     value = metrics[bar.split][bar.metric]
     verdict = QualityVerdict(bar.metric, bar.split, bar.bound, bar.higher_is_better, float(value), bool(bar.passed(value)))
     seconds = time.perf_counter() - t0
@@ -355,7 +357,7 @@ def train_recipe(
     if out_dir is not None:
         from rnndeploy.checkpoint import save_checkpoint
 
-        save_checkpoint(out_dir, model, recipe, ds.data_info, result)
+        save_checkpoint(out_dir, model, recipe, model.data_info, result)
     say(verdict.describe())
     return result
 
