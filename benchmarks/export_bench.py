@@ -55,6 +55,7 @@ def run_one(case: str, workdir: str) -> Dict[str, Any]:
 
     from rnndeploy.data import load_dataset
     from rnndeploy.export import ExportOptions, export_zoo_model
+    from rnndeploy.export.checkpoints import longest_train_seq
     from rnndeploy.models import build_model
     from rnndeploy.recipe import load_recipe
 
@@ -67,10 +68,7 @@ def run_one(case: str, workdir: str) -> Dict[str, Any]:
     model = build_model(recipe.model, data_info, seed=0).eval()
     params = sum(p.numel() for p in model.parameters())
     section = recipe.export
-    longest = section.get("longest_train_seq")
-    for key in ("longest_train_seq", "max_len", "seq_len", "window", "max_word_len"):
-        if longest is None and isinstance(data_info.get(key), int):
-            longest = data_info[key]
+    longest = longest_train_seq(section, data_info, recipe.data)  # what `rnndeploy export CKPT` uses
     opts = ExportOptions(
         exporter="auto",
         opset=int(section.get("opset") or 17),

@@ -62,18 +62,25 @@ def checkpoint_defaults(loaded: Any) -> Dict[str, Any]:
     if section.get("example_seq"):
         example["seq"] = int(section["example_seq"])
     out["example"] = example
-    longest = section.get("longest_train_seq")
-    for source in (data_info, data_section):
-        for key in _LENGTH_KEYS:
-            value = source.get(key)
-            if longest is None and isinstance(value, int) and not isinstance(value, bool):
-                longest = int(value)
-    out["longest_train_seq"] = longest
+    out["longest_train_seq"] = longest_train_seq(section, data_info, data_section)
     # The manifest hashes every file of the checkpoint, so its own hash names the whole checkpoint.
     out["sha256"] = getattr(loaded, "manifest_sha256", None)
     out["weights_sha256"] = getattr(loaded, "weights_sha256", None)
     out["recipe"] = recipe_name
     return out
+
+
+def longest_train_seq(export_section: Dict[str, Any], data_info: Dict[str, Any], data_section: Dict[str, Any]) -> Any:
+    """The longest sequence seen in training: the recipe's [export] longest_train_seq, else the
+    dataset's own length facts (window, max_len, seq_len, max_src_len, ...); None if unknown."""
+    if export_section.get("longest_train_seq") is not None:
+        return int(export_section["longest_train_seq"])
+    for source in (data_info, data_section):
+        for key in _LENGTH_KEYS:
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return int(value)
+    return None
 
 
 def _load_keeping_raw_recipe(p: Path) -> Any:

@@ -37,9 +37,10 @@ def example_sizes(graph: GraphSpec, overrides: Optional[Mapping[str, int]] = Non
 
 
 def long_seq_for(longest_train_seq: Optional[int]) -> int:
-    """A sequence length longer than any seen in training (default: 2 × 128)."""
+    """A sequence length longer than any seen in training: twice the longest (default
+    2 × 128), and at least 32 so it is also the longest of the validation shapes."""
     longest = int(longest_train_seq) if longest_train_seq else DEFAULT_LONGEST_SEQ
-    return max(2 * longest, longest + 1)
+    return max(2 * longest, 32)
 
 
 def validation_sizes(graph: GraphSpec, example: Mapping[str, int], long_seq: int) -> List[Dict[str, int]]:
