@@ -247,6 +247,7 @@ def test_auto_falls_back_to_dynamo_and_records_it(tmp_path, monkeypatch):
         "fallback: torchscript was tried first and failed: the TorchScript exporter failed: simulated"
         in result.render()
     )
+    assert any("down-converted it to 17" in n for n in g.notes)
     # an explicitly named exporter gets no fallback
     with pytest.raises(ExportError, match="simulated"):
         export_zoo_model(model, str(tmp_path / "g.onnx"), ExportOptions(exporter="torchscript"))

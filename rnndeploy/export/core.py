@@ -316,6 +316,11 @@ def _export_graph(job: GraphJob, options: ExportOptions) -> Tuple[Any, GraphExpo
 
     if model is None:
         _raise_all_failed(job, attempts, reports)
+    if chosen == "dynamo" and options.opset < 18:
+        notes.append(
+            f"dynamo writes opset 18 and down-converted it to {options.opset} (such conversions can be invalid; "
+            "this one passed the checker and validation)"
+        )
 
     simplified: Optional[bool] = None
     report = reports[-1] if reports and options.validate else None
