@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict
 
@@ -26,31 +25,16 @@ def load_checkpoint(directory: str) -> Any:
         )
     from rnndeploy.checkpoint import load_model
 
-    try:
-        return load_model(p)
-    except CheckpointError as err:
-        # WORKAROUND (remove once rnndeploy.recipe is fixed): Recipe.from_dict rejects the
-        # None defaults its own to_dict() writes ([train] max_minutes, steps_per_epoch), so
-        # no checkpoint written by `rnndeploy train` loads. Only that failure falls back to a
-        # load that keeps every other check (manifest hashes, pickle refusal, exact weights)
-        # and reads recipe.json as plain data.
-        if "recipe.json" not in err.message or "got None" not in err.message:
-            raise
-        return _load_keeping_raw_recipe(p)
+    return load_model(p)
 
 
 def checkpoint_defaults(loaded: Any) -> Dict[str, Any]:
     """Export defaults from a LoadedCheckpoint: opset, exporter, with_state, example
     sizes, longest_train_seq, the recipe's name and the checkpoint's hashes (None where unknown)."""
     recipe = getattr(loaded, "recipe", None)
-    if isinstance(recipe, dict):  # raw recipe.json (see load_checkpoint)
-        section = dict(recipe.get("export") or {})
-        data_section = dict(recipe.get("data") or {})
-        recipe_name = (recipe.get("recipe") or {}).get("name")
-    else:
-        section = dict(getattr(recipe, "export", None) or {})
-        data_section = dict(getattr(recipe, "data", None) or {})
-        recipe_name = getattr(recipe, "name", None)
+    section = dict(getattr(recipe, "export", None) or {})
+    data_section = dict(getattr(recipe, "data", None) or {})
+    recipe_name = getattr(recipe, "name", None)
     data_info = dict(getattr(loaded, "data_info", None) or {})
     out: Dict[str, Any] = {}
     for key in ("opset", "exporter", "with_state"):
@@ -81,35 +65,3 @@ def longest_train_seq(export_section: Dict[str, Any], data_info: Dict[str, Any],
             if isinstance(value, int) and not isinstance(value, bool):
                 return int(value)
     return None
-
-
-def _load_keeping_raw_recipe(p: Path) -> Any:
-    from types import SimpleNamespace
-
-    import safetensors.torch as st
-
-    from rnndeploy.checkpoint import WEIGHTS, verify_checkpoint
-    from rnndeploy.fileio import sha256_file
-    from rnndeploy.models import build_model
-    from rnndeploy.spec import ModelSpec
-
-    manifest = verify_checkpoint(p)
-
-    def read(name: str) -> Any:
-        return json.loads((p / name).read_text(encoding="utf-8"))
-
-    model = build_model(read("model.json"), read("data_info.json"))
-    weights = st.load_file(str(p / WEIGHTS))
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{p / WEIGHTS} does not match the model in {p / 'model.json'}: {exc}") from None
-    return SimpleNamespace(
-        path=str(p),
-        model=model.eval(),
-        recipe=read("recipe.json"),
-        spec=ModelSpec.from_dict(read("spec.json")),
-        data_info=read("data_info.json"),
-        weights_sha256=manifest["files"][WEIGHTS],
-        manifest_sha256=sha256_file(p / "manifest.json"),
-    )
