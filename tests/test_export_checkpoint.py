@@ -83,7 +83,12 @@ def test_every_recipe_model_exports_through_the_cli(recipe, variant, tmp_path):
         spec, graph, meta = read_onnx_metadata(onnx.load(str(f)))
         assert info.recurrence == "native"
         assert meta["validated"] is True and meta["checkpoint_sha256"] == sha256_file(ckpt / "manifest.json")
-        assert meta["checkpoint_weights_sha256"] == sha256_file(ckpt / "weights.safetensors")
+        assert meta["weights_sha256"] == sha256_file(ckpt / "weights.safetensors")
+        assert meta["engine"] == {k: v for k, v in loaded_recipe.engine.items() if v is not None}
+        # the contract with build-engine, which reads its default profiles from there
+        from rnndeploy.engine.profiles import engine_defaults
+
+        assert engine_defaults(spec.attrs, meta)["seq"] == loaded_recipe.engine["seq"]
         assert meta["recipe"] == loaded_recipe.name and spec.family == loaded_recipe.model["family"]
         assert meta["opset"] == loaded_recipe.export["opset"] == info.opset
         assert meta["with_state"] == bool(loaded_recipe.export["with_state"] and spec.family in ("regressor", "charlm"))

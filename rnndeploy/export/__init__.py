@@ -174,7 +174,10 @@ def export_checkpoint(
     info = {
         "checkpoint": str(directory),
         "checkpoint_sha256": defaults.get("sha256"),
-        "checkpoint_weights_sha256": defaults.get("weights_sha256"),
+        # not "checkpoint_…": readers take any key with "checkpoint" and "sha256" as the manifest's hash
+        "weights_sha256": defaults.get("weights_sha256"),
+        # the recipe's [engine] table: build-engine reads its profiles and precision from here
+        "engine": defaults.get("engine"),
         "recipe": defaults.get("recipe"),
     }
     jobs = zoo_jobs(loaded.model, options.with_state, info, checkpoint=str(directory))

@@ -51,6 +51,8 @@ def checkpoint_defaults(loaded: Any) -> Dict[str, Any]:
     out["sha256"] = getattr(loaded, "manifest_sha256", None)
     out["weights_sha256"] = getattr(loaded, "weights_sha256", None)
     out["recipe"] = recipe_name
+    engine = getattr(recipe, "engine", None)
+    out["engine"] = {k: v for k, v in dict(engine).items() if v is not None} if engine else None
     return out
 
 
