@@ -12,7 +12,8 @@ Settings (RunnerOptions): ``device`` "cpu" (default) / "cuda" / "cuda:N"; ``thre
 (torch.set_num_threads, restored on deactivate); ``precision`` "fp16" with
 ``extra["fp16_mode"]`` "autocast" (default on CUDA) or "half" (default on CPU, where
 autocast has no FP16 LSTM); ``cuda_graph`` captures one CUDA graph per input shape
-(static input buffers, replayed by ``run_prepared``).
+(static input buffers, replayed by ``run_prepared``). On CUDA, TF32 is switched off
+while the runner is active (``extra["tf32"]=True`` keeps it on) so FP32 means FP32.
 
 Timing: CPU — host clock (torch CPU ops are synchronous). CUDA — CUDA events recorded
 on the current stream around the calls (TorchCudaTimer); inputs are moved to the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -111,6 +112,7 @@ class TorchRunner(Runner):
         self.module: Any = None
         self.device: Any = None
         self._saved_threads: Optional[int] = None
+        self._saved_tf32: Optional[Tuple[bool, bool]] = None
         self.fp16_mode: Optional[str] = None
 
     # lifecycle -------------------------------------------------------------------------------------
@@ -126,6 +128,13 @@ class TorchRunner(Runner):
         if self.options.cuda_graph and not dev.startswith("cuda"):
             raise UsageError("--cuda-graph needs a CUDA device", "add --device cuda")
         self.device = torch.device(dev)
+        if self.device.type == "cuda":
+            # cuDNN runs FP32 RNNs in TF32 on Ampere+ by default (cudnn.allow_tf32=True): ~1e-3 relative
+            # error, which would make an "FP32" reference no better than FP16. Off unless asked for.
+            self._saved_tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+            tf32 = bool(self.options.extra.get("tf32", False))
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
         if self.options.threads is not None:
             self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(int(self.options.threads))
@@ -139,6 +148,9 @@ class TorchRunner(Runner):
         self.module = module.to(self.device).eval()
 
     def _deactivate_impl(self) -> None:
+        if self._saved_tf32 is not None:
+            self.torch.backends.cudnn.allow_tf32, self.torch.backends.cuda.matmul.allow_tf32 = self._saved_tf32
+            self._saved_tf32 = None
         if self._saved_threads is not None:
             self.torch.set_num_threads(self._saved_threads)
             self._saved_threads = None
@@ -242,6 +254,7 @@ class TorchRunner(Runner):
             idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
             dev = f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
             details["cudnn"] = torch.backends.cudnn.version()
+            details["tf32"] = bool(self.options.extra.get("tf32", False))
         if self.fp16_mode:
             details["fp16_mode"] = self.fp16_mode
         details["source"] = "in-memory" if self._given is not None else ("checkpoint" if self.source.checkpoint else "module")

@@ -120,8 +120,8 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
         for batch, seq in progress(configs, label, enabled=config.show_progress):
             sizes = sizes_for(graph, batch, seq, config.extra_dims)
             feed = generate_inputs(graph, sizes, config.seed, pad_id)
-            for i, b in enumerate(backends):
-                if i and config.settle:
+            for b in backends:
+                if measurements and config.settle:
                     # let the previous backend's spinning worker threads go idle before the next one
                     time.sleep(config.settle)
                 r = runners[b]

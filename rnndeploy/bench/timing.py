@@ -17,7 +17,9 @@ from rnndeploy.errors import UsageError
 DEFAULT_WARMUP = 10
 DEFAULT_MIN_TIME = 1.0  # seconds of timed calls per configuration
 MIN_SAMPLES = 10  # a min-time run still takes at least this many samples
-MAX_SAMPLES = 100_000
+# ...and stops at this many even before min_time: 1000 samples pin the median and p99 well,
+# and keep a results file of a whole sweep small enough to commit.
+MAX_SAMPLES = 1000
 
 
 def measure(
@@ -39,7 +41,8 @@ def measure(
     Args:
         warmup: untimed calls first (a CUDA graph is captured during these).
         iters: exact number of timed blocks; when None, blocks are taken until their
-            total time reaches ``min_time`` seconds (and at least ``min_samples``).
+            total time reaches ``min_time`` seconds (and at least ``min_samples``) or
+            ``max_samples`` blocks were taken, whichever comes first.
         number: calls per block (each sample is the block's mean per call).
         timer: defaults to ``runner.timer()``.
         sizes: the named axis sizes to record (default: read from ``feed``'s shapes).

@@ -211,8 +211,10 @@ def _machines(results: Sequence[Any]) -> str:
         rows.append([machine_label(m), str(m.get("cpu")), f"{m.get('cpu_affinity')}/{m.get('cpu_count')}",
                      str(m.get("memory_gib")), ", ".join(g.get("name", "") for g in m.get("gpus") or []) or "—",
                      str(m.get("cuda_driver") or "—"),
+                     f"{m['load_average'][0]:.2f}" if m.get("load_average") else "—",
                      ", ".join(f"{k} {v[k]}" for k in sorted(v) if v[k])])
-    return _table(["machine", "CPU", "cores used/all", "GiB", "GPUs", "CUDA driver", "versions"], rows, "lllrlll")
+    return _table(["machine", "CPU", "cores used/all", "GiB", "GPUs", "CUDA driver", "load (1 min)", "versions"], rows,
+                  "lllrllrl")
 
 
 def render_html(results: Sequence[Any], title: str = "rnndeploy report") -> str:

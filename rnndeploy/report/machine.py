@@ -84,6 +84,8 @@ def describe_machine() -> Dict[str, Any]:
         "memory_gib": memory_gib(),
         "gpus": gpus,
         "cuda_driver": cuda_driver_version() if gpus else None,
+        # other work on the machine when the result was taken: timings under load are noisy
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "versions": package_versions(),
     }
 

@@ -94,6 +94,17 @@ def _parity(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
     if long_profiles:
         lines += ["", "Relative L2 error along the sequence (worst case per timestep):"]
         lines += ["  " + "  ".join(r) for r in long_profiles]
+    by_seq_rows = []
+    for b in result.backend_names():
+        for out in result.output_names():
+            worst: dict = {}
+            for p in result.error_vs_seq_len(b, out):
+                worst[p.seq] = max(worst.get(p.seq, 0.0), p.rel_l2)
+            if len(worst) >= 2:
+                by_seq_rows.append([b, out] + [f"s{k}: {fmt.err(v)}" for k, v in sorted(worst.items())])
+    if by_seq_rows:
+        lines += ["", "Relative L2 error versus sequence length (worst over batch sizes):"]
+        lines += ["  " + "  ".join(r) for r in by_seq_rows]
     for w in result.warnings:
         lines.append(f"warning: {w}")
     for f in result.failures()[:10]:
@@ -169,7 +180,9 @@ def render_markdown(results: Sequence[Any]) -> str:
         v = m.get("versions", {})
         vers = ", ".join(f"{k} {v[k]}" for k in sorted(v) if v[k])
         gpus = ", ".join(f"{g.get('name')} (sm {g.get('compute_capability')})" for g in m.get("gpus") or []) or "none"
+        load = m.get("load_average")
+        load_s = f"; load average {load[0]:.2f} (1 min) when measured" if load else ""
         parts.append(f"- **{machine_label(m)}** — {m.get('os')} {m.get('arch')}, CPU {m.get('cpu')} "
                      f"({m.get('cpu_affinity')} usable of {m.get('cpu_count')} cores), {m.get('memory_gib')} GiB; "
-                     f"GPUs: {gpus}; CUDA driver {m.get('cuda_driver') or '—'}; {vers}")
+                     f"GPUs: {gpus}; CUDA driver {m.get('cuda_driver') or '—'}{load_s}; {vers}")
     return "\n".join(parts) + "\n"
