@@ -108,7 +108,7 @@ def test_results_document_round_trip_and_merge(tmp_path, parity_result):
     results = load_results(merged)
     assert results[0].kind == "parity" and results[0].failures() == parity_result.failures()
     assert results[2].machine["hostname"] == "gpu-box"
-    assert results[1].ratio("ort-cpu", 32, 512) == pytest.approx(0.45)
+    assert results[1].ratio("ort-cpu", 32, 512) == pytest.approx(0.45, rel=1e-3)  # times kept to 4 digits
 
 
 def test_results_reader_refuses_other_files(tmp_path):
