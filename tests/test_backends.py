@@ -261,3 +261,13 @@ def test_runnable_backends_follow_artefacts_and_machine():
     assert "ort-cpu" in got and "torch" not in got and "trt" not in got  # no checkpoint, no engine
     if not probe_gpus()[0]:
         assert not {"ort-cuda", "ort-trt", "trt"} & set(runnable_backends())
+
+
+def test_trt_profile_option_parsing():
+    from rnndeploy.cli.harness_options import parse_trt_profile
+
+    assert parse_trt_profile("batch=1:8:256, seq=1:128:2048") == {
+        "min": {"batch": 1, "seq": 1}, "opt": {"batch": 8, "seq": 128}, "max": {"batch": 256, "seq": 2048}}
+    for bad in ("batch=1:8", "batch=8:1:16", "=1:2:3", "seq=a:b:c"):
+        with pytest.raises(UsageError):
+            parse_trt_profile(bad)

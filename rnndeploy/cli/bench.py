@@ -26,7 +26,8 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
           engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
           precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
-          fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str], batches: str,
+          fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
+          trt_profile: Optional[str], batches: str,
           seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
           baseline: Optional[str], dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
           show_progress: Optional[bool]) -> Any:
@@ -56,7 +57,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
-                                  trt_cache_dir)
+                                  trt_cache_dir, trt_profile)
     has_torch = any(b.split(":")[0] == "torch" for b in backends)
     all_backends = list(backends) + ([] if no_torch_row or has_torch else ["torch"])
     config = BenchConfig(

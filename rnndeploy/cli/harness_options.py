@@ -51,6 +51,9 @@ runner_options = _stack(
     click.option("--ort-opt-level", type=click.Choice(["disabled", "basic", "extended", "all"]), default=None,
                  help="onnxruntime graph optimisation level (default all)."),
     click.option("--trt-cache-dir", metavar="DIR", help="ort-trt engine/timing cache directory."),
+    click.option("--trt-profile", metavar="AXIS=MIN:OPT:MAX,...",
+                 help="ort-trt optimisation profile, e.g. batch=1:8:256,seq=1:128:2048 "
+                      "(default batch 1:8:64, seq 1:128:1024)."),
 )
 
 tolerance_options = _stack(
@@ -70,13 +73,30 @@ output_options = _stack(
 )
 
 
+def parse_trt_profile(text: str) -> Dict[str, Dict[str, int]]:
+    """"batch=1:8:256,seq=1:128:2048" → {"min": {"batch": 1, "seq": 1}, "opt": {...}, "max": {...}}."""
+    out: Dict[str, Dict[str, int]] = {"min": {}, "opt": {}, "max": {}}
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        axis, _, rng = item.partition("=")
+        try:
+            lo, opt, hi = (int(v) for v in rng.split(":"))
+        except ValueError:
+            raise UsageError(f"--trt-profile {item!r} is malformed", "write AXIS=MIN:OPT:MAX, e.g. seq=1:128:2048") from None
+        if not (axis and 1 <= lo <= opt <= hi):
+            raise UsageError(f"--trt-profile {item!r}: need 1 <= MIN <= OPT <= MAX")
+        out["min"][axis], out["opt"][axis], out["max"][axis] = lo, opt, hi
+    return out
+
+
 def runner_options_from(precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool,
                         include_copies: bool, fp16_mode: Optional[str], ort_opt_level: Optional[str],
-                        trt_cache_dir: Optional[str]) -> Any:
+                        trt_cache_dir: Optional[str], trt_profile: Optional[str] = None) -> Any:
     """RunnerOptions from the runner option group."""
     from rnndeploy.backends import RunnerOptions
 
     extra: Dict[str, Any] = {}
+    if trt_profile:
+        extra["trt_profile"] = parse_trt_profile(trt_profile)
     if fp16_mode:
         extra["fp16_mode"] = fp16_mode
     if ort_opt_level:

@@ -38,6 +38,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
            engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
            precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
            fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
+           trt_profile: Optional[str],
            reference: Optional[str], shapes: str, seed: int, dims: Sequence[str], inputs_file: Optional[str],
            expected_file: Optional[str], golden: Optional[str], save_golden: Optional[str], atol: Optional[float],
            rtol: Optional[float], tol_items: Sequence[str], sample_steps: int, min_agreement: Optional[float],
@@ -91,7 +92,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     if not backends and not save_golden:
         raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
-                                  trt_cache_dir)
+                                  trt_cache_dir, trt_profile)
     ref_options = per_backend_options([ref], replace(options, precision="fp32", cuda_graph=False))[ref]
     if ref.split(":")[0] == "torch" and device is None:
         ref_options = replace(ref_options, device=None)
