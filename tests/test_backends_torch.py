@@ -215,6 +215,8 @@ def test_checkpoint_train_export_parity_bench_in_subprocesses(tmp_path):
     from rnndeploy.parity.golden import check_golden_matches, load_golden
 
     src = resolve_source(str(onnx_path))
+    assert src.checkpoint == str(ck)  # found through the export metadata (hash-checked): torch can be the reference
+    assert resolve_source(str(onnx_path), auto_checkpoint=False).checkpoint is None
     golden = load_golden(str(tmp_path / "golden"))
     assert golden.manifest["model"]["checkpoint_sha256"] == model_hashes(src)["checkpoint_sha256"]
     assert check_golden_matches(golden, src.graph_spec, **{k: v for k, v in model_hashes(src).items()}) == []

@@ -45,8 +45,15 @@ def resolve_source(
     engine: Optional[str] = None,
     graph: Optional[str] = None,
     with_state: Optional[bool] = None,
+    auto_checkpoint: bool = True,
 ) -> ModelSource:
-    """A ModelSource from the positional MODEL and/or the explicit artefact options."""
+    """A ModelSource from the positional MODEL and/or the explicit artefact options.
+
+    With ``auto_checkpoint``, an ONNX file exported by ``rnndeploy export`` from a
+    checkpoint directory that still exists here, unchanged (its manifest hash equals the
+    one the export recorded), brings that checkpoint along, so torch can be the
+    reference without naming it.
+    """
     arts: Dict[str, Optional[str]] = {"onnx": onnx, "checkpoint": checkpoint, "module": module, "engine": engine}
     if model:
         kind = classify(model)
@@ -64,6 +71,8 @@ def resolve_source(
 
     if arts["onnx"]:
         spec, meta_graph, state_default = _spec_from_onnx(arts["onnx"])
+        if auto_checkpoint and not (arts["checkpoint"] or arts["module"]):
+            arts["checkpoint"] = _exported_from(arts["onnx"])
     elif arts["checkpoint"]:
         spec, meta_graph, state_default = _spec_from_checkpoint(arts["checkpoint"]), None, False
     elif arts["engine"]:
@@ -137,6 +146,18 @@ def _spec_from_onnx(path: str) -> Tuple[Any, Optional[str], bool]:
     optional = [t.name for t in spec.graph(graph).inputs if t.optional]
     with_state = bool(optional) and all(n in file_inputs for n in optional)
     return spec, graph, with_state
+
+
+def _exported_from(onnx_path: str) -> Optional[str]:
+    """The checkpoint directory an ONNX file was exported from, if it is here and unchanged."""
+    info = _export_info(onnx_path)
+    ck, digest = info.get("checkpoint"), info.get("checkpoint_sha256")
+    if not isinstance(ck, str) or not isinstance(digest, str):
+        return None
+    manifest = Path(ck) / "manifest.json"
+    if not manifest.is_file() or sha256_file(manifest) != digest:
+        return None
+    return ck
 
 
 def _export_info(path: str) -> Dict[str, Any]:
