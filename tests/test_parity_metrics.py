@@ -145,7 +145,9 @@ def test_comparison_round_trips_through_json():
     ref = np.random.default_rng(1).normal(size=(2, 6, 3))
     c = compare_output("y", ref + 1e-6, ref, TIGHT, time_axis=1, lengths=[6, 3], role="logits")
     back = OutputComparison.from_dict(json.loads(json.dumps(c.to_dict(), allow_nan=False)))
-    assert back == c
+    assert back.to_dict() == c.to_dict()  # stable after one round trip (curves are kept to 4 digits)
+    assert back.stats == c.stats and back.by_length == c.by_length and back.passed == c.passed
+    assert back.time_profile.rel_l2 == pytest.approx(c.time_profile.rel_l2, rel=1e-3)
 
 
 def _graph() -> GraphSpec:

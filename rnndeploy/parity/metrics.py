@@ -63,7 +63,8 @@ class TimeProfile:
     rel_l2: Tuple[float, ...]
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"max_abs": list(self.max_abs), "rel_l2": list(self.rel_l2)}
+        # 4 significant digits: curves up to seq 2048 for many outputs stay small in results files
+        return {"max_abs": [_sig4(x) for x in self.max_abs], "rel_l2": [_sig4(x) for x in self.rel_l2]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TimeProfile:
@@ -123,6 +124,10 @@ class OutputComparison:
             by_length=None if d.get("by_length") is None else {int(k): v for k, v in d["by_length"].items()},
             argmax_agreement=d.get("argmax_agreement"),
         )
+
+
+def _sig4(x: float) -> float:
+    return float(f"{x:.4g}")
 
 
 # -- building blocks -----------------------------------------------------------------------------
