@@ -94,3 +94,28 @@ def test_classifier_argmax_agreement_and_bench_rows(tmp_path):
                               torch_row=False, show_progress=False),
                   runner_factory=torch_factory(model))
     assert b.ratio("ort-cpu", 1, 8) is not None and b.get("torch", 1, 8).description["details"]["source"] == "in-memory"
+
+
+def test_cli_finds_the_decoder_and_samples_char_lms_by_default(tmp_path):
+    import json
+
+    info = {"src_vocab_size": 20, "tgt_vocab_size": 15, "bos_id": 1, "eos_id": 2}
+    (tmp_path / "s2s").mkdir()
+    _, paths = export(tmp_path / "s2s", {"family": "seq2seq", "cell": "gru"}, info)
+    # labels make two configurations of one backend comparable: ort-cpu (reference) vs ort-cpu:t1
+    res = CliRunner().invoke(cli, ["parity", paths["encoder"], "--reference", "ort-cpu", "--backend", "ort-cpu:t1",
+                                   "--shapes", "2x6", "--json", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "s.json").read_text())["results"][0]
+    d = [t for t in r["tasks"] if t["kind"] == "decoding"]
+    assert d and d[0]["agreement"] == 1.0 and d[0]["backend"] == "ort-cpu:t1"
+
+    (tmp_path / "lm").mkdir()
+    _, lm = export(tmp_path / "lm", {"family": "charlm", "cell": "gru"}, {"vocab_size": 12, "vocab": list("abcdefghij .")},
+                   with_state=True)
+    res = CliRunner().invoke(cli, ["parity", lm["model"], "--reference", "ort-cpu", "--backend", "ort-cpu:t1",
+                                   "--shapes", "2x5", "--json", str(tmp_path / "l.json")])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "l.json").read_text())["results"][0]
+    s = [t for t in r["tasks"] if t["kind"] == "sampling"]
+    assert s and s[0]["details"]["steps"] == 32 and s[0]["agreement"] == 1.0

@@ -23,12 +23,12 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
 @click.option("--save-golden", metavar="DIR", help="Write the inputs and reference outputs as a golden directory.")
 @tolerance_options
-@click.option("--sample-steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="char-LM: also compare N sampled tokens per row (fixed seed).")
+@click.option("--sample-steps", type=click.IntRange(min=0), default=None,
+              help="char-LM: also compare N sampled tokens per row (fixed seed). Default 32 for char-LMs, else 0.")
 @click.option("--min-agreement", type=float, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
 @click.option("--decoder", "decoder_path", metavar="FILE",
               help="seq2seq: the decoder_step ONNX file (or engine) beside MODEL = the encoder; adds greedy decoding "
-                   "agreement with every backend.")
+                   "agreement with every backend. Default: NAME.decoder_step.onnx beside NAME.encoder.onnx.")
 @click.option("--decode-max-len", type=click.IntRange(min=1), default=64, show_default=True, help="seq2seq: decoding steps.")
 @click.option("--bos-id", type=int, help="seq2seq: start token id (default: the spec's).")
 @click.option("--eos-id", type=int, help="seq2seq: end token id (default: the spec's).")
@@ -41,7 +41,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
            trt_profile: Optional[str],
            reference: Optional[str], shapes: str, seed: int, dims: Sequence[str], inputs_file: Optional[str],
            expected_file: Optional[str], golden: Optional[str], save_golden: Optional[str], atol: Optional[float],
-           rtol: Optional[float], tol_items: Sequence[str], sample_steps: int, min_agreement: Optional[float],
+           rtol: Optional[float], tol_items: Sequence[str], sample_steps: Optional[int], min_agreement: Optional[float],
            decoder_path: Optional[str], decode_max_len: int, bos_id: Optional[int], eos_id: Optional[int], warn_only: bool, json_path: Optional[str], markdown_path: Optional[str], show_progress: Optional[bool]) -> Any:
     """Run the same inputs through every --backend and compare each output with the reference.
 
@@ -57,6 +57,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     3 a backend's package or GPU is missing.
     """
     from dataclasses import replace
+    from pathlib import Path
 
     from rnndeploy.backends import RunnerOptions
     from rnndeploy.backends.source import resolve_source
@@ -77,6 +78,10 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
     decoder = None
+    if decoder_path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
+        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
+        if Path(sibling).is_file():  # what `rnndeploy export -o NAME.onnx` writes for a seq2seq model
+            decoder_path = sibling
     if decoder_path:
         from rnndeploy.backends.source import classify
 
@@ -110,7 +115,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         inputs_file=inputs_file,
         expected_file=expected_file,
         extra_dims=parse_dims(dims),
-        sample_steps=sample_steps,
+        sample_steps=sample_steps if sample_steps is not None else (32 if source.spec.family == "charlm" else 0),
         min_agreement=min_agreement,
         decoder=decoder,
         decode_max_len=decode_max_len,
