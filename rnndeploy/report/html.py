@@ -120,7 +120,7 @@ def _summary(results: Sequence[Any]) -> str:
                     cell += f" ({fmt.ratio(ratio)})"
                 row.append(cell)
             rows.append(row)
-        parts.append(f"<h3>Median latency, ms — {escape(str(r.model.get('name')))} on "
+        parts.append(f"<h3>Median latency, ms — {escape(_model_label(r))} on "
                      f"{escape(machine_label(dict(r.machine)))} (× = ratio to {escape(str(r.baseline or '—'))})</h3>")
         parts.append(_table(["backend"] + [f"b{b} s{s}" for b, s in cols], rows, "l" + "r" * len(cols)))
     return "".join(parts)
@@ -217,6 +217,12 @@ def _machines(results: Sequence[Any]) -> str:
                   "lllrllrl")
 
 
+def _model_label(r: Any) -> str:
+    """"g2p-gru-attn (encoder)"; the graph is left out for single-graph models ("model")."""
+    name, graph = str(r.model.get("name")), r.model.get("graph")
+    return name if graph in (None, "model") else f"{name} ({graph})"
+
+
 def render_html(results: Sequence[Any], title: str = "rnndeploy report") -> str:
     """The page for ``results`` (ParityResult / BenchResult, any mix, any machines)."""
     used: Dict[str, int] = {}
@@ -227,12 +233,12 @@ def render_html(results: Sequence[Any], title: str = "rnndeploy report") -> str:
     sid = _slug("Summary", used)
     body.append(f'<h2 id="{sid}">Summary</h2>{_summary(results)}')
     for i, r in enumerate(results):
-        name = str(r.model.get("name"))
+        name = _model_label(r)
         if r.kind == "bench":
             head = f"Latency — {name} on {machine_label(dict(r.machine))}"
             body.append(f'<h2 id="{_slug(head, used)}">{escape(head)}</h2>{_bench_section(r, i)}')
         else:
-            head = f"Parity — {name} ({r.model.get('graph')})"
+            head = f"Parity — {name}"
             body.append(f'<h2 id="{_slug(head, used)}">{escape(head)}</h2>{_parity_section(r, i)}')
     mid = _slug("Machines", used)
     body.append(f'<h2 id="{mid}">Machines</h2>{_machines(results)}')
