@@ -109,7 +109,9 @@ def save_checkpoint(out_dir: Union[str, Path], model: Any, recipe: Recipe, data_
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
-        st.save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "rnndeploy": __version__, "model": model.config["name"]})
+        # One metadata key only: safetensors writes the metadata map in hash order, so
+        # several keys would make the bytes (and the manifest hash) differ run to run.
+        st.save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         _json(tmp / "model.json", model.config)
         _json(tmp / "data_info.json", dict(data_info))
         _json(tmp / "spec.json", model.spec().to_dict())

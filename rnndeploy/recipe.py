@@ -289,8 +289,10 @@ def load_recipe(name_or_path: str, variant: Optional[str] = None, overrides: Seq
         if not renamed and isinstance(raw.get("recipe"), dict) and isinstance(raw["recipe"].get("name"), str):
             raw["recipe"]["name"] = f"{raw['recipe']['name']}-{variant}"
     origins: Dict[Tuple[str, str], str] = {}
+    file_source = raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None
     for text in overrides:
         apply_override(raw, text, origins)
+    _drop_foreign_data_keys(raw, file_source, origins)
     recipe = _validate(raw, origin, base_dir, origins)
     return Recipe(
         **{
@@ -301,6 +303,23 @@ def load_recipe(name_or_path: str, variant: Optional[str] = None, overrides: Seq
             "overrides": tuple(overrides),
         }
     )
+
+
+def _drop_foreign_data_keys(raw: Dict[str, Any], file_source: Any, origins: Mapping[Tuple[str, str], str]) -> None:
+    """After ``--set data.source=OTHER``, forget the file's [data] keys OTHER does not take.
+
+    The recipe's own keys belong to its own source (a sine recipe's n_series means
+    nothing to a CSV file); keys given with --set are kept, so their typos still fail.
+    """
+    data = raw.get("data")
+    if ("data", "source") not in origins or not isinstance(data, dict) or data.get("source") == file_source:
+        return
+    new = SOURCES.get(data.get("source"))
+    if new is None:
+        return
+    for key in list(data):
+        if key != "source" and key not in new.params and ("data", key) not in origins:
+            del data[key]
 
 
 def apply_override(raw: Dict[str, Any], text: str, origins: Dict[Tuple[str, str], str]) -> None:

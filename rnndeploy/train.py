@@ -332,12 +332,11 @@ def train_recipe(
             say(f"{recipe.name}: {ds.describe()}; model {model.config['name']} "
                 f"({sum(p.numel() for p in model.parameters()):,} parameters); seed {tc['seed']}")
             loop = _fit(model, task, ds, recipe, bar, monitor_higher, say, show_progress)
+        model.eval()
+        with torch.no_grad():
+            metrics = {s: task.evaluate(model, ds.splits[s], bar.metric, final=True) for s in ("val", "test")}
     finally:
         torch.set_num_threads(old_threads)
-
-    model.eval()
-    with torch.no_grad():
-        metrics = {s: task.evaluate(model, ds.splits[s], bar.metric, final=True) for s in ("val", "test")}
     value = metrics[bar.split][bar.metric]
     verdict = QualityVerdict(bar.metric, bar.split, bar.bound, bar.higher_is_better, float(value), bool(bar.passed(value)))
     seconds = time.perf_counter() - t0

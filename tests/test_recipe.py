@@ -168,3 +168,12 @@ def test_recipes_command_lists_everything():
     assert "variants: lstm, gru, rnn" in res.output
     res = CliRunner().invoke(cli, ["recipes", "--json"])
     assert res.exit_code == 0 and '"quality": "test mse <= 0.01"' in res.output
+
+
+def test_switching_the_data_source_keeps_only_keys_it_takes(tmp_path):
+    data = tmp_path / "series.csv"
+    data.write_text("v\n" + "\n".join(str(i % 7) for i in range(100)) + "\n")
+    r = load_recipe("sine", overrides=["data.source=csv_series", f"data.path={data}", "data.column=v"])
+    assert r.data["source"] == "csv_series" and r.data["window"] == 50 and "n_series" not in r.data
+    # a key given with --set that the new source does not take is still an error
+    assert "'n_series'" in err(None, overrides=["data.source=csv_series", f"data.path={data}", "data.column=v", "data.n_series=3"])
