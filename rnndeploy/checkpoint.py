@@ -98,6 +98,36 @@ def versions() -> Dict[str, Optional[str]]:
     return out
 
 
+def check_output_dir(out_dir: Union[str, Path]) -> Path:
+    """``out_dir`` as a Path after checking a checkpoint may be written there.
+
+    A new path, an empty directory, or an existing rnndeploy checkpoint (replaced
+    atomically) are fine. Anything else is refused: replacing a directory means
+    deleting it, and ``--out .`` or ``--out ~/data`` must never delete a user's files.
+    """
+    from rnndeploy.errors import UsageError
+    from rnndeploy.fileio import check_parent_dir
+
+    p = check_parent_dir(out_dir, "checkpoint")
+    if not p.exists():
+        return p
+    if not p.is_dir():
+        raise UsageError(f"checkpoint path {p} exists and is a file", "choose a directory name for --out")
+    if not any(p.iterdir()):
+        return p
+    try:
+        manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+        is_checkpoint = isinstance(manifest, dict) and manifest.get("format") == FORMAT
+    except (OSError, ValueError, UnicodeDecodeError):
+        is_checkpoint = False
+    if not is_checkpoint:
+        raise UsageError(
+            f"checkpoint path {p} exists and is not an rnndeploy checkpoint; refusing to replace it",
+            "choose a new directory for --out (an existing checkpoint there would be replaced)",
+        )
+    return p
+
+
 def save_checkpoint(out_dir: Union[str, Path], model: Any, recipe: Recipe, data_info: Mapping[str, Any], result: Any) -> Path:
     """Write ``model`` (+ recipe, data facts, metrics) as a checkpoint directory, atomically.
 
@@ -107,7 +137,7 @@ def save_checkpoint(out_dir: Union[str, Path], model: Any, recipe: Recipe, data_
     require("safetensors", "writing checkpoints")
     import safetensors.torch as st
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    out = Path(out_dir)
+    out = check_output_dir(out_dir)
     with atomic_dir(out) as tmp:
         # One metadata key only: safetensors writes the metadata map in hash order, so
         # several keys would make the bytes (and the manifest hash) differ run to run.

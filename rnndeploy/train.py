@@ -311,9 +311,9 @@ def train_recipe(
     say = log or (lambda _line: None)
     t0 = time.perf_counter()
     if out_dir is not None:
-        from rnndeploy.fileio import check_parent_dir
+        from rnndeploy.checkpoint import check_output_dir
 
-        check_parent_dir(out_dir, "checkpoint")  # fail before training, not after
+        check_output_dir(out_dir)  # fail before training, not after
     ds = dataset if dataset is not None else load_dataset(recipe.data)
     recipe = _with_data_facts(recipe, ds)
     task = TASK_CLASSES[ds.task](ds.data_info)

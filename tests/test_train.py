@@ -176,9 +176,32 @@ def test_bad_recipe_file_through_a_real_subprocess(tmp_path):
         (["sine", "--set", "data.source=csv_series", "--set", f"data.path={tmp_path / 'missing.csv'}", "--set", "data.column=v"],
          f"{tmp_path / 'missing.csv'} does not exist"),
         ([str(tmp_path / "nope.toml")], "recipe"),
+        (["sine", "--set", "train.epoch=3"], "unknown key 'epoch' in [train] — did you mean 'epochs'?"),
     ):
         proc = run_cli("train", *args, "--out", str(out))
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr and needle in lines[0], proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]  # nothing half-written
+
+
+def test_out_never_replaces_a_directory_that_is_not_a_checkpoint(tmp_path):
+    from rnndeploy.errors import UsageError
+
+    precious = tmp_path / "data"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    res = CliRunner().invoke(cli, ["train", "sine", "--out", str(precious)] + [x for s in TINY for x in ("--set", s)])
+    assert res.exit_code == 2 and "not an rnndeploy checkpoint; refusing to replace it" in res.output
+    assert (precious / "notes.txt").read_text() == "keep me"
+    # an existing checkpoint is replaced (atomically), an empty directory is used
+    ckpt = tmp_path / "ckpt"
+    for _ in range(2):
+        r = train_recipe(load_recipe("sine", overrides=TINY), ckpt)
+        assert r.checkpoint_dir == str(ckpt) and (ckpt / "manifest.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    train_recipe(load_recipe("sine", overrides=TINY), empty)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "data", "empty"]
+    with pytest.raises(UsageError, match="is a file"):
+        train_recipe(load_recipe("sine", overrides=TINY), precious / "notes.txt")
