@@ -144,6 +144,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batch", default="1,32", help="batch sizes (default 1,32)")
     ap.add_argument("--seq", default="16,128,512", help="sequence lengths (default 16,128,512)")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls per configuration")
+    ap.add_argument("--max-samples", type=int, default=400,
+                    help="...or at most this many calls (keeps the committed JSON small; default 400)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads for torch and ORT")
     ap.add_argument("--recipes", help="comma-separated recipe names (default: all)")
     ap.add_argument("--quick", action="store_true", help="small sizes and short timings (development check)")
@@ -178,7 +180,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for graph, path in paths.items():
                 source = ModelSource(model.spec(), graph, False, onnx=path)
                 cfg = BenchConfig(backends=("torch", "ort-cpu"), batches=batches, seqs=seqs, warmup=10,
-                                  min_time=args.min_time, options=opts, seed=0, torch_row=False)
+                                  min_time=args.min_time, options=opts, seed=0, torch_row=False,
+                                  max_samples=args.max_samples)
                 res = run_bench(source, cfg, command, runner_factory=torch_factory(model))
                 results.append(res)
                 r = res.ratio("ort-cpu", 1, 128)
@@ -235,7 +238,8 @@ def settings_sweep(source: ModelSource, model: Any, args: Any, command: str) -> 
         return base(name, src, options)
 
     cfg = BenchConfig(backends=("torch", "torch 1 thread", *variants), batches=(1,), seqs=(128,), warmup=10,
-                      min_time=args.min_time, options=RunnerOptions(threads=n), torch_row=False)
+                      min_time=args.min_time, options=RunnerOptions(threads=n), torch_row=False,
+                      max_samples=args.max_samples)
     res = run_bench(source, cfg, command, runner_factory=factory)
     return replace(res, model={**res.model, "name": f"{res.model['name']} (ORT settings sweep)"})
 
@@ -254,7 +258,7 @@ def summary_markdown(rows: List[Dict[str, Any]], overhead: Optional[Dict[str, An
                      command: str, args: Any) -> str:
     lines = ["# CPU baseline: torch eager vs ONNX Runtime", "",
              f"Command: `{command}`  ", f"Threads: {args.threads} for both; batches {args.batch}; seqs {args.seq}; "
-             f"≥{args.min_time} s of timed calls (at most 1000) per configuration; random weights.", ""]
+             f"≥{args.min_time} s of timed calls (or {args.max_samples} calls) per configuration; random weights.", ""]
     load = getattr(args, "load", None)
     if load is not None:
         busy = max(load) > 0.5 * args.threads

@@ -18,7 +18,7 @@ from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
 from rnndeploy.backends.base import Runner, Timer
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.results import BenchResult
-from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, measure
+from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, MAX_SAMPLES, measure
 from rnndeploy.errors import UsageError
 from rnndeploy.optional import available
 from rnndeploy.parity.inputs import generate_inputs, sizes_for
@@ -36,6 +36,7 @@ class BenchConfig:
         iters: timed calls per configuration (None: run for ``min_time`` seconds).
         min_time: seconds of timed calls per configuration when ``iters`` is None.
         number: calls per timed block.
+        max_samples: stop a configuration after this many blocks even before ``min_time``.
         options / backend_options: RunnerOptions (per backend overrides).
         seed: input generation seed.
         torch_row: add torch when possible.
@@ -59,6 +60,7 @@ class BenchConfig:
     torch_row: bool = True
     extra_dims: Mapping[str, int] = field(default_factory=dict)
     settle: float = 0.05
+    max_samples: int = MAX_SAMPLES
     baseline: Optional[str] = None
     show_progress: Optional[bool] = None
 
@@ -127,7 +129,7 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
                 r = runners[b]
                 measurements.append(measure(
                     r, feed, warmup=config.warmup, iters=config.iters, min_time=config.min_time, number=config.number,
-                    timer=timer_factory(r) if timer_factory else None, sizes=sizes,
+                    timer=timer_factory(r) if timer_factory else None, sizes=sizes, max_samples=config.max_samples,
                     metadata={"model": source.spec.name, "graph": source.graph},
                 ))
     finally:

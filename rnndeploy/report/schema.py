@@ -15,11 +15,12 @@ refuses documents with a newer schema version rather than misreading them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Union
 
 from rnndeploy.errors import UsageError
-from rnndeploy.fileio import write_json_atomic
+from rnndeploy.fileio import write_text_atomic
 
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
@@ -36,9 +37,19 @@ def to_document(results: Sequence[Result]) -> Dict[str, Any]:
     return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "results": items}
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]")
+
+
+def dumps_results(doc: Dict[str, Any]) -> str:
+    """Indented, key-sorted JSON (stable diffs) with every list of numbers on one line
+    (raw latency samples and error curves would otherwise take a line per number)."""
+    text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+
+
 def write_results(path: str, results: Sequence[Result]) -> None:
-    """Write a results document atomically (indented, key-sorted, no NaN)."""
-    write_json_atomic(path, to_document(results))
+    """Write a results document atomically (see ``dumps_results``; no NaN)."""
+    write_text_atomic(path, dumps_results(to_document(results)))
 
 
 def read_document(path: Union[str, Path]) -> Dict[str, Any]:
