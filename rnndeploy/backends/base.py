@@ -217,6 +217,8 @@ class Runner:
         options: how to run (precision, device, threads, CUDA graph, ...).
     """
 
+    # The registry name; ``create_runner`` sets it per instance to a label such as
+    # "torch:fp16" when one run holds several configurations of a backend.
     backend: ClassVar[str] = "abstract"
 
     def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):

@@ -13,7 +13,7 @@ backends still run, so one report shows everything that is wrong.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -323,9 +323,3 @@ def _decoding_task(ref_pair: Tuple[Runner, Runner], pair: Tuple[Runner, Runner],
         details["first_mismatch"] = {"row": first, "reference": list(ref_seqs[first]), "test": list(test_seqs[first])}
     return TaskAgreement("decoding", backend, "", agree, total, details, config.min_agreement)
 
-
-def with_backend_options(config: ParityConfig, backend: str, **changes: Any) -> ParityConfig:
-    """A copy of ``config`` whose options for ``backend`` have ``changes`` applied."""
-    per = dict(config.backend_options)
-    per[backend] = replace(config.options_for(backend), **changes)
-    return replace(config, backend_options=per)
