@@ -403,3 +403,33 @@ def test_vendored_files_are_small_and_gzip_valid():
         with gzip.open(path, "rt", encoding="utf-8") as f:
             assert len(f.read()) > 50_000
     assert total < 400_000
+
+
+def _split_digest_code(cfgs) -> str:
+    return f"""
+import hashlib
+from rnndeploy.data import load_dataset
+for cfg in {cfgs!r}:
+    ds = load_dataset(cfg)
+    h = hashlib.sha256()
+    for s in ("train", "val", "test"):
+        for k in sorted(ds.splits[s]):
+            h.update(ds.splits[s][k].tobytes())
+    print(h.hexdigest())
+"""
+
+
+def test_same_arrays_on_the_deploy_interpreter():
+    """Parity evaluates on real test sets on the deploy side (Python 3.9, numpy 1.26): the
+    splits there must be byte-identical to the ones training saw (numpy 2.x)."""
+    from tests.test_portability import _py39
+
+    py39 = _py39()
+    if py39 is None:
+        pytest.skip("no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
+    cfgs = [{"source": "sine", "n_series": 300}, {"source": "sunspots"}, {"source": "shakespeare", "plays": ["macbeth"]}]
+    code = _split_digest_code(cfgs)
+    here = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    there = subprocess.run([py39, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
+    assert here.stdout == there.stdout and len(here.stdout.split()) == 3
