@@ -58,14 +58,18 @@ def test_load_model_reproduces_the_trained_model(trained):
     assert not ckpt.model.training
     assert ckpt.spec.name == "sine-lstm" and ckpt.recipe.name == "sine" and ckpt.data_info["input_size"] == 1
     assert ckpt.weights_sha256 == sha256_file(out / WEIGHTS) and ckpt.manifest_sha256 == sha256_file(out / MANIFEST)
-    # the reloaded model scores exactly what training reported on the test split
-    from rnndeploy.data import load_dataset
+    # the reloaded model scores exactly what training reported on the test split, fed the
+    # way the deploy side does it: the data rebuilt from the spec alone, inputs by spec name
+    from rnndeploy.data.feeds import dataset_for_spec, spec_feeds, spec_targets
     from rnndeploy.train import regression_metrics
 
-    ds = load_dataset(ckpt.recipe.data)
+    ds = dataset_for_spec(ckpt.spec)
+    graph = ckpt.spec.graph("model")
+    feeds = spec_feeds(ds, graph, "test")
     with torch.no_grad():
-        pred = ckpt.model(torch.from_numpy(ds.test["x"])).numpy()
-    mse = regression_metrics(pred, ds.test["y"], ds.test["baseline"], ds.data_info)["mse"]
+        (pred,) = ckpt.model.graph_module("model")(*(torch.from_numpy(v) for v in feeds.values()))
+    truth = spec_targets(ds, graph, "test")["y"]
+    mse = regression_metrics(pred.numpy(), truth, ds.test["baseline"], ds.data_info)["mse"]
     assert mse == pytest.approx(result.metrics["test"]["mse"], rel=1e-6)
 
 

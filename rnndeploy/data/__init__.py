@@ -93,6 +93,9 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     params = resolve_params(cfg)
     ds = SOURCES[params["source"]].loader(params)
     ds.data_info["source"] = params["source"]
+    # The resolved [data] table travels with data_info (checkpoint, ONNX metadata), so the
+    # deploy side can rebuild the exact splits: rnndeploy.data.feeds.dataset_for_spec.
+    ds.data_info["data_config"] = dict(params)
     return ds
 
 
