@@ -357,8 +357,28 @@ def train_recipe(
         from rnndeploy.checkpoint import save_checkpoint
 
         save_checkpoint(out_dir, model, recipe, model.data_info, result)
+    say(summary_line(ds.task, metrics[bar.split], bar.split))
     say(verdict.describe())
     return result
+
+
+def summary_line(task: str, m: Mapping[str, float], split: str = "test") -> str:
+    """The headline metrics of one split, with the baseline each task is judged against."""
+    if task == "regression":
+        return (
+            f"{split}: mse {m['mse']:.4g} vs persistence {m['baseline_mse']:.4g} (ratio {m['mse_ratio']:.3f}); "
+            f"original units: rmse {m['rmse_orig']:.4g}, mae {m['mae_orig']:.4g} "
+            f"(persistence rmse {math.sqrt(m['baseline_mse_orig']):.4g}, mae {m['baseline_mae_orig']:.4g})"
+        )
+    if task == "classification":
+        return f"{split}: accuracy {m['accuracy']:.4f} (majority class {m['majority_accuracy']:.4f}), loss {m['loss']:.4f}"
+    if task == "language_model":
+        return f"{split}: {m['bits_per_char']:.3f} bits/char, next-char accuracy {m['accuracy']:.3f}, perplexity {m['perplexity']:.2f}"
+    return (
+        f"{split}: token accuracy {m['token_accuracy']:.3f} (teacher-forced); greedy decoding: "
+        f"token accuracy {m.get('greedy_token_accuracy', float('nan')):.3f}, "
+        f"exact sequences {m.get('sequence_accuracy', float('nan')):.3f}"
+    )
 
 
 def _fit(model: Any, task: Task, ds: Dataset, recipe: Recipe, bar: QualityBar, higher: bool, say: Log,

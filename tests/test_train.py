@@ -37,6 +37,7 @@ def test_sine_lstm_recipe_reaches_its_bar_through_the_cli(tmp_path):
     lines = proc.stdout.splitlines()
     assert any(line.startswith("epoch   1/") and "val mse" in line for line in lines)
     assert any(line.startswith("quality PASSED: test mse =") for line in lines)
+    assert any(line.startswith("test: mse ") and "vs persistence" in line for line in lines)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["quality"]["passed"] and metrics["metrics"]["test"]["mse"] < 0.01
     # the LSTM beats the persistence forecast by far
