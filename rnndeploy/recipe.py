@@ -78,8 +78,14 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "batch": Param("str", "1:8:32", "TensorRT profile for the batch axis, min:opt:max"),
         "seq": Param("str", "1:128:1024", "TensorRT profile for the time axis, min:opt:max"),
         "src_seq": Param("str", None, "profile for a decoder's source length (default: same as seq)"),
+        "profiles": Param(
+            "profile_list", None,
+            'several optimisation profiles, e.g. [{batch = "1:1:1", seq = "1:128:2048"}, {batch = "8:32:64"}] '
+            "(axes a profile leaves out come from batch/seq)",
+        ),
         "precision": Param("str", "fp32", "engine precision / FP16 policy", choices=ENGINE_PRECISIONS),
         "workspace_mib": Param("int", None, "builder workspace limit in MiB (default: TensorRT's)", minimum=1),
+        "opt_level": Param("int", None, "TensorRT builder optimisation level (default: TensorRT's, 3)", minimum=0, maximum=5),
     },
 }
 
@@ -425,6 +431,7 @@ _TYPE_NAMES = {
     "path": "a file path (string)",
     "bool": "true or false",
     "str_list": "a list of strings",
+    "profile_list": 'a list of tables of "min:opt:max" ranges',
 }
 
 
@@ -438,6 +445,7 @@ def check_value(where: str, param: Param, value: Any) -> Any:
         "path": isinstance(value, str) and bool(value),
         "bool": isinstance(value, bool),
         "str_list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "profile_list": isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v for v in value),
     }[t]
     if not ok:
         raise RecipeError(
@@ -455,6 +463,12 @@ def check_value(where: str, param: Param, value: Any) -> Any:
                 raise RecipeError(f"{where} = {v!r} is not allowed", f"{hint}use one of: {', '.join(repr(c) for c in param.choices)}")
     if param.minimum is not None and t in ("int", "float") and value < param.minimum:
         raise RecipeError(f"{where} = {value!r} is below the minimum {param.minimum:g}", param.doc)
+    if param.maximum is not None and t in ("int", "float") and value > param.maximum:
+        raise RecipeError(f"{where} = {value!r} is above the maximum {param.maximum:g}", param.doc)
+    if t == "profile_list":
+        for i, table in enumerate(value):
+            for axis, rng in table.items():
+                parse_profile(rng, f"{where}[{i}] {axis}")
     return value
 
 
@@ -478,7 +492,8 @@ def _example(param: Param) -> str:
     if param.choices:
         return " or ".join(repr(c) if param.type != "str" else f'"{c}"' for c in param.choices[:3])
     return {"int": "e.g. 10", "float": "e.g. 0.001", "str": 'e.g. "text" (quoted)', "path": 'e.g. "data/my.csv"',
-            "bool": "true or false", "str_list": 'e.g. ["a", "b"]'}[param.type]
+            "bool": "true or false", "str_list": 'e.g. ["a", "b"]',
+            "profile_list": '[{batch = "1:1:1", seq = "1:128:1024"}]'}[param.type]
 
 
 def _check_section(origin: str, section: str, table: Any, schema: Mapping[str, Param],

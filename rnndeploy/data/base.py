@@ -92,7 +92,7 @@ def _first_len(arrays: Mapping[str, np.ndarray]) -> int:
 
 
 # -- loader parameters ----------------------------------------------------------------------
-PARAM_TYPES = ("int", "float", "str", "bool", "path", "str_list")
+PARAM_TYPES = ("int", "float", "str", "bool", "path", "str_list", "profile_list")
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,13 @@ class Param:
 
     Attributes:
         type: one of PARAM_TYPES ("path" is a string resolved against the recipe's
-            directory by rnndeploy.recipe; "float" also accepts integers).
+            directory by rnndeploy.recipe; "float" also accepts integers;
+            "profile_list" is a list of tables of "min:opt:max" axis ranges).
         default: used when the key is absent; None means "not set".
         doc: one line for ``rnndeploy recipes`` and error hints.
         choices: allowed values, when the set is closed.
         required: the recipe must give it.
-        minimum: smallest allowed value for numbers.
+        minimum, maximum: allowed range for numbers.
     """
 
     type: str
@@ -115,6 +116,7 @@ class Param:
     choices: Optional[Tuple[Any, ...]] = None
     required: bool = False
     minimum: Optional[float] = None
+    maximum: Optional[float] = None
 
 
 @dataclass(frozen=True)
