@@ -68,7 +68,7 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
     },
     "export": {
         "opset": Param("int", 17, "ONNX opset", minimum=7),
-        "exporter": Param("str", "torchscript", "torch.onnx exporter", choices=("torchscript", "dynamo")),
+        "exporter": Param("str", "torchscript", "torch.onnx exporter tried first (the other is the fallback)", choices=("torchscript", "dynamo", "auto")),
         "with_state": Param("bool", False, "export the streaming form (state tensors in and out)"),
         "example_batch": Param("int", 2, "batch size of the traced example", minimum=1),
         "example_seq": Param("int", 7, "sequence length of the traced example", minimum=1),
