@@ -128,7 +128,9 @@ def check_output_dir(out_dir: Union[str, Path]) -> Path:
     return p
 
 
-def save_checkpoint(out_dir: Union[str, Path], model: Any, recipe: Recipe, data_info: Mapping[str, Any], result: Any) -> Path:
+def save_checkpoint(
+    out_dir: Union[str, Path], model: Any, recipe: Recipe, data_info: Mapping[str, Any], result: Any
+) -> Path:
     """Write ``model`` (+ recipe, data facts, metrics) as a checkpoint directory, atomically.
 
     ``result`` is a rnndeploy.train.TrainResult (its ``to_dict()`` becomes metrics.json).
@@ -136,6 +138,7 @@ def save_checkpoint(out_dir: Union[str, Path], model: Any, recipe: Recipe, data_
     """
     require("safetensors", "writing checkpoints")
     import safetensors.torch as st
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     out = check_output_dir(out_dir)
     with atomic_dir(out) as tmp:
@@ -202,23 +205,32 @@ def verify_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{mpath} is not valid JSON ({exc})", "the checkpoint is damaged; re-train it") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("files"), dict)
+    ):
         raise CheckpointError(f"{mpath} is not an rnndeploy checkpoint manifest", f"give {EXPECTED}")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(
-            f"{p} has checkpoint format {manifest.get('format_version')}, newer than this rnndeploy reads ({FORMAT_VERSION})",
+            f"{p} has checkpoint format {manifest.get('format_version')}, "
+            f"newer than this rnndeploy reads ({FORMAT_VERSION})",
             "upgrade rnndeploy",
         )
     files = manifest["files"]
     missing_entries = [f for f in REQUIRED if f not in files]
     if missing_entries:
-        raise CheckpointError(f"{mpath} does not list {', '.join(missing_entries)}", "the checkpoint is damaged; re-train it")
+        raise CheckpointError(
+            f"{mpath} does not list {', '.join(missing_entries)}", "the checkpoint is damaged; re-train it"
+        )
     for name, expected in sorted(files.items()):
         fp = p / name
         if Path(name).name != name:
             raise CheckpointError(f"{mpath} lists {name!r}, which is not a file name inside the checkpoint")
         if not fp.is_file():
-            raise CheckpointError(f"checkpoint {p} lacks {name}, listed in its manifest", "the checkpoint is incomplete; re-train it")
+            raise CheckpointError(
+                f"checkpoint {p} lacks {name}, listed in its manifest", "the checkpoint is incomplete; re-train it"
+            )
         actual = sha256_file(fp)
         if actual != expected:
             raise CheckpointError(
@@ -260,7 +272,9 @@ def load_model(path: Union[str, Path], device: str = "cpu") -> LoadedCheckpoint:
     try:
         model = build_model(model_cfg, data_info)
     except RnnDeployError as err:
-        raise CheckpointError(f"{p / 'model.json'} does not describe a model this rnndeploy can build: {err.message}", err.hint) from None
+        raise CheckpointError(
+            f"{p / 'model.json'} does not describe a model this rnndeploy can build: {err.message}", err.hint
+        ) from None
     try:
         weights = st.load_file(str(p / WEIGHTS), device=device)
     except Exception as exc:  # safetensors raises its own SafetensorError / OSError types
@@ -302,7 +316,9 @@ def _check_tensors(p: Path, expected: Mapping[str, Any], found: Mapping[str, Any
     if unexpected:
         problems.append("unexpected " + ", ".join(unexpected[:5]) + (" …" if len(unexpected) > 5 else ""))
     if misshaped:
-        problems.append("mis-shaped (weights vs config) " + "; ".join(misshaped[:5]) + (" …" if len(misshaped) > 5 else ""))
+        problems.append(
+            "mis-shaped (weights vs config) " + "; ".join(misshaped[:5]) + (" …" if len(misshaped) > 5 else "")
+        )
     if wrong_dtype:
         problems.append("wrong dtype " + "; ".join(wrong_dtype[:5]))
     if problems:

@@ -51,12 +51,22 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "weight_decay": Param("float", 0.0, "L2 penalty (decoupled with optimizer adamw)", minimum=0.0),
         "optimizer": Param("str", "adam", "optimisation algorithm", choices=("adam", "adamw", "sgd")),
         "clip_grad_norm": Param("float", 1.0, "clip the global gradient norm to this value (0 disables)", minimum=0.0),
-        "patience": Param("int", 5, "stop after this many epochs without validation improvement (0 disables)", minimum=0),
-        "min_delta": Param("float", 0.0, "smallest change of the monitored metric that counts as improvement", minimum=0.0),
-        "lr_decay": Param("float", 1.0, "multiply the learning rate by this after every epoch (1 = constant)", minimum=0.0),
-        "steps_per_epoch": Param("int", None, "cap on optimisation steps per epoch (default: the whole train split)", minimum=1),
+        "patience": Param(
+            "int", 5, "stop after this many epochs without validation improvement (0 disables)", minimum=0
+        ),
+        "min_delta": Param(
+            "float", 0.0, "smallest change of the monitored metric that counts as improvement", minimum=0.0
+        ),
+        "lr_decay": Param(
+            "float", 1.0, "multiply the learning rate by this after every epoch (1 = constant)", minimum=0.0
+        ),
+        "steps_per_epoch": Param(
+            "int", None, "cap on optimisation steps per epoch (default: the whole train split)", minimum=1
+        ),
         "seed": Param("int", 0, "seeds weight init, shuffling and dropout (same seed → same weights on CPU)"),
-        "max_minutes": Param("float", None, "stop training after this many minutes (the best epoch so far is kept)", minimum=0.0),
+        "max_minutes": Param(
+            "float", None, "stop training after this many minutes (the best epoch so far is kept)", minimum=0.0
+        ),
         "threads": Param("int", None, "torch intra-op threads (default: torch's choice)", minimum=1),
     },
     "quality": {
@@ -68,24 +78,34 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
     },
     "export": {
         "opset": Param("int", 17, "ONNX opset", minimum=7),
-        "exporter": Param("str", "torchscript", "torch.onnx exporter tried first (the other is the fallback)", choices=("torchscript", "dynamo", "auto")),
+        "exporter": Param(
+            "str",
+            "torchscript",
+            "torch.onnx exporter tried first (the other is the fallback)",
+            choices=("torchscript", "dynamo", "auto"),
+        ),
         "with_state": Param("bool", False, "export the streaming form (state tensors in and out)"),
         "example_batch": Param("int", 2, "batch size of the traced example", minimum=1),
         "example_seq": Param("int", 7, "sequence length of the traced example", minimum=1),
-        "longest_train_seq": Param("int", None, "longest sequence seen in training (default: from the data)", minimum=1),
+        "longest_train_seq": Param(
+            "int", None, "longest sequence seen in training (default: from the data)", minimum=1
+        ),
     },
     "engine": {
         "batch": Param("str", "1:8:32", "TensorRT profile for the batch axis, min:opt:max"),
         "seq": Param("str", "1:128:1024", "TensorRT profile for the time axis, min:opt:max"),
         "src_seq": Param("str", None, "profile for a decoder's source length (default: same as seq)"),
         "profiles": Param(
-            "profile_list", None,
+            "profile_list",
+            None,
             'several optimisation profiles, e.g. [{batch = "1:1:1", seq = "1:128:2048"}, {batch = "8:32:64"}] '
             "(axes a profile leaves out come from batch/seq)",
         ),
         "precision": Param("str", "fp32", "engine precision / FP16 policy", choices=ENGINE_PRECISIONS),
         "workspace_mib": Param("int", None, "builder workspace limit in MiB (default: TensorRT's)", minimum=1),
-        "opt_level": Param("int", None, "TensorRT builder optimisation level (default: TensorRT's, 3)", minimum=0, maximum=5),
+        "opt_level": Param(
+            "int", None, "TensorRT builder optimisation level (default: TensorRT's, 3)", minimum=0, maximum=5
+        ),
     },
 }
 
@@ -113,7 +133,10 @@ METRICS: Dict[str, Dict[str, Tuple[bool, str]]] = {
     },
     "seq2seq": {
         "token_accuracy": (True, "teacher-forced next-token accuracy over target tokens + eos"),
-        "greedy_token_accuracy": (True, "position-wise accuracy of greedy decodes (tokens + eos, vs. the longer of the two)"),
+        "greedy_token_accuracy": (
+            True,
+            "position-wise accuracy of greedy decodes (tokens + eos, vs. the longer of the two)",
+        ),
         "sequence_accuracy": (True, "share of greedy decodes exactly equal to the target"),
         "loss": (False, "teacher-forced cross-entropy (nats)"),
     },
@@ -238,7 +261,10 @@ def find_recipe(name_or_path: str) -> Path:
     known = sorted({f.stem for d in recipes_dirs() if d.is_dir() for f in d.glob(f"*{RECIPE_SUFFIX}")})
     close = difflib.get_close_matches(Path(name_or_path).stem, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise RecipeError(f"recipe {name_or_path!r} not found", f"{hint}give a path to a .toml file or one of: {', '.join(known) or '(none)'}")
+    raise RecipeError(
+        f"recipe {name_or_path!r} not found",
+        f"{hint}give a path to a .toml file or one of: {', '.join(known) or '(none)'}",
+    )
 
 
 def read_recipe_file(path: Path) -> Dict[str, Any]:
@@ -247,7 +273,9 @@ def read_recipe_file(path: Path) -> Dict[str, Any]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{path}: not valid TOML: {exc}", "fix the syntax (strings need quotes, tables [brackets])") from None
+        raise RecipeError(
+            f"{path}: not valid TOML: {exc}", "fix the syntax (strings need quotes, tables [brackets])"
+        ) from None
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
@@ -282,7 +310,8 @@ def load_recipe(name_or_path: str, variant: Optional[str] = None, overrides: Seq
             close = difflib.get_close_matches(variant, list(variants), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise RecipeError(
-                f"{origin}: no variant {variant!r}", f"{hint}variants: {', '.join(variants) or '(this recipe has none)'}"
+                f"{origin}: no variant {variant!r}",
+                f"{hint}variants: {', '.join(variants) or '(this recipe has none)'}",
             )
         overlay = copy.deepcopy(variants[variant])
         _resolve_paths(overlay, base_dir)
@@ -359,7 +388,7 @@ def parse_value(text: str) -> Any:
 
 
 def parse_profile(value: Any, what: str) -> Tuple[int, int, int]:
-    """"1:8:32" → (1, 8, 32); "8" → (8, 8, 8). min ≤ opt ≤ max, all ≥ 1."""
+    """ "1:8:32" → (1, 8, 32); "8" → (8, 8, 8). min ≤ opt ≤ max, all ≥ 1."""
     parts = str(value).split(":")
     try:
         nums = [int(p) for p in parts]
@@ -368,7 +397,10 @@ def parse_profile(value: Any, what: str) -> Tuple[int, int, int]:
     if len(nums) == 1:
         nums = nums * 3
     if len(nums) != 3 or not (1 <= nums[0] <= nums[1] <= nums[2]):
-        raise RecipeError(f"{what} = {value!r} is not a min:opt:max profile", 'write three integers with 1 <= min <= opt <= max, e.g. "1:8:32"')
+        raise RecipeError(
+            f"{what} = {value!r} is not a min:opt:max profile",
+            'write three integers with 1 <= min <= opt <= max, e.g. "1:8:32"',
+        )
     return nums[0], nums[1], nums[2]
 
 
@@ -460,7 +492,9 @@ def check_value(where: str, param: Param, value: Any) -> Any:
             if v not in param.choices:
                 close = difflib.get_close_matches(str(v), [str(c) for c in param.choices], n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise RecipeError(f"{where} = {v!r} is not allowed", f"{hint}use one of: {', '.join(repr(c) for c in param.choices)}")
+                raise RecipeError(
+                    f"{where} = {v!r} is not allowed", f"{hint}use one of: {', '.join(repr(c) for c in param.choices)}"
+                )
     if param.minimum is not None and t in ("int", "float") and value < param.minimum:
         raise RecipeError(f"{where} = {value!r} is below the minimum {param.minimum:g}", param.doc)
     if param.maximum is not None and t in ("int", "float") and value > param.maximum:
@@ -491,13 +525,20 @@ def _toml_type(v: Any) -> str:
 def _example(param: Param) -> str:
     if param.choices:
         return " or ".join(repr(c) if param.type != "str" else f'"{c}"' for c in param.choices[:3])
-    return {"int": "e.g. 10", "float": "e.g. 0.001", "str": 'e.g. "text" (quoted)', "path": 'e.g. "data/my.csv"',
-            "bool": "true or false", "str_list": 'e.g. ["a", "b"]',
-            "profile_list": '[{batch = "1:1:1", seq = "1:128:1024"}]'}[param.type]
+    return {
+        "int": "e.g. 10",
+        "float": "e.g. 0.001",
+        "str": 'e.g. "text" (quoted)',
+        "path": 'e.g. "data/my.csv"',
+        "bool": "true or false",
+        "str_list": 'e.g. ["a", "b"]',
+        "profile_list": '[{batch = "1:1:1", seq = "1:128:1024"}]',
+    }[param.type]
 
 
-def _check_section(origin: str, section: str, table: Any, schema: Mapping[str, Param],
-                   origins: Mapping[Tuple[str, str], str]) -> Dict[str, Any]:
+def _check_section(
+    origin: str, section: str, table: Any, schema: Mapping[str, Param], origins: Mapping[Tuple[str, str], str]
+) -> Dict[str, Any]:
     if not isinstance(table, dict):
         raise RecipeError(f"{origin}: [{section}] must be a table, got {_toml_type(table)}")
     for key in table:
@@ -517,8 +558,9 @@ def _check_section(origin: str, section: str, table: Any, schema: Mapping[str, P
     return out
 
 
-def _validate(raw: Mapping[str, Any], origin: str, base_dir: Optional[Path],
-              origins: Mapping[Tuple[str, str], str]) -> Recipe:
+def _validate(
+    raw: Mapping[str, Any], origin: str, base_dir: Optional[Path], origins: Mapping[Tuple[str, str], str]
+) -> Recipe:
     for sec in raw:
         if sec not in SECTIONS:
             _unknown(origin, "section", f"[{sec}]", sec, list(SECTIONS))
@@ -559,7 +601,7 @@ def _validate(raw: Mapping[str, Any], origin: str, base_dir: Optional[Path],
     if model["family"] != expected_family:
         raise RecipeError(
             f"{origin}: [model] family {model['family']!r} cannot learn the {task} data of source {src!r}",
-            f"use family = \"{expected_family}\", or a {model['family']} data source",
+            f'use family = "{expected_family}", or a {model["family"]} data source',
         )
 
     train = _check_section(origin, "train", raw.get("train", {}), SCHEMAS["train"], origins)
@@ -567,18 +609,24 @@ def _validate(raw: Mapping[str, Any], origin: str, base_dir: Optional[Path],
     metrics = METRICS[task]
     if quality["metric"] not in metrics:
         _unknown(
-            origins.get(("quality", "metric")) or origin, "metric", quality["metric"], quality["metric"], list(metrics), f" for {task} data"
+            origins.get(("quality", "metric")) or origin,
+            "metric",
+            quality["metric"],
+            quality["metric"],
+            list(metrics),
+            f" for {task} data",
         )
     higher, _ = metrics[quality["metric"]]
     want, other = ("min", "max") if higher else ("max", "min")
+    better = f"{quality['metric']} is {'higher' if higher else 'lower'}-is-better"
     if quality[want] is None:
         raise RecipeError(
-            f"{origin}: [quality] {quality['metric']} is {'higher' if higher else 'lower'}-is-better and needs {want} = …",
+            f"{origin}: [quality] {better} and needs {want} = …",
             f"write {want} = <the bar this recipe reaches>" + (f" (not {other})" if quality[other] is not None else ""),
         )
     if quality[other] is not None:
         raise RecipeError(
-            f"{_where(origin, 'quality', other, origins)}: {quality['metric']} is {'higher' if higher else 'lower'}-is-better",
+            f"{_where(origin, 'quality', other, origins)}: {better}",
             f"give the bar as {want} = …, not {other}",
         )
     export = _check_section(origin, "export", raw.get("export", {}), SCHEMAS["export"], origins)

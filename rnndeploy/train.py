@@ -116,7 +116,9 @@ class Task:
     def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
+    def evaluate(
+        self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
+    ) -> Dict[str, float]:
         """Metrics of ``model`` on one split; ``final`` adds the costly ones (greedy decoding)."""
         raise NotImplementedError
 
@@ -131,19 +133,23 @@ class RegressionTask(Task):
         if out != want:
             raise RecipeError(
                 f"[model] output = {out!r} but [data] targets = {self.data_info.get('targets')!r}",
-                f"set [model] output = \"{want}\" or [data] targets = \"{out}\"",
+                f'set [model] output = "{want}" or [data] targets = "{out}"',
             )
 
     def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
         torch = require("torch")
         return torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
+    def evaluate(
+        self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
+    ) -> Dict[str, float]:
         pred = _predict(model, arrays, lambda b: model(b["x"]), ("x",))
         return regression_metrics(pred, arrays["y"], arrays["baseline"], self.data_info)
 
 
-def regression_metrics(pred: np.ndarray, y: np.ndarray, baseline: np.ndarray, data_info: Mapping[str, Any]) -> Dict[str, float]:
+def regression_metrics(
+    pred: np.ndarray, y: np.ndarray, baseline: np.ndarray, data_info: Mapping[str, Any]
+) -> Dict[str, float]:
     """MSE/RMSE/MAE in model units and original units, and against the persistence forecast."""
     pred = np.asarray(pred, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -174,7 +180,9 @@ class ClassificationTask(Task):
         torch = require("torch")
         return torch.nn.functional.cross_entropy(model(batch["tokens"], batch["lengths"]), batch["labels"])
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
+    def evaluate(
+        self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
+    ) -> Dict[str, float]:
         logits = _predict(model, arrays, lambda b: model(b["tokens"], b["lengths"]), ("tokens", "lengths"))
         labels = arrays["labels"]
         majority = np.bincount(labels, minlength=logits.shape[1]).max() / max(1, len(labels))
@@ -191,7 +199,9 @@ class LanguageModelTask(Task):
         logits = model(batch["inputs"])
         return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
+    def evaluate(
+        self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
+    ) -> Dict[str, float]:
         total, correct, count = 0.0, 0, 0
         for b in _eval_batches(arrays, ("inputs", "targets")):
             logits = model(b["inputs"]).double()
@@ -201,7 +211,12 @@ class LanguageModelTask(Task):
             correct += int((flat.argmax(-1) == tgt).sum())
             count += int(tgt.numel())
         ce = total / count
-        return {"loss": ce, "bits_per_char": ce / math.log(2), "perplexity": math.exp(min(ce, 50.0)), "accuracy": correct / count}
+        return {
+            "loss": ce,
+            "bits_per_char": ce / math.log(2),
+            "perplexity": math.exp(min(ce, 50.0)),
+            "accuracy": correct / count,
+        }
 
 
 class Seq2SeqTask(Task):
@@ -211,10 +226,14 @@ class Seq2SeqTask(Task):
         torch = require("torch")
         logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
         return torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch["tgt_out"].reshape(-1), ignore_index=int(self.data_info["pad_id"])
+            logits.reshape(-1, logits.shape[-1]),
+            batch["tgt_out"].reshape(-1),
+            ignore_index=int(self.data_info["pad_id"]),
         )
 
-    def evaluate(self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False) -> Dict[str, float]:
+    def evaluate(
+        self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
+    ) -> Dict[str, float]:
         torch = require("torch")
         pad = int(self.data_info["pad_id"])
         total, correct, count = 0.0, 0, 0
@@ -281,7 +300,9 @@ def _eval_batches(arrays: Mapping[str, np.ndarray], names: tuple) -> Iterator[Di
         yield batch
 
 
-def _predict(model: Any, arrays: Mapping[str, np.ndarray], fn: Callable[[Dict[str, Any]], Any], names: tuple) -> np.ndarray:
+def _predict(
+    model: Any, arrays: Mapping[str, np.ndarray], fn: Callable[[Dict[str, Any]], Any], names: tuple
+) -> np.ndarray:
     outs = [fn(b).detach().cpu().numpy() for b in _eval_batches(arrays, names)]
     return np.concatenate(outs, axis=0)
 
@@ -329,8 +350,10 @@ def train_recipe(
             torch.manual_seed(int(tc["seed"]))
             model = build_model(recipe.model, ds.data_info, seed=int(tc["seed"]))
             task.check(model)
-            say(f"{recipe.name}: {ds.describe()}; model {model.config['name']} "
-                f"({sum(p.numel() for p in model.parameters()):,} parameters); seed {tc['seed']}")
+            say(
+                f"{recipe.name}: {ds.describe()}; model {model.config['name']} "
+                f"({sum(p.numel() for p in model.parameters()):,} parameters); seed {tc['seed']}"
+            )
             loop = _fit(model, task, ds, recipe, bar, monitor_higher, say, show_progress)
         model.eval()
         with torch.no_grad():
@@ -338,7 +361,9 @@ def train_recipe(
     finally:
         torch.set_num_threads(old_threads)
     value = metrics[bar.split][bar.metric]
-    verdict = QualityVerdict(bar.metric, bar.split, bar.bound, bar.higher_is_better, float(value), bool(bar.passed(value)))
+    verdict = QualityVerdict(
+        bar.metric, bar.split, bar.bound, bar.higher_is_better, float(value), bool(bar.passed(value))
+    )
     seconds = time.perf_counter() - t0
     result = TrainResult(
         recipe=recipe,
@@ -371,9 +396,14 @@ def summary_line(task: str, m: Mapping[str, float], split: str = "test") -> str:
             f"(persistence rmse {math.sqrt(m['baseline_mse_orig']):.4g}, mae {m['baseline_mae_orig']:.4g})"
         )
     if task == "classification":
-        return f"{split}: accuracy {m['accuracy']:.4f} (majority class {m['majority_accuracy']:.4f}), loss {m['loss']:.4f}"
+        return (
+            f"{split}: accuracy {m['accuracy']:.4f} (majority class {m['majority_accuracy']:.4f}), loss {m['loss']:.4f}"
+        )
     if task == "language_model":
-        return f"{split}: {m['bits_per_char']:.3f} bits/char, next-char accuracy {m['accuracy']:.3f}, perplexity {m['perplexity']:.2f}"
+        return (
+            f"{split}: {m['bits_per_char']:.3f} bits/char, next-char accuracy {m['accuracy']:.3f}, "
+            f"perplexity {m['perplexity']:.2f}"
+        )
     return (
         f"{split}: token accuracy {m['token_accuracy']:.3f} (teacher-forced); greedy decoding: "
         f"token accuracy {m.get('greedy_token_accuracy', float('nan')):.3f}, "
@@ -381,8 +411,16 @@ def summary_line(task: str, m: Mapping[str, float], split: str = "test") -> str:
     )
 
 
-def _fit(model: Any, task: Task, ds: Dataset, recipe: Recipe, bar: QualityBar, higher: bool, say: Log,
-         show_progress: Optional[bool]) -> Dict[str, Any]:
+def _fit(
+    model: Any,
+    task: Task,
+    ds: Dataset,
+    recipe: Recipe,
+    bar: QualityBar,
+    higher: bool,
+    say: Log,
+    show_progress: Optional[bool],
+) -> Dict[str, Any]:
     torch = require("torch")
     tc = recipe.train
     opt = _optimizer(model, tc)
@@ -452,8 +490,11 @@ def _fit(model: Any, task: Task, ds: Dataset, recipe: Recipe, bar: QualityBar, h
     if best_state is not None:
         model.load_state_dict(best_state)
     if stopped != "epochs" or best_epoch != len(history):
-        say(f"stopped: {stopped}; restored the weights of epoch {best_epoch} (val {bar.metric} {best_value:.6g})"
-            if best_value is not None else f"stopped: {stopped}; no epoch produced a finite val {bar.metric}")
+        say(
+            f"stopped: {stopped}; restored the weights of epoch {best_epoch} (val {bar.metric} {best_value:.6g})"
+            if best_value is not None
+            else f"stopped: {stopped}; no epoch produced a finite val {bar.metric}"
+        )
     return {"history": history, "best_epoch": best_epoch, "stopped": stopped}
 
 
@@ -473,7 +514,8 @@ def _epoch_line(rec: EpochRecord, metric: str, epochs: int) -> str:
     shown = [metric] + [k for k in extras if k in rec.val and k != metric][:2]
     vals = "  ".join(f"val {k} {rec.val[k]:.5g}" for k in shown)
     star = " *" if rec.improved else ""
-    return f"epoch {rec.epoch:>3}/{epochs}  train loss {rec.train_loss:.5g}  {vals}  lr {rec.lr:.3g}  {rec.seconds:.1f}s{star}"
+    head = f"epoch {rec.epoch:>3}/{epochs}  train loss {rec.train_loss:.5g}"
+    return f"{head}  {vals}  lr {rec.lr:.3g}  {rec.seconds:.1f}s{star}"
 
 
 def _with_data_facts(recipe: Recipe, ds: Dataset) -> Recipe:

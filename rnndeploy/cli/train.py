@@ -10,19 +10,39 @@ import click
 
 @click.command()
 @click.argument("recipe")
-@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False),
-              help="Checkpoint directory to write; an existing checkpoint there is replaced atomically, "
-                   "any other non-empty directory is refused.")
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Checkpoint directory to write; an existing checkpoint there is replaced atomically, "
+    "any other non-empty directory is refused.",
+)
 @click.option("--variant", default=None, help="A [variants.NAME] overlay of the recipe (e.g. gru).")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override a recipe key; VALUE is TOML (5, 0.1, true, \"x\", [1, 2]); repeatable.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help='Override a recipe key; VALUE is TOML (5, 0.1, true, "x", [1, 2]); repeatable.',
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N.")
 @click.option("--seed", type=int, default=None, help="Shortcut for --set train.seed=N.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final verdict (no epoch lines, no progress bar).")
 @click.option("--require-quality", is_flag=True, help="Exit 1 when the recipe's quality bar is missed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def train(recipe: str, out: str, variant: Optional[str], overrides: Tuple[str, ...], epochs: Optional[int],
-          seed: Optional[int], quiet: bool, require_quality: bool, as_json: bool) -> None:
+def train(
+    recipe: str,
+    out: str,
+    variant: Optional[str],
+    overrides: Tuple[str, ...],
+    epochs: Optional[int],
+    seed: Optional[int],
+    quiet: bool,
+    require_quality: bool,
+    as_json: bool,
+) -> None:
     """Train RECIPE (a .toml path, or a name from recipes/) and write a checkpoint to --out.
 
     Prints one line per epoch (validation metrics), then the recipe's quality verdict

@@ -37,9 +37,23 @@ from rnndeploy.errors import DataError
 SOURCES: Dict[str, Source] = {
     s.name: s
     for s in (
-        Source("sine", "regression", "the seeds' two-frequency noisy sine (Géron ch. 15), generated", series.SINE_PARAMS, series.load_sine),
-        Source("sunspots", "regression", "monthly mean sunspot numbers 1749–2009 (NOAA/SIDC, vendored)", series.SUNSPOTS_PARAMS, series.load_sunspots),
-        Source("csv_series", "regression", "your CSV/TSV time series", series.CSV_SERIES_PARAMS, series.load_csv_series),
+        Source(
+            "sine",
+            "regression",
+            "the seeds' two-frequency noisy sine (Géron ch. 15), generated",
+            series.SINE_PARAMS,
+            series.load_sine,
+        ),
+        Source(
+            "sunspots",
+            "regression",
+            "monthly mean sunspot numbers 1749–2009 (NOAA/SIDC, vendored)",
+            series.SUNSPOTS_PARAMS,
+            series.load_sunspots,
+        ),
+        Source(
+            "csv_series", "regression", "your CSV/TSV time series", series.CSV_SERIES_PARAMS, series.load_csv_series
+        ),
         Source(
             "rotten_tomatoes",
             "classification",
@@ -48,11 +62,35 @@ SOURCES: Dict[str, Source] = {
             sentiment.load_rotten_tomatoes,
         ),
         Source("imdb_npz", "classification", "your copy of Keras' imdb.npz", imdb.IMDB_PARAMS, imdb.load_imdb_npz),
-        Source("labelled_text", "classification", "your CSV/TSV/JSONL of labelled texts", sentiment.LABELLED_TEXT_PARAMS, sentiment.load_labelled_text),
-        Source("shakespeare", "language_model", "Shakespeare plays (public domain, vendored)", chars.SHAKESPEARE_PARAMS, chars.load_shakespeare),
+        Source(
+            "labelled_text",
+            "classification",
+            "your CSV/TSV/JSONL of labelled texts",
+            sentiment.LABELLED_TEXT_PARAMS,
+            sentiment.load_labelled_text,
+        ),
+        Source(
+            "shakespeare",
+            "language_model",
+            "Shakespeare plays (public domain, vendored)",
+            chars.SHAKESPEARE_PARAMS,
+            chars.load_shakespeare,
+        ),
         Source("text_file", "language_model", "your UTF-8 text file", chars.TEXT_FILE_PARAMS, chars.load_text_file),
-        Source("cmudict", "seq2seq", "grapheme→phoneme pairs from the CMU Pronouncing Dictionary", g2p.CMUDICT_PARAMS, g2p.load_cmudict),
-        Source("pairs_file", "seq2seq", "your JSONL/CSV/TSV of source/target pairs", g2p.PAIRS_FILE_PARAMS, g2p.load_pairs_file),
+        Source(
+            "cmudict",
+            "seq2seq",
+            "grapheme→phoneme pairs from the CMU Pronouncing Dictionary",
+            g2p.CMUDICT_PARAMS,
+            g2p.load_cmudict,
+        ),
+        Source(
+            "pairs_file",
+            "seq2seq",
+            "your JSONL/CSV/TSV of source/target pairs",
+            g2p.PAIRS_FILE_PARAMS,
+            g2p.load_pairs_file,
+        ),
     )
 }
 
@@ -76,7 +114,9 @@ def resolve_params(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     source = get_source(cfg.get("source"))
     unknown = sorted(set(cfg) - set(source.params) - {"source"})
     if unknown:
-        raise DataError(f"data source {source.name!r} takes no parameter {unknown[0]!r}", f"it takes: {', '.join(source.params)}")
+        raise DataError(
+            f"data source {source.name!r} takes no parameter {unknown[0]!r}", f"it takes: {', '.join(source.params)}"
+        )
     out: Dict[str, Any] = {"source": source.name}
     for key, param in source.params.items():
         if key in cfg:

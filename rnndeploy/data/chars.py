@@ -68,7 +68,9 @@ def load_shakespeare(p: Dict[str, Any]) -> Dataset:
 
 TEXT_FILE_PARAMS: Dict[str, Param] = {
     "path": Param("path", None, "a UTF-8 text file to model", required=True),
-    "strip_gutenberg": Param("bool", True, "drop Project Gutenberg header/licence text around '*** START/END OF' markers"),
+    "strip_gutenberg": Param(
+        "bool", True, "drop Project Gutenberg header/licence text around '*** START/END OF' markers"
+    ),
     **_char_params(),
 }
 
@@ -142,7 +144,9 @@ def encode_text(text: str, vocab: List[str]) -> np.ndarray:
     lut = {c: i for i, c in enumerate(vocab)}
     missing = sorted({c for c in text if c not in lut})
     if missing:
-        raise DataError(f"characters {''.join(missing)!r} are not in the model's vocabulary", "remove them from the text")
+        raise DataError(
+            f"characters {''.join(missing)!r} are not in the model's vocabulary", "remove them from the text"
+        )
     return np.asarray([lut[c] for c in text], dtype=np.int64)
 
 

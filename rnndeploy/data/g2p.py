@@ -44,7 +44,9 @@ CMUDICT_PARAMS: Dict[str, Param] = {
     "min_word_len": Param("int", 3, "shortest word kept (letters)", minimum=1),
     "max_word_len": Param("int", 8, "longest word kept (letters)", minimum=1),
     "max_pairs": Param("int", 20000, "words sampled (seeded) from those eligible; 0 keeps all", minimum=0),
-    "stress": Param("bool", False, "keep the stress digits on vowels (AH0/AH1/AH2: a larger, harder target vocabulary)"),
+    "stress": Param(
+        "bool", False, "keep the stress digits on vowels (AH0/AH1/AH2: a larger, harder target vocabulary)"
+    ),
     **fraction_params(0.05, 0.05),
     "seed": Param("int", 0, "seed of the sampling and of the train/val/test partition"),
 }
@@ -91,8 +93,12 @@ PAIRS_FILE_PARAMS: Dict[str, Param] = {
     "format": Param("str", None, "file format (default: from the file name's suffix)", choices=("csv", "tsv", "jsonl")),
     "source_column": Param("str", "source", "column (CSV/TSV) or key (JSONL) holding the source sequence"),
     "target_column": Param("str", "target", "column (CSV/TSV) or key (JSONL) holding the target sequence"),
-    "source_tokens": Param("str", "chars", "split the source into characters or whitespace words", choices=("chars", "words")),
-    "target_tokens": Param("str", "chars", "split the target into characters or whitespace words", choices=("chars", "words")),
+    "source_tokens": Param(
+        "str", "chars", "split the source into characters or whitespace words", choices=("chars", "words")
+    ),
+    "target_tokens": Param(
+        "str", "chars", "split the target into characters or whitespace words", choices=("chars", "words")
+    ),
     "lowercase": Param("bool", False, "lowercase both sides first"),
     "max_source_len": Param("int", 50, "pairs with a longer source (in tokens) are dropped", minimum=1),
     "max_target_len": Param("int", 50, "pairs with a longer target (in tokens) are dropped", minimum=1),

@@ -64,7 +64,9 @@ def read_npz_member(zf: zipfile.ZipFile, member: str, path: Path) -> np.ndarray:
     name = member + ".npy"
     if name not in zf.namelist():
         found = ", ".join(n[:-4] if n.endswith(".npy") else n for n in zf.namelist()) or "none"
-        raise DataError(f"{path}: no array {member!r}; arrays found: {found}", f"an imdb.npz holds {', '.join(IMDB_MEMBERS)}")
+        raise DataError(
+            f"{path}: no array {member!r}; arrays found: {found}", f"an imdb.npz holds {', '.join(IMDB_MEMBERS)}"
+        )
     raw = zf.read(name)
     f = io.BytesIO(raw)
     try:
@@ -106,7 +108,9 @@ def read_imdb_npz(path: Path) -> Dict[str, Tuple[List[List[int]], np.ndarray]]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{path} is not an npz (zip) file: {exc}", "give the imdb.npz that keras.datasets.imdb downloads") from None
+        raise DataError(
+            f"{path} is not an npz (zip) file: {exc}", "give the imdb.npz that keras.datasets.imdb downloads"
+        ) from None
     with zf:
         out = {}
         for split in ("train", "test"):

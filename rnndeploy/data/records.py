@@ -32,7 +32,9 @@ def read_records(path: Path, fmt: str, wanted: Dict[str, str]) -> List[Dict[str,
                     try:
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}: line {lineno} is not JSON ({exc.msg})", "write one JSON object per line") from None
+                        raise DataError(
+                            f"{path}: line {lineno} is not JSON ({exc.msg})", "write one JSON object per line"
+                        ) from None
                     if not isinstance(obj, dict):
                         raise DataError(f"{path}: line {lineno} is a JSON {type(obj).__name__}, not an object")
                     if not records or any(c not in obj for c in wanted.values()):

@@ -100,12 +100,16 @@ def load_labelled_text(p: Dict[str, Any]) -> Dataset:
     raw = [r[p["label_column"]] for r in records]
     class_values = sorted(set(raw), key=_label_sort_key)
     if len(class_values) < 2:
-        raise DataError(f"{path}: column {p['label_column']!r} holds a single label {class_values!r}", "give at least two classes")
+        raise DataError(
+            f"{path}: column {p['label_column']!r} holds a single label {class_values!r}", "give at least two classes"
+        )
     ids = {v: i for i, v in enumerate(class_values)}
     return build_classification(path.stem, texts, [ids[v] for v in raw], [str(v) for v in class_values], p)
 
 
-def build_classification(name: str, texts: Sequence[str], labels: Sequence[int], class_names: List[str], p: Dict[str, Any]) -> Dataset:
+def build_classification(
+    name: str, texts: Sequence[str], labels: Sequence[int], class_names: List[str], p: Dict[str, Any]
+) -> Dataset:
     """Tokenise, split (seeded), build the vocabulary on train only, encode and pad."""
     tokens = [tokenize_words(t) for t in texts]
     y = np.asarray(labels, dtype=np.int64)

@@ -142,7 +142,9 @@ def load_csv_series(p: Dict[str, Any]) -> Dataset:
 
 
 # -- shared windowing ----------------------------------------------------------------------------
-def _windowed(data: np.ndarray, target_col: int, p: Dict[str, Any], name: str, features: List[str], target: str) -> Dataset:
+def _windowed(
+    data: np.ndarray, target_col: int, p: Dict[str, Any], name: str, features: List[str], target: str
+) -> Dataset:
     """Chronological split, Z-score with train statistics only, then sliding windows.
 
     Split boundaries are on target time: a val/test window may look back into the

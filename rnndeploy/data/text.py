@@ -30,7 +30,9 @@ def build_vocab(
     counts: Counter = Counter()
     for toks in token_lists:
         counts.update(toks)
-    ranked = sorted((t for t, c in counts.items() if c >= min_count and t not in specials), key=lambda t: (-counts[t], t))
+    ranked = sorted(
+        (t for t, c in counts.items() if c >= min_count and t not in specials), key=lambda t: (-counts[t], t)
+    )
     vocab = list(specials) + ranked
     return vocab[:max_size] if max_size else vocab
 
