@@ -43,6 +43,11 @@ def test_layout_and_manifest(trained):
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["files"] == {n: sha256_file(out / n) for n in REQUIRED}
     assert manifest["versions"]["torch"] == torch.__version__ and manifest["versions"]["rnndeploy"]
+    # readable like any directory the user creates (not the 0700/0600 of temporary files)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert all(f.stat().st_mode & 0o777 == 0o666 & ~umask for f in out.iterdir())
     # no temporary directories left next to it
     assert [p.name for p in out.parent.iterdir()] == ["sine"]
     metrics = json.loads((out / "metrics.json").read_text())
