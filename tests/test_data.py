@@ -446,3 +446,12 @@ def test_same_arrays_on_the_deploy_interpreter():
     there = subprocess.run([py39, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
     assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
     assert here.stdout == there.stdout and len(here.stdout.split()) == 3
+
+
+def test_pairs_file_headerless_tsv(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"{w}\t{' '.join(w.upper())}\n" for w in ("cat", "dog", "bird", "fish", "cow", "hen") * 4))
+    ds = load_dataset({"source": "pairs_file", "path": str(path), "header": False, "target_tokens": "words"})
+    assert sum(ds.sizes().values()) == 24 and "C" in ds.data_info["tgt_vocab"]
+    with pytest.raises(DataError, match="no column 'source'"):
+        load_dataset({"source": "pairs_file", "path": str(path)})  # with the default header=true

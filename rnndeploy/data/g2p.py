@@ -9,6 +9,8 @@ reserve pad = 0, unk = 1, bos = 2, eos = 3.
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -99,6 +101,7 @@ PAIRS_FILE_PARAMS: Dict[str, Param] = {
     "target_tokens": Param(
         "str", "chars", "split the target into characters or whitespace words", choices=("chars", "words")
     ),
+    "header": Param("bool", True, "CSV/TSV: the first row names the columns (false: columns 1 and 2 are the pair)"),
     "lowercase": Param("bool", False, "lowercase both sides first"),
     "max_source_len": Param("int", 50, "pairs with a longer source (in tokens) are dropped", minimum=1),
     "max_target_len": Param("int", 50, "pairs with a longer target (in tokens) are dropped", minimum=1),
@@ -111,7 +114,10 @@ PAIRS_FILE_PARAMS: Dict[str, Param] = {
 def load_pairs_file(p: Dict[str, Any]) -> Dataset:
     path = user_file(p["path"], "pairs file", "a JSONL or CSV/TSV file of source/target pairs")
     fmt = p["format"] or format_from_suffix(path)
-    records = read_records(path, fmt, {"source_column": p["source_column"], "target_column": p["target_column"]})
+    if fmt != "jsonl" and not p["header"]:
+        records = read_headerless_pairs(path, fmt, p["source_column"], p["target_column"])
+    else:
+        records = read_records(path, fmt, {"source_column": p["source_column"], "target_column": p["target_column"]})
 
     def split(text: Any, how: str) -> List[str]:
         s = str(text).lower() if p["lowercase"] else str(text)
@@ -131,6 +137,26 @@ def load_pairs_file(p: Dict[str, Any]) -> Dataset:
         keep = np.sort(np.random.default_rng(p["seed"]).choice(len(pairs), p["max_pairs"], replace=False))
         pairs = [pairs[i] for i in keep]
     return build_seq2seq(path.stem, pairs, p, p["source_tokens"], p["target_tokens"])
+
+
+def read_headerless_pairs(path: Path, fmt: str, source_key: str, target_key: str) -> List[Dict[str, Any]]:
+    """Rows of a CSV/TSV without a header: the first column is the source, the second the target."""
+    records = []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            for lineno, row in enumerate(csv.reader(f, delimiter="\t" if fmt == "tsv" else ","), start=1):
+                if not row:
+                    continue
+                if len(row) < 2:
+                    raise DataError(
+                        f"{path}: line {lineno} has {len(row)} field(s), a pair needs 2", "separate source and target"
+                    )
+                records.append({source_key: row[0], target_key: row[1]})
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc.reason})", "save it as UTF-8") from None
+    if not records:
+        raise DataError(f"{path} holds no pairs")
+    return records
 
 
 def build_seq2seq(
