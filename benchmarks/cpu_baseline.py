@@ -23,8 +23,8 @@ While developing, on a busy machine, check the script at small sizes:
 
     .venv/bin/python benchmarks/cpu_baseline.py --quick --out /tmp/cpu-baseline
 
-Writes OUT/cpu_baseline.json (an rnndeploy results document: merge it with others via
-``rnndeploy report``), OUT/cpu_baseline.md and OUT/cpu_baseline.html.
+Writes OUT/cpu_baseline.json (an rnndeploy results document: merge it with others, or
+draw its page, with ``rnndeploy report``) and OUT/cpu_baseline.md (+ .html with --html).
 """
 
 from __future__ import annotations
@@ -149,6 +149,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads for torch and ORT")
     ap.add_argument("--recipes", help="comma-separated recipe names (default: all)")
     ap.add_argument("--quick", action="store_true", help="small sizes and short timings (development check)")
+    ap.add_argument("--html", action="store_true",
+                    help="also write cpu_baseline.html (not committed: `rnndeploy report cpu_baseline.json -o x.html` "
+                         "makes it from the JSON)")
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.seq, args.min_time = "1", "16,128", 0.2
@@ -208,9 +211,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.load = (load_before, os.getloadavg()[0])
     md = summary_markdown(rows, overhead, sweeps, command, args) + "\n" + render_markdown(results)
     (out / "cpu_baseline.md").write_text(md)
-    write_html(str(out / "cpu_baseline.html"), results, "rnndeploy CPU baseline")
+    if args.html:
+        write_html(str(out / "cpu_baseline.html"), results, "rnndeploy CPU baseline")
     print(summary_markdown(rows, overhead, sweeps, command, args))
-    print(f"wrote {out / 'cpu_baseline.json'}, .md and .html", file=sys.stderr)
+    print(f"wrote {out / 'cpu_baseline.json'} and .md" + (" and .html" if args.html else ""), file=sys.stderr)
     return 0
 
 
