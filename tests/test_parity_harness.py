@@ -366,3 +366,29 @@ def test_golden_checked_under_python39(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "r.json").read_text())["results"][0]
     assert result["machine"]["versions"]["python"].startswith("3.9") and result["passed"]
+
+
+def test_task_checks_fail_cleanly(tmp_path):
+    from rnndeploy.errors import SpecError
+
+    # sampling asked for a model that cannot be sampled: refused before anything runs
+    gru = resolve_source(str(gru_with_spec(tmp_path / "m.onnx")))
+    with pytest.raises(SpecError, match="char-LM"):
+        run_parity(gru, ParityConfig(backends=("perturbed",), reference="ort-cpu", sample_steps=4, show_progress=False),
+                   runner_factory=factory(0.0))
+
+    # a runtime that breaks on the one-token steps of sampling fails the check, the run goes on
+    class BreaksOnShortInputs(Perturbed):
+        def _infer_impl(self, feed):
+            if feed["tokens"].shape[1] == 1:
+                raise RuntimeError("cannot run seq 1")
+            return super()._infer_impl(feed)
+
+    lm = resolve_source(str(charlm_with_spec(tmp_path / "lm.onnx")))
+    res = run_parity(lm, ParityConfig(backends=("perturbed",), reference="ort-cpu", shapes=((2, 6),), sample_steps=5,
+                                      show_progress=False),
+                     runner_factory=lambda n, s, o: BreaksOnShortInputs(s, o, 0.0) if n == "perturbed" else create_runner(n, s, o))
+    sampling = [t for t in res.tasks if t.kind == "sampling"][0]
+    assert not sampling.passed and "cannot run seq 1" in sampling.details["error"]
+    assert res.cases[0].passed and not res.passed
+    assert any("sampling check raised RuntimeError" in f for f in res.failures())

@@ -25,7 +25,14 @@ from rnndeploy.parity.golden import check_golden_matches, load_golden, save_gold
 from rnndeploy.parity.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes, load_npz
 from rnndeploy.parity.metrics import OutputComparison, compare_output
 from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
-from rnndeploy.parity.task import greedy_tokens, sample_tokens, sampling_plan, sequence_agreement, token_agreement
+from rnndeploy.parity.task import (
+    greedy_tokens,
+    sample_tokens,
+    sampling_plan,
+    seq2seq_plan,
+    sequence_agreement,
+    token_agreement,
+)
 from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
 from rnndeploy.progress import progress
 from rnndeploy.spec import GraphSpec
@@ -100,6 +107,10 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     graph = source.graph_spec
     config.overrides.check_outputs(graph)
     _check_config(config)
+    if config.sample_steps:
+        sampling_plan(graph)  # a model that cannot be sampled fails now, not after every backend ran
+    if config.decoder is not None:
+        seq2seq_plan(graph, config.decoder.graph_spec)
     warnings: List[str] = []
     hashes = model_hashes(source)
     pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
@@ -175,6 +186,8 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         else:
             ref_decoder = runner_factory(config.reference, config.decoder, config.reference_options).activate()
     bos_eos = _special_ids(source, config) if ref_decoder is not None else None
+    if config.sample_steps and tests and ref_runner is None:
+        warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
     try:
         for backend in tests:
             runner = runner_factory(backend, source, config.options_for(backend))
@@ -186,13 +199,12 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
                     results.append(_run_case(runner, backend, desc.precision, case, ref, graph, config, reference))
                 tasks += _argmax_tasks(results, backend, graph, config.min_agreement)
                 if config.sample_steps and ref_runner is not None:
-                    tasks.append(_sampling_task(ref_runner, runner, backend, cases, config))
-                elif config.sample_steps:
-                    warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
+                    tasks.append(_guarded("sampling", backend, config, _sampling_task,
+                                          ref_runner, runner, backend, cases, config))
                 if ref_decoder is not None and ref_runner is not None and bos_eos is not None:
                     with runner_factory(backend, config.decoder, config.options_for(backend)) as dec:
-                        tasks.append(_decoding_task((ref_runner, ref_decoder), (runner, dec), backend, cases,
-                                                    bos_eos[0], bos_eos[1], config))
+                        tasks.append(_guarded("decoding", backend, config, _decoding_task, (ref_runner, ref_decoder),
+                                              (runner, dec), backend, cases, bos_eos[0], bos_eos[1], config))
     finally:
         if ref_runner is not None:
             ref_runner.deactivate()
@@ -296,6 +308,18 @@ def _sampling_task(ref_runner: Runner, runner: Runner, backend: str, cases: Sequ
                           "seed": config.seed, "temperature": config.sample_temperature, "first_divergence": first,
                           "stateful": bool(plan["state_in"])},
                          config.min_agreement)
+
+
+def _guarded(kind: str, backend: str, config: ParityConfig, fn: Callable[..., TaskAgreement], *args: Any) -> TaskAgreement:
+    """``fn(*args)``: a task check; a runtime that raises during it fails the check instead of the run."""
+    try:
+        return fn(*args)
+    except RnnDeployError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:400]
+        return TaskAgreement(kind, backend, "", 0.0, 0, {"error": f"{type(exc).__name__}: {first}"},
+                             config.min_agreement if config.min_agreement is not None else 1.0)
 
 
 def _special_ids(source: ModelSource, config: ParityConfig) -> Tuple[int, int]:

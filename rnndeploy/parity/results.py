@@ -139,7 +139,11 @@ class ParityResult:
                 if not o.passed:
                     out.append(f"{c.backend} @ {c.case}: {o.failure}")
         for t in self.tasks:
-            if not t.passed:
+            if t.passed:
+                continue
+            if t.details.get("error"):
+                out.append(f"{t.backend}: {t.kind} check raised {t.details['error']}")
+            else:
                 out.append(f"{t.backend}: {t.kind} agreement {t.agreement:.4%} below {t.threshold:.4%} "
                            f"on {t.output or 'the model'}")
         return out
