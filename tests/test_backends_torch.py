@@ -223,3 +223,26 @@ def test_checkpoint_train_export_parity_bench_in_subprocesses(tmp_path):
     proc = run_cli("bench", str(onnx_path), "--checkpoint", str(ck), "--backend", "ort-cpu", "--seq", "16",
                    "--iters", "3", "--warmup", "1", cwd=tmp_path)
     assert proc.returncode == 0 and "torch" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_cli_rows_side_by_side(user_model, tmp_path):
+    """On the GPU machine: torch FP32 / FP16 / FP16+CUDA graph rows in one bench, FP16 parity vs an FP32 golden."""
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA")
+    ref, onnx_path = user_model
+    res = CliRunner().invoke(cli, ["bench", onnx_path, "--module", ref, "--device", "cuda", "--backend", "torch",
+                                   "--backend", "torch:fp16", "--backend", "torch:fp16:graph", "--baseline", "torch:fp16",
+                                   "--batch", "1,8", "--seq", "16,64", "--iters", "20", "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    rows = {m["backend"]: m["description"] for m in doc["measurements"]}
+    assert set(rows) == {"torch", "torch:fp16", "torch:fp16:graph"} and doc["baseline"] == "torch:fp16"
+    assert rows["torch:fp16:graph"]["cuda_graph"] and rows["torch"]["timer"] == "cuda-event"
+    assert rows["torch"]["details"]["tf32"] is False
+    golden = tmp_path / "g"
+    assert CliRunner().invoke(cli, ["parity", onnx_path, "--module", ref, "--backend", "torch", "--save-golden",
+                                    str(golden), "--shapes", "4x256"]).exit_code == 0
+    res = CliRunner().invoke(cli, ["parity", onnx_path, "--module", ref, "--device", "cuda", "--backend", "torch",
+                                   "--backend", "torch:fp16", "--golden", str(golden)])
+    assert res.exit_code == 0, res.output
