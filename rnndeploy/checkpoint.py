@@ -29,7 +29,6 @@ Stable interface for export and parity::
 from __future__ import annotations
 
 import json
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,18 +159,7 @@ def save_checkpoint(
             "versions": versions(),
         }
         _json(tmp / MANIFEST, manifest)
-        _readable(tmp)
     return out
-
-
-def _readable(directory: Path) -> None:
-    """Give the checkpoint the permissions of a normally created directory (the temporary
-    directory is 0700 and safetensors writes 0600): others in the team must read it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
-    for f in directory.iterdir():
-        os.chmod(f, 0o666 & ~umask)
 
 
 def _refuse_pickle(path: Path) -> None:

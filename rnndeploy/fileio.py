@@ -66,6 +66,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; others in the team must read results
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -100,6 +101,7 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent)))
     try:
         yield tmp
+        _normal_permissions(tmp)
         if p.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".old", dir=str(p.parent)))
             os.replace(p, old / p.name)
@@ -110,6 +112,24 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     except BaseException:
         _rmtree(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _normal_permissions(directory: Path) -> None:
+    """Permissions of a normally created tree: mkdtemp makes 0700 and some writers
+    (safetensors) 0600, which would hide checkpoints and goldens from teammates."""
+    mask = _umask()
+    os.chmod(directory, 0o777 & ~mask)
+    for root, dirs, files in os.walk(directory):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~mask)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~mask)
 
 
 def _rmtree(path: Path) -> None:
