@@ -123,7 +123,6 @@ def collect() -> Report:
         ),
         Component("tensorrt", _dist_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "build-engine and the trt runner", "gpu"),
         Component("onnxslim", _dist_version("onnxslim"), "export --simplify", "simplify"),
-        Component("onnxconverter-common", _dist_version("onnxconverter-common"), "FP16 ONNX conversion (precision policies)", "fp16"),
     ]
     gpus, err = probe_gpus()
     return Report(

@@ -14,7 +14,6 @@ EXTRAS = {
     "tensorrt": ("gpu", "building and running TensorRT engines"),
     "safetensors": ("train", "reading and writing checkpoints"),
     "onnxslim": ("simplify", "graph simplification"),
-    "onnxconverter_common": ("fp16", "FP32 to FP16 ONNX conversion"),
 }
 
 

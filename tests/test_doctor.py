@@ -1,0 +1,43 @@
+"""rnndeploy doctor: versions, providers, GPUs, and what a missing piece disables."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from rnndeploy import doctor
+from rnndeploy.cli import cli
+from tests.helpers import run_cli
+
+
+def test_json_lists_every_component_with_its_version():
+    res = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    comps = {c["name"]: c for c in data["components"]}
+    assert {"numpy", "onnx", "click", "torch", "onnxruntime", "tensorrt"} <= set(comps)
+    import numpy
+
+    assert comps["numpy"]["version"] == numpy.__version__
+    if comps["onnxruntime"]["version"]:
+        assert "CPUExecutionProvider" in comps["onnxruntime"]["providers"]
+
+
+def test_missing_pieces_say_what_they_disable_and_how_to_install():
+    report = doctor.Report(
+        python="3.9.2",
+        platform="Linux x86_64",
+        components=[doctor.Component("tensorrt", None, "build-engine and the trt runner", "gpu")],
+        gpus=[],
+        gpu_error="no CUDA driver (libcuda.so.1 not found)",
+    )
+    text = doctor.render(report)
+    assert "tensorrt     missing — disables build-engine and the trt runner (pip install 'rnndeploy[gpu]')" in text
+    assert "gpu          none — no CUDA driver" in text
+
+
+def test_doctor_in_a_subprocess_without_gpu_is_not_an_error():
+    proc = run_cli("doctor")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("python ")
