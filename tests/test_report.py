@@ -120,6 +120,9 @@ def test_results_reader_refuses_other_files(tmp_path):
             read_document(p)
     with pytest.raises(UsageError):
         read_document(tmp_path / "missing.json")
+    p.write_bytes(b"\x08\x01\x12\xda\xff binary, e.g. an .onnx file given by mistake")
+    with pytest.raises(UsageError, match="not valid JSON"):
+        read_document(p)
     with pytest.raises(ValueError):
         to_document([{"kind": "mystery"}])
 

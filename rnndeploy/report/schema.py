@@ -62,9 +62,9 @@ def read_document(path: Union[str, Path]) -> Dict[str, Any]:
     if not p.is_file():
         raise UsageError(f"results file {p} does not exist")
     try:
-        doc = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"results file {p} is not valid JSON: {exc}") from exc
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"results file {p} is not valid JSON: {exc}", "give the JSON written by parity/bench --json FILE") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise UsageError(f"{p} is not an rnndeploy results file", "write one with parity/bench --json FILE")
     version = doc.get("schema_version")
