@@ -63,3 +63,11 @@ def test_inspect_engine_live_through_the_stand_in(tmp_path, fake_env):  # noqa: 
     assert d["live"]["profiles"][1]["x"]["max"] == [8, 32, 4] and d["sidecar"]["precision"]["path"] == "fp16-flag"
     r = CliRunner().invoke(cli, ["inspect", out])
     assert "live         TensorRT 8.6.0 on Fake GPU" in r.output
+
+
+def test_inspect_refuses_a_file_that_nothing_vouches_for(tmp_path):
+    stray = tmp_path / "notes.txt"
+    stray.write_text("not an engine, not an onnx file\n")
+    r = CliRunner().invoke(cli, ["inspect", str(stray)])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("rnndeploy: error: ") and r.output.count("\n") == 1

@@ -212,6 +212,12 @@ def describe_engine_file(path: str, live: bool = True, device: int = 0) -> Engin
             del eng
             loaded.release()
         except (MissingDependencyError, DeviceError) as exc:
+            if sidecar is None:
+                # Nothing here can vouch that the file is an engine at all (any file would do).
+                raise EngineFileError(
+                    f"{path} has no sidecar ({os.path.basename(path)}.json) and cannot be opened here: {exc}",
+                    "inspect it where TensorRT and a GPU are present, or give an .onnx file",
+                ) from exc
             skipped = str(exc)
         except EngineFileError as exc:
             if sidecar is None:
