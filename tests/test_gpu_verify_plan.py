@@ -1,0 +1,134 @@
+"""The GPU verification scripts (benchmarks/gpu_prepare.py, gpu_verify.py) on one tiny model,
+on the CPU: planning, the resumable unit loop, and the dry run with CPU stand-ins end to end, so
+the one-shot GPU procedure does not rot while no GPU is around. Real GPU numbers come only from
+the device (benchmarks/GPU_RUNBOOK.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+KIT_PY = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
+sys.path.insert(0, str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def prep(tmp_path_factory):
+    pytest.importorskip("torch")
+    import gpu_prepare
+
+    root = tmp_path_factory.mktemp("gpuprep")
+    assert gpu_prepare.main(["--out", str(root), "--models", "sine", "--quick", "--epochs", "1"]) == 0
+    return root
+
+
+def _verify(*args):
+    import gpu_verify
+
+    return gpu_verify.main([str(a) for a in args])
+
+
+def test_prepared_folder_manifest_is_complete_and_checked(prep):
+    import gpu_common as gc
+
+    doc = gc.read_manifest(prep)
+    assert gc.verify_manifest(prep, doc) == []
+    (m,) = gc.models_of(doc)
+    assert m.name == "sine-lstm" and m.tier == 1 and m.cell == "lstm"
+    (g,) = m.graphs
+    assert set(g.fp16_onnx) == {"fp16", "fp16-keep-recurrence"}
+    golden = json.loads((prep / g.golden / "manifest.json").read_text())
+    assert golden["reference"]["backend"] == "torch" and [c["id"] for c in golden["cases"]] == ["b1-s4", "b2-s8", "b1-s32"]
+    assert doc["bytes"] == sum((prep / f).stat().st_size for f in doc["files"])
+    # an altered file is caught before any device time is spent on it
+    victim = prep / g.onnx
+    data = victim.read_bytes()
+    try:
+        victim.write_bytes(data + b"\0")
+        assert gc.verify_manifest(prep, doc) == [f"altered {g.onnx}"]
+    finally:
+        victim.write_bytes(data)
+
+
+def test_plan_orders_units_by_tier_and_plans_every_engine(prep, capsys):
+    assert _verify("plan", "--prep", prep, "--json") == 0
+    plan = json.loads(capsys.readouterr().out)
+    ids = [u["id"] for u in plan["units"]]
+    key = "sine-lstm.model"
+    for v in ("fp16", "fp32", "fp16-keep"):
+        assert ids.index(f"trt.build.{key}.{v}") < ids.index(f"trt.parity.{key}.{v}") < ids.index(f"trt.bench.{key}.{v}")
+    tiers = [u["tier"] for u in plan["units"]]
+    assert tiers == sorted(tiers)
+    assert {u["tier"] for u in plan["units"] if u["variant"] in ("fp16", "fp32") and u["kind"] == "build"} == {1}
+    engines = {e["unit"]: e for e in plan["engines"]}
+    fp16 = engines[f"trt.build.{key}.fp16"]
+    assert len(fp16["profiles"]) == 2 and "1..2048" in fp16["profiles"][0] and "1..256" in fp16["profiles"][1]
+    assert engines[f"trt.build.{key}.fp16-keep"]["kept_fp32"] >= 1
+    # the hoisted rewrite is planned only where it rewrites something (sine-lstm's one LSTM)
+    assert engines[f"trt.build.{key}.fp16-hoist"]["hoisted"] == 1
+
+
+def test_unit_loop_respects_deadline_dependencies_and_crashes(prep, tmp_path):
+    import gpu_verify as gv
+
+    state = gv.State(tmp_path / "state")
+    args = argparse.Namespace(min_time=0.1, max_samples=5, build_timeout=60.0, models=None, variants=None)
+    ctx = gv.Context(prep, state, "trt", True, time.time() - 1, args)  # deadline already passed
+    counts = gv.run_side(ctx, 99)
+    assert counts["ran"] == 0 and counts["pending"] > 0 and state.records() == {}
+    # a unit whose process died twice is failed, and what needs it is skipped, not run
+    build = "trt.build.sine-lstm.model.fp16"
+    state.marker(build).write_text("2")
+    ctx = gv.Context(prep, state, "trt", True, None, args)
+    gv.run_side(ctx, 1, variants=["fp16"])
+    recs = state.records()
+    assert recs[build]["status"] == "failed" and "died" in recs[build]["error"]
+    assert recs["trt.parity.sine-lstm.model.fp16"]["status"] == "skipped"
+    assert not state.marker(build).exists()
+
+
+def test_dry_run_end_to_end_writes_labelled_report(prep, tmp_path):
+    out = tmp_path / "out"
+    assert _verify("dry-run", "--prep", prep, "--state", tmp_path / "state", "--out", out, "--variants", "fp16,fp32") == 0
+    assert sorted(os.listdir(out)) == ["gpu_logs.tar.xz", "gpu_report.html", "gpu_report.json", "gpu_report.md",
+                                       "gpu_summary.json"]
+    md = (out / "gpu_report.md").read_text()
+    assert "DRY RUN" in md.splitlines()[0] and "NOT GPU results" in md
+    summary = json.loads((out / "gpu_summary.json").read_text())
+    assert summary["dry_run"] is True
+    statuses = {u["id"]: u["status"] for u in summary["units"].values()}
+    assert statuses and set(statuses.values()) == {"done"}, statuses
+    assert "rnndeploy build-engine" in "\n".join(summary["commands"])
+    from rnndeploy.report.schema import load_results, read_document
+
+    results = load_results(read_document(out / "gpu_report.json"))
+    bench = [r for r in results if r.kind == "bench"]
+    assert len(bench) == 1 and bench[0].baseline == "torch:fp16"
+    rows = bench[0].backends()
+    assert "torch" in rows and any("dry-run stand-in for trt:fp16" in b for b in rows)
+    parity = [r for r in results if r.kind == "parity"]
+    backends = {b for r in parity for b in r.backend_names()}
+    assert {"torch:fp16", "ort-cpu(dry-run stand-in for trt:fp16)", "ort-cpu(dry-run stand-in for trt:fp32)"} <= backends
+    fp16_rows = summary["targets"]["fp16_parity"]
+    assert fp16_rows and all(r["rel_l2_seq_le_512"] is not None for r in fp16_rows)
+    html = (out / "gpu_report.html").read_text()
+    assert "DRY RUN" in html
+
+
+@pytest.mark.skipif(not KIT_PY.exists(), reason="the staged trt86 kit (.devkit/stage) is not here")
+def test_kit_python39_imports_and_plans_the_tensorrt_side(prep):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([str(KIT_PY), str(BENCH / "gpu_verify.py"), "plan", "--prep", str(prep), "--side", "trt", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert all(u["side"] == "trt" for u in plan["units"]) and len(plan["engines"]) >= 3
