@@ -273,8 +273,8 @@ def do_build(ctx: Context, u: gc.Unit) -> Dict[str, Any]:
         tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-3:]
         rec.update(status="failed", error=" | ".join(tail)[:800] or f"exit {proc.returncode}")
         return rec
-    try:
-        doc = json.loads(proc.stdout[proc.stdout.index("{"):])
+    try:  # the JSON document, whatever a library printed around it
+        doc, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
     except ValueError:
         doc = {}
     if ctx.dry:

@@ -23,10 +23,11 @@
 #
 # Options:
 #   --budget S      seconds this call may use, from its start (default 560; the device allows 600)
+#   --prep DIR      the prepared folder to use (default: .gpuprep in the repo, when it was carried)
 #   --reserve S     seconds kept for the report at the end (default 45)
 #   --models A,B    only these prepared models (names as in .gpuprep/manifest.json)
 #   --max-tier N    stop after tier N (default: all)
-#   --no-pytest     skip step 5
+#   --no-pytest     skip step 5 (capped at $PYTEST_KIT_S=200 s and $PYTEST_TORCH_S=120 s otherwise)
 #   --retry-failed  run failed units again (after a fix)
 #   --dry-run       CPU box: the staged kit's Python 3.9 (+ .devkit/py39extra's onnxruntime as the
 #                   TensorRT stand-in) and .venv's Python in place of the device's; state in
@@ -35,17 +36,19 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO" || exit 1
-BUDGET=560 RESERVE=45 MODELS="" MAXTIER=9 PYTEST=1 RETRY="" DRY=0
+BUDGET=560 RESERVE=45 MODELS="" MAXTIER=9 PYTEST=1 RETRY="" DRY=0 SRC_PREP=$REPO/.gpuprep
+PYTEST_KIT_S=${PYTEST_KIT_S:-200} PYTEST_TORCH_S=${PYTEST_TORCH_S:-120}   # caps: the benchmark matters more
 while [ $# -gt 0 ]; do
   case $1 in
     --budget) BUDGET=$2; shift 2 ;;
+    --prep) SRC_PREP=$2; shift 2 ;;
     --reserve) RESERVE=$2; shift 2 ;;
     --models) MODELS=$2; shift 2 ;;
     --max-tier) MAXTIER=$2; shift 2 ;;
     --no-pytest) PYTEST=0; shift ;;
     --retry-failed) RETRY=--retry-failed; shift ;;
     --dry-run) DRY=1; shift ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "gpu_verify.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -90,9 +93,9 @@ record "bash benchmarks/gpu_verify.sh $* (budget ${BUDGET}s, reserve ${RESERVE}s
 say "start: budget ${BUDGET}s, deadline in $(left)s; state $ROOT; out $OUTDIR"
 
 # 1. the prepared folder --------------------------------------------------------------------------
-if [ -f "$REPO/.gpuprep/manifest.json" ]; then
-  if ! cmp -s "$REPO/.gpuprep/manifest.json" "$PREP/manifest.json" 2>/dev/null; then
-    rm -rf "$PREP.tmp" && cp -a "$REPO/.gpuprep" "$PREP.tmp" && rm -rf "$PREP" && mv "$PREP.tmp" "$PREP"
+if [ -f "$SRC_PREP/manifest.json" ]; then
+  if ! cmp -s "$SRC_PREP/manifest.json" "$PREP/manifest.json" 2>/dev/null; then
+    rm -rf "$PREP.tmp" && cp -a "$SRC_PREP" "$PREP.tmp" && rm -rf "$PREP" && mv "$PREP.tmp" "$PREP"
     rm -f "$DONE/prep-verified"
     say "prepared folder copied to $PREP ($(du -sh "$PREP" | cut -f1))"
   fi
@@ -154,14 +157,14 @@ pytests() {
   local files
   files=$(grep -l 'pytest.mark.gpu' tests/test_*.py | tr '\n' ' ')
   if [ $KIT_OK = 1 ] && [ ! -e "$DONE/pytest-kit" ] && [ "$(left)" -gt 60 ]; then
-    lim=$(( $(left) < 300 ? $(left) : 300 ))
-    PYTHONPATH="$KIT_PP" run pytest-kit $lim "$KITPY" -m pytest -m gpu -p no:cacheprovider -q -rfEs --durations=15 \
+    lim=$(( $(left) < PYTEST_KIT_S ? $(left) : PYTEST_KIT_S ))
+    PYTHONPATH="$KIT_PP" run pytest-kit $lim "$KITPY" -m pytest -m gpu -p no:cacheprovider -v -rfEs --durations=15 \
       --junitxml="$LOGS/pytest-kit.xml" $files
     echo $? > "$DONE/pytest-kit"
   fi
   if [ ! -e "$DONE/pytest-torch" ] && [ "$(left)" -gt 45 ]; then
-    lim=$(( $(left) < 240 ? $(left) : 240 ))
-    PYTHONPATH="$TORCH_PP" run pytest-torch $lim "$TORCHPY" -m pytest -m gpu -p no:cacheprovider -q -rfEs --durations=15 \
+    lim=$(( $(left) < PYTEST_TORCH_S ? $(left) : PYTEST_TORCH_S ))
+    PYTHONPATH="$TORCH_PP" run pytest-torch $lim "$TORCHPY" -m pytest -m gpu -p no:cacheprovider -v -rfEs --durations=15 \
       --junitxml="$LOGS/pytest-torch.xml" $files
     echo $? > "$DONE/pytest-torch"
   fi

@@ -132,3 +132,24 @@ def test_kit_python39_imports_and_plans_the_tensorrt_side(prep):
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert all(u["side"] == "trt" for u in plan["units"]) and len(plan["engines"]) >= 3
+
+
+def test_shell_driver_dry_run_resumes_and_reports(prep, tmp_path):
+    """benchmarks/gpu_verify.sh --dry-run: a call cut short by its budget leaves work pending, the
+    next call finishes it; both write the report. The TensorRT side runs under the staged kit's
+    Python 3.9 where it exists (else it is reported as skipped)."""
+    env = {**os.environ, "GPU_VERIFY_STATE": str(tmp_path / "state"), "OUT": str(tmp_path / "out"),
+           "TORCH_PY": sys.executable}
+    cmd = ["bash", str(BENCH / "gpu_verify.sh"), "--dry-run", "--prep", str(prep), "--no-pytest", "--max-tier", "2"]
+    first = subprocess.run(cmd + ["--budget", "20", "--reserve", "19"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "gpu_summary.json").read_text())
+    assert summary["counts"]["pending"] > 0
+    second = subprocess.run(cmd + ["--budget", "300"], capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "gpu_summary.json").read_text())
+    done = {u["id"] for u in summary["units"].values() if u["status"] == "done"}
+    assert any(u.startswith("torch.bench.") for u in done)
+    assert any(u.startswith("trt.bench.") for u in done) == KIT_PY.exists()
+    assert "DRY RUN" in (tmp_path / "out" / "gpu_report.md").read_text().splitlines()[0]
