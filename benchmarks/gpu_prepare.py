@@ -324,7 +324,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--epochs", type=int, help="override every recipe's epochs (tests; default: the recipe's)")
     ap.add_argument("--golden-mib", type=float, default=2.5, help="golden budget per graph in MiB (default 2.5)")
     ap.add_argument("--stream-golden-mib", type=float, default=0.5, help="golden budget per streaming graph (0.5)")
-    ap.add_argument("--test-golden-mib", type=float, default=1.5, help="test-split golden budget per graph (1.5)")
+    ap.add_argument("--test-golden-mib", type=float, default=3.0, help="test-split golden budget per graph (3.0)")
     ap.add_argument("--max-mib", type=float, default=45.0, help="fail when the folder exceeds this (default 45)")
     ap.add_argument("--quick", action="store_true", help="tiny shapes, no streaming forms (tests, development)")
     args = ap.parse_args(argv)

@@ -34,6 +34,7 @@
 #                   /tmp/gpuverify-dryrun; reports say DRY RUN. Never results.
 set -uo pipefail
 
+ARGS="$*"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO" || exit 1
 BUDGET=560 RESERVE=45 MODELS="" MAXTIER=9 PYTEST=1 RETRY="" DRY=0 SRC_PREP=$REPO/.gpuprep
@@ -89,7 +90,7 @@ run() {
   return $rc
 }
 
-record "bash benchmarks/gpu_verify.sh $* (budget ${BUDGET}s, reserve ${RESERVE}s, dry=$DRY)"
+record "bash benchmarks/gpu_verify.sh $ARGS (budget ${BUDGET}s, reserve ${RESERVE}s, dry=$DRY)"
 say "start: budget ${BUDGET}s, deadline in $(left)s; state $ROOT; out $OUTDIR"
 
 # 1. the prepared folder --------------------------------------------------------------------------
@@ -145,7 +146,8 @@ side() {  # side trt|torch TIER
   if [ "$s" = trt ]; then py=$KITPY; pp=$KIT_PP; [ $KIT_OK = 1 ] || return 0; else py=$TORCHPY; pp=$TORCH_PP; fi
   while [ "$(left)" -gt 15 ] && [ $tries -lt 3 ]; do
     tries=$((tries + 1))
-    PYTHONPATH="$pp" PYTHONUNBUFFERED=1 run "run-$s-tier$tier" $(( $(left) + 30 )) "$py" benchmarks/gpu_verify.py run \
+    # the script stops starting units at the deadline; this limit only catches one that overruns it
+    PYTHONPATH="$pp" PYTHONUNBUFFERED=1 run "run-$s-tier$tier" $(( $(left) + 15 )) "$py" benchmarks/gpu_verify.py run \
       --side "$s" --prep "$PREP" --state "$STATE" --deadline "$DEADLINE" --max-tier "$tier" ${MODELARG[@]+"${MODELARG[@]}"} $RETRY $DRYFLAG
     rc=$?
     # 0: slice done; 124/137/143: the deadline; anything else: the process died (a crash is marked on restart)
@@ -178,9 +180,11 @@ for tier in 1 2 3 4 5 6; do
 done
 
 # 7. the report -------------------------------------------------------------------------------------------
-PYTHONPATH="$TORCH_PP" run report 120 "$TORCHPY" benchmarks/gpu_verify.py report --prep "$PREP" --state "$STATE" \
+# it must end inside the call: by BUDGET + 25 s (the device allows 600 s for a 560 s budget), at least 30 s
+REPORT_S=$(( T0 + BUDGET + 25 - $(date +%s) )); [ $REPORT_S -ge 30 ] || REPORT_S=30; [ $REPORT_S -le 150 ] || REPORT_S=150
+PYTHONPATH="$TORCH_PP" run report $REPORT_S "$TORCHPY" benchmarks/gpu_verify.py report --prep "$PREP" --state "$STATE" \
   --out "$OUTDIR" ${MODELARG[@]+"${MODELARG[@]}"} $DRYFLAG \
-  || PYTHONPATH="$KIT_PP" run report-kit 120 "$KITPY" benchmarks/gpu_verify.py report --prep "$PREP" --state "$STATE" \
+  || PYTHONPATH="$KIT_PP" run report-kit 60 "$KITPY" benchmarks/gpu_verify.py report --prep "$PREP" --state "$STATE" \
        --out "$OUTDIR" ${MODELARG[@]+"${MODELARG[@]}"} $DRYFLAG
 for f in kit-smoke pytest-kit pytest-torch; do [ -e "$DONE/$f" ] && say "$f: exit $(cat "$DONE/$f")"; done
 grep -E '^## (Engine builds|FP16 parity|Argmax|Latency stretch)|^[0-9]+ done' "$OUTDIR/gpu_report.md" 2>/dev/null
