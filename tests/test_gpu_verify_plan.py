@@ -153,3 +153,34 @@ def test_shell_driver_dry_run_resumes_and_reports(prep, tmp_path):
     assert any(u.startswith("torch.bench.") for u in done)
     assert any(u.startswith("trt.bench.") for u in done) == KIT_PY.exists()
     assert "DRY RUN" in (tmp_path / "out" / "gpu_report.md").read_text().splitlines()[0]
+
+
+def test_gpu_rows_are_real_tensorrt_runners_on_the_built_engines(prep, tmp_path):
+    """Outside a dry run the rows are TensorRT runners on the engines the build units wrote
+    (constructed only: activating one needs a GPU)."""
+    import gpu_verify as gv
+
+    from rnndeploy.backends.tensorrt import TensorRTRunner
+
+    args = argparse.Namespace(min_time=0.1, max_samples=5, build_timeout=60.0, models=None, variants=None)
+    ctx = gv.Context(prep, gv.State(tmp_path / "state"), "trt", False, None, args)
+    g = next(iter(ctx.graphs.values()))
+    runner = gv.engine_runner(ctx, g, "fp16", "trt:fp16:graph", cuda_graph=True)("trt:fp16:graph", ctx.source(g), None)
+    assert isinstance(runner, TensorRTRunner) and runner.backend == "trt:fp16:graph"
+    assert runner.source.engine == str(tmp_path / "state" / "engines" / g.key / "fp16.plan")
+    assert runner.options.precision == "fp16" and runner.options.cuda_graph and runner.options.device == "cuda"
+    assert gv.trt_label("fp32", dry=False) == "trt:fp32" and "stand-in" in gv.trt_label("fp32", dry=True)
+
+
+def test_hoisted_variant_only_where_the_rewrite_applies():
+    import gpu_common as gc
+
+    def model(hoist):
+        g = gc.GraphPrep("m", "model", "default", "m.onnx", False, hoist=hoist)
+        return gc.ModelPrep("m", "r", None, "classifier", "lstm", 2, "ckpt", (g,))
+
+    skipped = {"rewritten": {}, "skipped": {"/rnn/LSTM": "bidirectional with sequence_lens"}}
+    ids = [u.id for u in gc.plan_units([model(skipped)])]
+    assert "trt.build.m.model.fp16-keep" in ids and not any("fp16-hoist" in i for i in ids)
+    ids = [u.id for u in gc.plan_units([model({"rewritten": {"/rnn/LSTM": ["scan"]}, "skipped": {}})])]
+    assert "trt.build.m.model.fp16-hoist" in ids
