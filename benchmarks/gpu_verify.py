@@ -249,6 +249,10 @@ def do_build(ctx: Context, u: gc.Unit) -> Dict[str, Any]:
     cold = not cache.exists()
     cmd = [sys.executable, "-m", "rnndeploy", "build-engine", ctx.path(g.onnx)] + list(info["args"]) \
         + gc.profile_args() + ["--timing-cache", str(cache), "--no-progress", "--json"]
+    if os.environ.get("TRTKIT_ROOT"):
+        # the kit's cuBLAS/cuDNN are stubs: say so rather than rely on build-engine's detection of them
+        # (that detection is what the kit's pytest run checks; here a wrong guess would waste a build)
+        cmd.append("--no-stub-tactics")
     if ctx.dry:
         cmd += (["--write-fp16-onnx", str(out)] if info["precision"] == "fp16" else ["--dry-run"])
     else:
