@@ -333,6 +333,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.golden_mib, args.test_golden_mib = 0.5, 0.1
     root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    # no manifest while files are being replaced: a half-refreshed folder must not look complete
+    (root / gc.MANIFEST).unlink(missing_ok=True)
     only = [m.strip() for m in args.models.split(",")] if args.models else None
     import torch
 
