@@ -857,6 +857,44 @@ def target_checks(ctx: Context, index: Mapping[str, Any]) -> Dict[str, Any]:
             "headline": headline}
 
 
+def checks_summary(state: State) -> Dict[str, Any]:
+    """The kit's smoke test and the two ``pytest -m gpu`` runs, as gpu_verify.sh left them
+    (exit codes in STATE/../done, JUnit XML and logs in STATE/logs)."""
+    import xml.etree.ElementTree as ET
+
+    done = state.root.parent / "done"
+    out: Dict[str, Any] = {}
+    for name in ("kit-smoke", "pytest-kit", "pytest-torch"):
+        p = done / name
+        if not p.is_file():
+            out[name] = {"ran": False}
+            continue
+        info: Dict[str, Any] = {"ran": True, "exit": p.read_text().strip()}
+        log = state.root / "logs" / f"{name}.log"
+        if log.is_file():
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            info["last_lines"] = lines[-3:]
+        xml = state.root / "logs" / f"{name}.xml"
+        if xml.is_file():
+            try:
+                root = ET.parse(str(xml)).getroot()
+                suite = root if root.tag == "testsuite" else root.find("testsuite")
+                info.update({k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")})
+                info["seconds"] = float(suite.get("time", 0))
+                bad = []
+                for case in suite.iter("testcase"):
+                    for tag in ("failure", "error"):
+                        el = case.find(tag)
+                        if el is not None:
+                            msg = (el.get("message") or el.text or "").strip().splitlines()
+                            bad.append(f"{case.get('classname')}::{case.get('name')}: {tag}: {(msg or [''])[0][:200]}")
+                info["problems"] = bad[:30]
+            except (ET.ParseError, AttributeError, ValueError) as exc:
+                info["xml_error"] = str(exc)
+        out[name] = info
+    return out
+
+
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -872,7 +910,7 @@ def _verdict(flags: Sequence[Optional[bool]], dry: bool = False) -> str:
 
 
 def summary_markdown(ctx: Context, checks: Mapping[str, Any], envs: Mapping[str, Any], counts: Mapping[str, Any],
-                     index: Mapping[str, Any], title: str) -> str:
+                     index: Mapping[str, Any], title: str, tests: Optional[Mapping[str, Any]] = None) -> str:
     lines = [f"# {title}", ""]
     if ctx.dry:
         lines += [f"> **{DRY_LABEL}.** This page proves the plumbing only; its numbers say nothing about a GPU.", ""]
@@ -904,6 +942,24 @@ def summary_markdown(ctx: Context, checks: Mapping[str, Any], envs: Mapping[str,
         rows = [[h["graph"], h["cell"], str(h["batch"]), str(h["seq"])] + [_fmt(h["ms"].get(c), ".3f") for c in cols]
                 for h in checks["headline"]]
         lines.append(_md_table(["graph", "cell", "batch", "seq"] + cols, rows))
+    if tests:
+        meaning = {"kit-smoke": "the kit's smoke test (FP16 LSTM engine vs numpy; exit 0 pass, 2 no GPU, 1 fail)",
+                   "pytest-kit": "pytest -m gpu under the kit's Python 3.9 (TensorRT side, no torch)",
+                   "pytest-torch": "pytest -m gpu under the device's Python 3.12 (torch-CUDA side)"}
+        lines += ["", "## Smoke test and gpu-marked tests", ""]
+        for name, info in tests.items():
+            if not info.get("ran"):
+                lines.append(f"- {meaning[name]}: not run")
+                continue
+            counts_s = ""
+            if "tests" in info:
+                counts_s = (f"; {info['tests']} tests, {info['failures']} failed, {info['errors']} errors, "
+                            f"{info['skipped']} skipped in {info.get('seconds', 0):.0f} s")
+            lines.append(f"- {meaning[name]}: exit {info['exit']}{counts_s}")
+            for problem in info.get("problems", [])[:15]:
+                lines.append(f"  - {problem}")
+            if not info.get("problems") and info.get("last_lines"):
+                lines.append(f"  - last line: `{info['last_lines'][-1][:200]}`")
     lines += ["", "## Work units", "",
               f"{counts.get('done', 0)} done, {counts.get('failed', 0)} failed, {counts.get('skipped', 0)} skipped, "
               f"{counts.get('pending', 0)} not run (device budget) of {counts.get('total', 0)}.", ""]
@@ -1022,7 +1078,8 @@ def write_report(ctx: Context, out: Path, title: Optional[str] = None) -> Dict[s
         (ctx.state.root / "logs" / "report.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             say(f"rnndeploy report failed: {proc.stderr.strip()[-500:]}")
-    summary = summary_markdown(ctx, checks, envs, counts, index, title)
+    tests = checks_summary(ctx.state)
+    summary = summary_markdown(ctx, checks, envs, counts, index, title, tests)
     commands = (ctx.state.root / "commands.txt").read_text() if (ctx.state.root / "commands.txt").is_file() else ""
     body = md_rnndeploy.read_text() if md_rnndeploy.is_file() else "(no results yet)\n"
     text = summary + "\n## Commands (as run, in order)\n\n```\n" + commands + "```\n\n" + body
@@ -1032,7 +1089,7 @@ def write_report(ctx: Context, out: Path, title: Optional[str] = None) -> Dict[s
     doc = {"dry_run": ctx.dry, "title": title, "environment": envs, "prep": {k: ctx.doc.get(k) for k in
                                                                             ("created", "command", "versions", "sweep", "bytes")},
            "units": ctx.state.records(), "counts": {k: v for k, v in counts.items() if k != "problems"},
-           "targets": checks, "commands": commands.splitlines()}
+           "targets": checks, "tests": tests, "commands": commands.splitlines()}
     (out / "gpu_summary.json").write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
     with tarfile.open(out / "gpu_logs.tar.xz", "w:xz") as tar:
         for sub in ("logs", "units", "results", "commands.txt", "env-trt.json", "env-torch.json"):

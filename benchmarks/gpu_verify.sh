@@ -120,9 +120,10 @@ fi
 [ -x "$KITPY" ] || { KIT_OK=0; say "no trt86 kit at $KITPY: the TensorRT side is skipped (send the parts first)"; }
 if [ $KIT_OK = 1 ] && [ ! -e "$DONE/kit-smoke" ]; then
   if [ $DRY = 1 ]; then
-    run kit-smoke 300 "$KITPY" "$(dirname "$(dirname "$KITPY")")/smoke/trt_smoke.py"; rc=$?
+    run kit-smoke 120 "$KITPY" "$(dirname "$(dirname "$KITPY")")/smoke/trt_smoke.py"; rc=$?
   else
-    run kit-smoke 300 bash /tmp/trt86-parts/device-setup.sh smoke; rc=$?
+    lim=$(( $(left) < 180 ? $(left) : 180 )); [ $lim -ge 30 ] || lim=30
+    run kit-smoke $lim bash /tmp/trt86-parts/device-setup.sh smoke; rc=$?
   fi
   echo "$rc" > "$DONE/kit-smoke"
   [ $DRY = 1 ] && [ $rc = 2 ] && say "kit smoke: CPU part passed, no GPU (expected in a dry run)"
