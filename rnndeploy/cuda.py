@@ -54,15 +54,22 @@ class CudaError(DeviceError):
 
 
 # -- finding the library --------------------------------------------------------------------
-def _mapped_cudart(maps_text: Optional[str] = None) -> List[str]:
+def mapped_libraries(maps_text: Optional[str] = None) -> List[str]:
+    """Absolute paths of the files mapped into this process (from /proc/self/maps).
+
+    ``maps_text`` (the text of that file) is injectable for tests; [] where it is unreadable.
+    """
     if maps_text is None:
         try:
             with open("/proc/self/maps") as f:
                 maps_text = f.read()
         except OSError:
             return []
-    return sorted({line.split()[-1] for line in maps_text.splitlines()
-                   if "/libcudart.so" in line and line.split()[-1].startswith("/")})
+    return sorted({line.split()[-1] for line in maps_text.splitlines() if line.split() and line.split()[-1].startswith("/")})
+
+
+def _mapped_cudart(maps_text: Optional[str] = None) -> List[str]:
+    return [p for p in mapped_libraries(maps_text) if "/libcudart.so" in p]
 
 
 def candidate_paths(search_path: Optional[Sequence[str]] = None, environ: Optional[Dict[str, str]] = None,

@@ -345,7 +345,8 @@ def _tensor(vi: Any) -> TensorInfo:
     return TensorInfo(name=vi.name, dtype=_dtype_name(tt.elem_type), dims=tuple(dims))
 
 
-def _attr(node: Any, name: str, default: Any = None) -> Any:
+def node_attr(node: Any, name: str, default: Any = None) -> Any:
+    """Value of attribute ``name`` of an ONNX node (strings decoded), or ``default``."""
     from onnx import helper
 
     for a in node.attribute:
@@ -364,18 +365,18 @@ def _recurrent_node(n: Any) -> RecurrentNodeInfo:
     # inputs: X, W, R, B, sequence_lens, initial_h[, initial_c, P]; "" marks an omitted one
     seq_lens = len(ins) > 4 and bool(ins[4])
     init_state = len(ins) > 5 and bool(ins[5])
-    clip = _attr(n, "clip")
+    clip = node_attr(n, "clip")
     return RecurrentNodeInfo(
         op=n.op_type,
         name=n.name,
-        direction=str(_attr(n, "direction", "forward")),
-        hidden_size=int(_attr(n, "hidden_size", 0) or 0),
-        layout=int(_attr(n, "layout", 0) or 0),
-        activations=tuple(str(a) for a in (_attr(n, "activations", []) or [])),
+        direction=str(node_attr(n, "direction", "forward")),
+        hidden_size=int(node_attr(n, "hidden_size", 0) or 0),
+        layout=int(node_attr(n, "layout", 0) or 0),
+        activations=tuple(str(a) for a in (node_attr(n, "activations", []) or [])),
         uses_sequence_lens=seq_lens,
         uses_initial_state=init_state,
         clip=None if clip is None else float(clip),
-        linear_before_reset=None if n.op_type != "GRU" else int(_attr(n, "linear_before_reset", 0) or 0),
+        linear_before_reset=None if n.op_type != "GRU" else int(node_attr(n, "linear_before_reset", 0) or 0),
     )
 
 

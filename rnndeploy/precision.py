@@ -40,6 +40,7 @@ import numpy as np
 
 from rnndeploy.errors import UsageError
 from rnndeploy.fileio import PathLike, write_bytes_atomic
+from rnndeploy.onnx_info import node_attr
 
 POLICIES = ("fp16", "fp16-keep-recurrence")
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
@@ -224,7 +225,7 @@ def fp32_nodes(model: Any, policy: str, keep_nodes: Iterable[str] = (), keep_ops
             reason = "policy"
         elif n.domain not in ("", "ai.onnx") or n.op_type not in ops:
             reason = "op"
-        elif n.op_type == "Cast" and _attr(n, "to") not in (_FLOAT, _FLOAT16):
+        elif n.op_type == "Cast" and node_attr(n, "to") not in (_FLOAT, _FLOAT16):
             reason = "op"  # float→int casts of values > 2048 are exact only from FP32
         elif any(i in bad_inputs for i in n.input):
             reason = "range"
@@ -457,7 +458,7 @@ def is_fp16_model(model: Any) -> bool:
         return True
     if any(i.data_type == _FLOAT16 for i in g.initializer):
         return True
-    return any(n.op_type == "Cast" and _attr(n, "to") == _FLOAT16 for n in g.node)
+    return any(n.op_type == "Cast" and node_attr(n, "to") == _FLOAT16 for n in g.node)
 
 
 def precision_report_of(model: Any) -> Optional[Dict[str, Any]]:
@@ -524,15 +525,6 @@ def run_model(model: Any, feeds: Mapping[str, np.ndarray], engine: str = "auto")
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _attr(node: Any, name: str) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return None
-
-
 def _float_constants(model: Any) -> Dict[str, np.ndarray]:
     """Float32/64 initializers and Constant-node values of the main graph, as arrays."""
     from onnx import numpy_helper

@@ -30,6 +30,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from rnndeploy.onnx_info import node_attr
+
 RNN_ACTIVATIONS = {"Tanh": "Tanh", "Relu": "Relu", "Sigmoid": "Sigmoid"}
 
 
@@ -102,20 +104,6 @@ def _all_inputs(graph: Any) -> set:
     return names
 
 
-def _attr(node: Any, name: str, default: Any = None) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            v = helper.get_attribute_value(a)
-            if isinstance(v, bytes):
-                return v.decode()
-            if isinstance(v, list):
-                return [x.decode() if isinstance(x, bytes) else x for x in v]
-            return v
-    return default
-
-
 def _ineligible(node: Any, inits: Dict[str, Any], opset: int) -> Optional[str]:
     ins = list(node.input) + [""] * (8 - len(node.input))
     if opset < 13:
@@ -126,13 +114,13 @@ def _ineligible(node: Any, inits: Dict[str, Any], opset: int) -> Optional[str]:
         return "has sequence_lens"
     if node.op_type == "LSTM" and ins[7]:
         return "has peepholes"
-    if _attr(node, "layout", 0) != 0:
+    if node_attr(node, "layout", 0) != 0:
         return "layout 1"
-    if _attr(node, "clip") is not None:
+    if node_attr(node, "clip") is not None:
         return "has clip"
-    if _attr(node, "input_forget", 0):
+    if node_attr(node, "input_forget", 0):
         return "input_forget"
-    acts = _attr(node, "activations")
+    acts = node_attr(node, "activations")
     if node.op_type == "RNN":
         if acts and (len(set(acts)) != 1 or acts[0] not in RNN_ACTIVATIONS):
             return f"activations {acts}"
@@ -140,7 +128,7 @@ def _ineligible(node: Any, inits: Dict[str, Any], opset: int) -> Optional[str]:
         defaults = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}[node.op_type]
         if acts not in (defaults, defaults * 2):
             return f"activations {acts}"
-    if _attr(node, "activation_alpha") or _attr(node, "activation_beta"):
+    if node_attr(node, "activation_alpha") or node_attr(node, "activation_beta"):
         return "activation alpha/beta"
     return None
 
@@ -156,9 +144,9 @@ def _rewrite(node: Any, name: str, inits: Dict[str, Any]) -> Tuple[List[Any], Li
     D, GH, _ = W.shape
     H = R.shape[2]
     B = numpy_helper.to_array(inits[ins[3]]).astype(np.float32) if ins[3] else np.zeros((D, 2 * GH), np.float32)
-    lbr = int(_attr(node, "linear_before_reset", 0) or 0)
-    direction = _attr(node, "direction", "forward")
-    act = (_attr(node, "activations") or ["Tanh"])[0] if op == "RNN" else None
+    lbr = int(node_attr(node, "linear_before_reset", 0) or 0)
+    direction = node_attr(node, "direction", "forward")
+    act = (node_attr(node, "activations") or ["Tanh"])[0] if op == "RNN" else None
     p = f"{name}/hoist"
     nodes: List[Any] = []
     tensors: List[Any] = []

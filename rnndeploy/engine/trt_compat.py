@@ -252,14 +252,10 @@ def loaded_stub_libraries(maps_text: Optional[str] = None) -> List[str]:
     A library counts as a stub when it is smaller than 1 MiB or says "trtkit stub" inside.
     ``maps_text`` (the text of /proc/self/maps) is injectable for tests.
     """
-    if maps_text is None:
-        try:
-            with open("/proc/self/maps") as f:
-                maps_text = f.read()
-        except OSError:
-            return []
+    from rnndeploy.cuda import mapped_libraries
+
     stubs = []
-    for path in sorted({line.split()[-1] for line in maps_text.splitlines() if "/" in line}):
+    for path in mapped_libraries(maps_text):
         if not _STUB_SONAMES.search(path):
             continue
         try:

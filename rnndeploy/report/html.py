@@ -12,7 +12,7 @@ from html import escape
 from typing import Any, Dict, List, Sequence
 
 from rnndeploy.report import fmt
-from rnndeploy.report.machine import machine_label
+from rnndeploy.report.machine import distinct_machines, machine_label
 from rnndeploy.report.svg import PALETTE, Series, line_chart
 from rnndeploy.report.text import (
     BENCH_HEADERS,
@@ -199,14 +199,8 @@ def _parity_section(r: Any, idx: int) -> str:
 
 
 def _machines(results: Sequence[Any]) -> str:
-    seen = set()
     rows: List[List[str]] = []
-    for r in results:
-        m = dict(r.machine)
-        key = (m.get("hostname"), m.get("cpu"), str(m.get("gpus")))
-        if key in seen:
-            continue
-        seen.add(key)
+    for m in distinct_machines(results):
         v = m.get("versions", {})
         rows.append([machine_label(m), str(m.get("cpu")), f"{m.get('cpu_affinity')}/{m.get('cpu_count')}",
                      str(m.get("memory_gib")), ", ".join(g.get("name", "") for g in m.get("gpus") or []) or "—",

@@ -12,7 +12,7 @@ import os
 import platform
 import socket
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 PACKAGES = ("rnndeploy", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "click")
 
@@ -96,3 +96,16 @@ def machine_label(machine: Dict[str, Any]) -> str:
     if gpus:
         return str(gpus[0].get("name", "GPU"))
     return f"{machine.get('cpu', 'CPU')} ({machine.get('cpu_affinity') or machine.get('cpu_count')} cores)"
+
+
+def distinct_machines(results: Any) -> List[Dict[str, Any]]:
+    """The machines behind ``results`` (objects with a ``.machine`` dict), each once, in order."""
+    seen = set()
+    out = []
+    for r in results:
+        m = dict(r.machine)
+        key = (m.get("hostname"), m.get("cpu"), str(m.get("gpus")))
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Mapping, Sequence
 
 from rnndeploy.report import fmt
-from rnndeploy.report.machine import machine_label
+from rnndeploy.report.machine import distinct_machines, machine_label
 
 TableFn = Callable[[Sequence[str], Sequence[Sequence[str]], Any], str]
 
@@ -170,13 +170,7 @@ def render_markdown(results: Sequence[Any]) -> str:
                 out.append(line)
         parts += ["\n".join(out), "", f"Command: `{r.command or '(library call)'}` · {r.created}", ""]
     parts += ["## Machines", ""]
-    seen = set()
-    for r in results:
-        m = dict(r.machine)
-        key = (m.get("hostname"), m.get("cpu"), str(m.get("gpus")))
-        if key in seen:
-            continue
-        seen.add(key)
+    for m in distinct_machines(results):
         v = m.get("versions", {})
         vers = ", ".join(f"{k} {v[k]}" for k in sorted(v) if v[k])
         gpus = ", ".join(f"{g.get('name')} (sm {g.get('compute_capability')})" for g in m.get("gpus") or []) or "none"
