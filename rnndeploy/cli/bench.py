@@ -46,11 +46,15 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     """
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.bench.sweep import BenchConfig, run_bench
-    from rnndeploy.cli.harness_options import command_line, parse_dims, per_backend_options, runner_options_from
+    from rnndeploy.cli.harness_options import (
+        command_line,
+        emit_result,
+        parse_dims,
+        per_backend_options,
+        runner_options_from,
+    )
     from rnndeploy.errors import UsageError
     from rnndeploy.parity.inputs import parse_int_list
-    from rnndeploy.report import render_text, write_markdown
-    from rnndeploy.report.schema import write_results
 
     if min_time <= 0 and iters is None:
         raise UsageError("--min-time must be positive", "or give --iters N")
@@ -76,8 +80,4 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         show_progress=show_progress,
     )
     result = run_bench(source, config, command=command_line())
-    click.echo(render_text(result))
-    if json_path:
-        write_results(json_path, [result])
-    if markdown_path:
-        write_markdown(markdown_path, [result])
+    emit_result(result, json_path, markdown_path)

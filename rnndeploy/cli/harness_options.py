@@ -149,3 +149,15 @@ def command_line() -> str:
 def default_reference(source: Any) -> str:
     """torch when the source has a torch artefact, else ort-cpu."""
     return "torch" if (source.checkpoint or source.module) else "ort-cpu"
+
+
+def emit_result(result: Any, json_path: Optional[str], markdown_path: Optional[str]) -> None:
+    """Print a parity/bench result's tables and write the requested JSON / Markdown files."""
+    from rnndeploy.report import render_text, write_markdown
+    from rnndeploy.report.schema import write_results
+
+    click.echo(render_text(result))
+    if json_path:
+        write_results(json_path, [result])
+    if markdown_path:
+        write_markdown(markdown_path, [result])

@@ -64,6 +64,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     from rnndeploy.cli.harness_options import (
         command_line,
         default_reference,
+        emit_result,
         parse_dims,
         per_backend_options,
         runner_options_from,
@@ -72,8 +73,6 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     from rnndeploy.parity.harness import ParityConfig, run_parity
     from rnndeploy.parity.inputs import parse_shapes
     from rnndeploy.parity.tolerances import ToleranceOverrides
-    from rnndeploy.report import render_text, write_markdown
-    from rnndeploy.report.schema import write_results
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
@@ -124,11 +123,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         show_progress=show_progress,
     )
     result = run_parity(source, config, command=command_line())
-    click.echo(render_text(result))
-    if json_path:
-        write_results(json_path, [result])
-    if markdown_path:
-        write_markdown(markdown_path, [result])
+    emit_result(result, json_path, markdown_path)
     if save_golden:
         click.echo(f"golden written to {save_golden}")
     if not result.passed:
