@@ -92,12 +92,13 @@ def detect(trt: Any) -> TrtFeatures:
     config_cls = getattr(trt, "IBuilderConfig", None)
     engine_cls = getattr(trt, "ICudaEngine", None)
     context_cls = getattr(trt, "IExecutionContext", None)
-    network_cls = getattr(trt, "INetworkDefinition", None)
     fp16_flag = _has(builder_flag, "FP16")
     explicit = _has(net_flag, "EXPLICIT_BATCH")
-    # Implicit batch still exists (so EXPLICIT_BATCH matters) where the network or the
-    # engine still exposes it; from 10 on both are gone and the flag is ignored or absent.
-    implicit_batch_api = _has(network_cls, "has_implicit_batch_dimension") or _has(engine_cls, "has_implicit_batch_dimension")
+    # Implicit batch still exists (so EXPLICIT_BATCH matters) where the builder or the engine
+    # still has ``max_batch_size`` (8.x; removed in 10.0). ``has_implicit_batch_dimension``
+    # cannot tell: TensorRT 10 and 11 keep it, deprecated and always False (pyGraph.cpp /
+    # pyCore.cpp), while 10 ignores EXPLICIT_BATCH and 11 no longer has it.
+    implicit_batch_api = _has(getattr(trt, "Builder", None), "max_batch_size") or _has(engine_cls, "max_batch_size")
     preview = getattr(trt, "PreviewFeature", None)
     ext_preview = next((n for n in _members(preview) if n.startswith("DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE")), None)
     return TrtFeatures(
