@@ -556,6 +556,22 @@ def test_runner_refusals(tmp_path, fake_env):
         TensorRTRunner(ModelSource(spec=source.spec), RunnerOptions()).activate()
 
 
+def test_runner_profile_refusal_is_one_line(tmp_path, fake_env, monkeypatch):
+    """TensorRT's binding of set_optimization_profile_async raises RuntimeError on failure
+    (PY_ASSERT_RUNTIME_ERROR in pyCore.cpp, 8.6 to 11) rather than returning False."""
+    from rnndeploy.errors import RnnDeployError
+
+    def refuse(self, k, stream):
+        raise RuntimeError("Error in set optimization profile async.")
+
+    fake_env("8.6.0")
+    _, out = _build(tmp_path, "8.6.0", bidirectional=False, fp16=False)
+    monkeypatch.setattr(Context, "set_optimization_profile_async", refuse)
+    with TensorRTRunner(source_from_engine(out), RunnerOptions()) as runner:
+        with pytest.raises(RnnDeployError, match="refused optimization profile 0"):
+            runner.infer(feeds(batch=1, seq=4, lengths=True))
+
+
 def test_pure_helpers():
     from rnndeploy.engine.profiles import Profile, ShapeRange
 

@@ -250,7 +250,11 @@ class TensorRTRunner(Runner):
         ctx = self._context
         self._bound = None
         if prepared.profile != self._profile:
-            if not ctx.set_optimization_profile_async(prepared.profile, self._stream):
+            try:
+                ok = ctx.set_optimization_profile_async(prepared.profile, self._stream)
+            except RuntimeError:  # the binding raises instead of returning False (PY_ASSERT_RUNTIME_ERROR)
+                ok = False
+            if not ok:
                 raise RnnDeployError(f"TensorRT refused optimization profile {prepared.profile}")
             self._profile = prepared.profile
         for n in self._inputs:
