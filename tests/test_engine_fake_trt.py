@@ -526,8 +526,10 @@ def test_runner_profiles_dtypes_copies_and_graphs(tmp_path, fake_env):
         runner.run_prepared(p2)
         rt.stream_synchronize(0)
     with TensorRTRunner(source, RunnerOptions(cuda_graph=True, include_copies=True)) as runner:
+        rt.log.clear()
         p = runner.prepare(f)
         assert p.graph is not None and "capture" in rt.log
+        assert "h2d" in rt.log[: rt.log.index("capture")]  # the warm-up run before capture reads real inputs
         runner.run_prepared(p)
         rt.stream_synchronize(0)
         np.testing.assert_allclose(p.outputs["y"], y, rtol=1e-6)

@@ -298,7 +298,9 @@ class TensorRTRunner(Runner):
         shape-dependent setup outside the capture). On failure: no graph, and say why."""
         from rnndeploy.cuda import CudaError
 
-        self._enqueue(prepared, copy_in=False, copy_out=False)
+        # With include_copies, prepare() left the device inputs unwritten: copy them before this
+        # warm-up run, so it never reads garbage (e.g. out-of-range token ids for a Gather).
+        self._enqueue(prepared, copy_in=self.options.include_copies, copy_out=False)
         self._rt.stream_synchronize(self._stream)
         ok: List[bool] = []
         try:
