@@ -223,9 +223,9 @@ def ort_labels(ctx: Context, g: gc.GraphPrep) -> Tuple[List[str], Optional[str]]
         return [], None
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return [], f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (carry onnxruntime-gpu for ort-cuda rows)"
-    if hasattr(ort, "preload_dylibs"):  # CUDA/cuDNN from the nvidia-* wheels torch brought (onnxruntime >= 1.21)
+    if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels torch brought (onnxruntime >= 1.21)
         try:
-            ort.preload_dylibs(cuda=True, cudnn=True, msvc=False)
+            ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
         except Exception as exc:  # the session's own error says more; keep going
             say(f"onnxruntime.preload_dylibs failed: {exc}")
     labels = ["ort-cuda"]

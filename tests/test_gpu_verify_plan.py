@@ -184,3 +184,21 @@ def test_hoisted_variant_only_where_the_rewrite_applies():
     assert "trt.build.m.model.fp16-keep" in ids and not any("fp16-hoist" in i for i in ids)
     ids = [u.id for u in gc.plan_units([model({"rewritten": {"/rnn/LSTM": ["scan"]}, "skipped": {}})])]
     assert "trt.build.m.model.fp16-hoist" in ids
+
+
+def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypatch):
+    """onnxruntime-gpu's helper is preload_dlls(cuda, cudnn, msvc, directory) (onnxruntime
+    >= 1.21, onnxruntime/__init__.py); a misspelt name would silently skip it."""
+    import types
+
+    import gpu_common as gc
+    import gpu_verify as gv
+
+    calls = []
+    fake = types.SimpleNamespace(__version__="1.31.1", get_available_providers=lambda: ["CUDAExecutionProvider"],
+                                 preload_dlls=lambda **kw: calls.append(kw))
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake)
+    g = gc.GraphPrep("m", "model", "default", "m.onnx", False, fp16_onnx={"fp16": "m.fp16.onnx"})
+    labels, why = gv.ort_labels(types.SimpleNamespace(dry=False), g)
+    assert labels == ["ort-cuda", "ort-cuda:fp16"] and why is None
+    assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]
