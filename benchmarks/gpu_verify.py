@@ -227,7 +227,7 @@ def ort_labels(ctx: Context, g: gc.GraphPrep) -> Tuple[List[str], Optional[str]]
         try:
             ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
         except Exception as exc:  # the session's own error says more; keep going
-            say(f"onnxruntime.preload_dylibs failed: {exc}")
+            say(f"onnxruntime.preload_dlls failed: {exc}")
     labels = ["ort-cuda"]
     if g.fp16_onnx.get("fp16"):
         labels.append("ort-cuda:fp16")
