@@ -94,6 +94,7 @@ class _Static:
         self.inputs = inputs
         self.outputs = outputs
         self.graph = graph
+        self.host_feed: Optional[Dict[str, Any]] = None  # include_copies: copied into ``inputs`` on each run
 
 
 class TorchRunner(Runner):
@@ -211,15 +212,25 @@ class TorchRunner(Runner):
         return self._as_dict(self._forward(self._to_tensors(feed)))
 
     def _prepare_impl(self, feed: Dict[str, np.ndarray]) -> Any:
+        if self.options.cuda_graph:
+            # a graph replays fixed device buffers: with include_copies the host inputs are
+            # copied into them (and the outputs out) around each replay, inside the timing
+            static = self._capture(feed)
+            static.host_feed = feed if self.options.include_copies else None
+            return static
         if self.options.include_copies:
             return feed
-        if self.options.cuda_graph:
-            return self._capture(feed)
         return self._to_tensors(feed)
 
     def _run_prepared_impl(self, prepared: Any) -> Any:
         if isinstance(prepared, _Static):
+            if prepared.host_feed is not None:
+                for t, dst in zip(self.graph_spec.inputs, prepared.inputs):
+                    dst.copy_(self.torch.from_numpy(np.ascontiguousarray(prepared.host_feed[t.name])), non_blocking=True)
             prepared.graph.replay()
+            if prepared.host_feed is not None:
+                outs = prepared.outputs if isinstance(prepared.outputs, (tuple, list)) else (prepared.outputs,)
+                return [o.cpu() for o in outs]
             return prepared.outputs
         if isinstance(prepared, dict):  # include_copies: host arrays in, host arrays out
             out = self._forward(self._to_tensors(prepared))
