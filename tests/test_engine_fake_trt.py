@@ -342,6 +342,9 @@ class FakeCuda:
     def driver_version(self):
         return 13000
 
+    def set_device(self, i):
+        self.log.append(("set_device", i))
+
     def mem_get_info(self):
         used = sum(len(b) for b in self.mem.values())
         return (80 << 30) - used, 80 << 30
@@ -455,6 +458,16 @@ def test_builder_on_86_flag_and_constraints(tmp_path, fake_env):
     # a second build loads the saved timing cache
     _build(tmp_path, "8.6.0", timing_cache=str(tmp_path / "tc.bin"))
     assert (tmp_path / "tc.bin").read_bytes() == b"+tuned+tuned"
+
+
+def test_builder_samples_memory_of_its_own_device(tmp_path, fake_env):
+    """Each memory sample selects the build's device first: the sampler runs in its own thread
+    and cudaSetDevice is per host thread (a new thread starts on device 0)."""
+    trt, rt = fake_env("8.6.0")
+    rt.count = 2
+    res, _ = _build(tmp_path, "8.6.0", device=1)
+    assert ("set_device", 1) in rt.log and ("set_device", 0) not in rt.log and res.sidecar["gpu"]["index"] == 1
+    assert res.sidecar["build"]["memory"]["peak_device_used"] is not None
 
 
 def test_builder_on_10_strongly_typed_and_fallback(tmp_path, fake_env):

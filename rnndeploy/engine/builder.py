@@ -401,7 +401,7 @@ def _build_once(trt: Any, features: trt_compat.TrtFeatures, plan: BuildPlan, att
     if show and features.progress_monitor:
         tracker = PhaseTracker()
         config.progress_monitor = make_progress_monitor(trt, tracker)
-    sampler = MemorySampler(lambda: _device_used(rt))
+    sampler = MemorySampler(lambda: _device_used(rt, options.device))
     t0 = time.perf_counter()
     with sampler:
         if show and tracker is None:
@@ -507,7 +507,10 @@ def _save_timing_cache(config: Any, path: Optional[str], features: trt_compat.Tr
     return {"saved_bytes": len(data)}
 
 
-def _device_used(rt: Any) -> int:
+def _device_used(rt: Any, device: int) -> int:
+    # the sampler runs in its own thread, and the CUDA runtime's current device is per host
+    # thread (device 0 in a new one): select the build's device before asking
+    rt.set_device(device)
     free, total = rt.mem_get_info()
     return total - free
 
