@@ -215,6 +215,14 @@ def torch_factory(ctx: Context, g: gc.GraphPrep) -> Callable[..., Any]:
 
 def ort_labels(ctx: Context, g: gc.GraphPrep) -> Tuple[List[str], Optional[str]]:
     """ort-cuda rows when onnxruntime has the CUDA provider (dry run: ort-cpu stand-ins)."""
+    if not ctx.dry:
+        # onnxruntime-gpu finds CUDA/cuDNN when torch (same CUDA major) was imported first, as its
+        # preload_dlls docstring says; preload_dlls alone looks beside the onnxruntime package,
+        # and the carried wheel lives in its own --target folder, away from torch's nvidia wheels
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pass
     try:
         import onnxruntime as ort
     except ImportError:

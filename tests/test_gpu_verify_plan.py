@@ -189,16 +189,33 @@ def test_hoisted_variant_only_where_the_rewrite_applies():
 def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypatch):
     """onnxruntime-gpu's helper is preload_dlls(cuda, cudnn, msvc, directory) (onnxruntime
     >= 1.21, onnxruntime/__init__.py); a misspelt name would silently skip it."""
+    import importlib.abc
+    import importlib.machinery
     import types
 
     import gpu_common as gc
     import gpu_verify as gv
 
     calls = []
+
+    class TorchFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        """Records the moment ``import torch`` runs (torch loads CUDA/cuDNN before onnxruntime needs them)."""
+
+        def find_spec(self, name, path=None, target=None):
+            return importlib.machinery.ModuleSpec(name, self) if name == "torch" else None
+
+        def create_module(self, spec):
+            return types.ModuleType(spec.name)
+
+        def exec_module(self, module):
+            calls.append("import torch")
+
     fake = types.SimpleNamespace(__version__="1.31.1", get_available_providers=lambda: ["CUDAExecutionProvider"],
                                  preload_dlls=lambda **kw: calls.append(kw))
     monkeypatch.setitem(sys.modules, "onnxruntime", fake)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [TorchFinder()] + sys.meta_path)
     g = gc.GraphPrep("m", "model", "default", "m.onnx", False, fp16_onnx={"fp16": "m.fp16.onnx"})
     labels, why = gv.ort_labels(types.SimpleNamespace(dry=False), g)
     assert labels == ["ort-cuda", "ort-cuda:fp16"] and why is None
-    assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]
+    assert calls == ["import torch", {"cuda": True, "cudnn": True, "msvc": False}]
