@@ -547,6 +547,16 @@ def test_runner_profiles_dtypes_copies_and_graphs(tmp_path, fake_env):
         rt.stream_synchronize(0)
         np.testing.assert_allclose(p.outputs["y"], y, rtol=1e-6)
         assert runner.describe().cuda_graph and runner.describe().host_device_copies
+        # another preparation re-binds the context: the first graph is captured again before replay
+        runner.prepare(f2)
+        rt.log.clear()
+        runner.run_prepared(p)
+        rt.stream_synchronize(0)
+        assert rt.log.count("capture") == 1 and p.graph is not None
+        np.testing.assert_allclose(p.outputs["y"], y, rtol=1e-6)
+        rt.log.clear()
+        runner.run_prepared(p)
+        assert "capture" not in rt.log
 
 
 def test_runner_refusals(tmp_path, fake_env):

@@ -277,6 +277,12 @@ class TensorRTRunner(Runner):
         return prepared.outputs
 
     def _enqueue(self, prepared: _Prepared, copy_in: bool, copy_out: bool) -> None:
+        if prepared.graph is not None and self._bound is not prepared:
+            # The context was set up for another preparation after this graph was captured, and a
+            # graph replays the context state of its capture: capture it again for this one.
+            prepared.graph.destroy()
+            prepared.graph = None
+            prepared.graph = self._capture(prepared)
         if copy_in:
             self._copy_inputs(prepared)
         if prepared.graph is not None:
