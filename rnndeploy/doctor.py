@@ -70,7 +70,7 @@ def _ort_providers() -> List[str]:
         return [f"<error: {exc}>"]
 
 
-def probe_gpus() -> "tuple[List[Dict[str, Any]], Optional[str]]":
+def probe_gpus() -> tuple[List[Dict[str, Any]], Optional[str]]:
     """CUDA devices via the driver API: ([{index, name, compute_capability, memory_gib}], error)."""
     try:
         cuda = ctypes.CDLL("libcuda.so.1")

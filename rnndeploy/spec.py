@@ -76,7 +76,7 @@ class Tolerance:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Tolerance":
+    def from_dict(cls, d: Mapping[str, Any]) -> Tolerance:
         _check_keys(d, {"atol", "rtol", "rel_l2"}, "tolerance")
         try:
             return cls(
@@ -161,7 +161,7 @@ class TensorSpec:
         return {k: v for k, v in d.items() if not (v is None or v is False or (isinstance(v, str) and v == ""))}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TensorSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
         _check_keys(d, {f for f in cls.__dataclass_fields__}, "tensor spec")
         try:
             return cls(**{**d, "dims": tuple(d["dims"])})
@@ -215,7 +215,7 @@ class GraphSpec:
             return per[precision]
         return self.tolerances.get(precision, DEFAULT_TOLERANCES[precision])
 
-    def streaming(self, with_state: bool) -> "GraphSpec":
+    def streaming(self, with_state: bool) -> GraphSpec:
         """This graph with optional (state) tensors kept or dropped."""
         keep = (lambda t: True) if with_state else (lambda t: not t.optional)
         return replace(
@@ -245,7 +245,7 @@ class GraphSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "GraphSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> GraphSpec:
         _check_keys(d, {"name", "inputs", "outputs", "tolerances", "output_tolerances"}, "graph spec")
         try:
             return cls(
@@ -313,7 +313,7 @@ class ModelSpec:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
         _check_keys(d, {"schema_version", "name", "family", "graphs", "attrs"}, "model spec")
         version = d.get("schema_version", SCHEMA_VERSION)
         if version > SCHEMA_VERSION:
@@ -333,7 +333,7 @@ class ModelSpec:
             raise SpecError(f"model spec lacks {exc.args[0]!r}") from exc
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str) -> ModelSpec:
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
