@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from rnndeploy.errors import SpecError, UsageError
-from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec
+from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 LOOP_OPS = ("Loop", "Scan")
@@ -138,12 +138,7 @@ class OnnxInfo:
 
     def dynamic_dims(self) -> Tuple[str, ...]:
         """Every named dynamic dim used by an input or output, first-seen order."""
-        seen: Dict[str, None] = {}
-        for t in self.inputs + self.outputs:
-            for d in t.dims:
-                if isinstance(d, str):
-                    seen.setdefault(d, None)
-        return tuple(seen)
+        return named_dims(self.inputs + self.outputs)
 
     def to_dict(self) -> Dict[str, Any]:
         return {

@@ -228,12 +228,7 @@ class GraphSpec:
     @property
     def dynamic_dims(self) -> Tuple[str, ...]:
         """Every dynamic axis name used by this graph, in first-seen order."""
-        seen: Dict[str, None] = {}
-        for t in self.inputs + self.outputs:
-            for d in t.dims:
-                if isinstance(d, str):
-                    seen.setdefault(d, None)
-        return tuple(seen)
+        return named_dims(self.inputs + self.outputs)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -414,6 +409,16 @@ def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def named_dims(tensors: Sequence[Any]) -> Tuple[str, ...]:
+    """Every axis name (str dim) of ``tensors`` (anything with ``.dims``), in first-seen order."""
+    seen: Dict[str, None] = {}
+    for t in tensors:
+        for d in t.dims:
+            if isinstance(d, str):
+                seen.setdefault(d, None)
+    return tuple(seen)
+
+
 def _by_name(items: Sequence[TensorSpec], name: str, what: str) -> TensorSpec:
     for t in items:
         if t.name == name:
