@@ -14,6 +14,8 @@ EXTRAS = {
     "tensorrt": ("gpu", "building and running TensorRT engines"),
     "safetensors": ("train", "reading and writing checkpoints"),
     "onnxslim": ("simplify", "graph simplification"),
+    "h5py": ("keras", "reading Keras model files"),
+    "keras": ("keras-runtime", "running Keras models (export validation, the keras runner)"),
 }
 
 
