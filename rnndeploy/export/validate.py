@@ -39,10 +39,12 @@ class OutputCheck:
     atol_needed: Optional[float] = None
     rtol_needed: Optional[float] = None
     error: str = ""
+    case: str = ""  # what else sets this run apart, e.g. "pre-padded"
 
     @property
     def where(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.sizes.items()) or "fixed"
+        text = " ".join(f"{k}={v}" for k, v in self.sizes.items()) or "fixed"
+        return f"{text} {self.case}" if self.case else text
 
     def reason(self) -> str:
         """Why it failed, in a few words (empty when ok)."""
@@ -71,6 +73,7 @@ class OutputCheck:
             "atol_needed": self.atol_needed,
             "rtol_needed": self.rtol_needed,
             "error": self.error,
+            **({"case": self.case} if self.case else {}),
         }
 
 
@@ -92,6 +95,7 @@ class ValidationReport:
     runtime: str = ""
     label: str = ""
     notes: Tuple[str, ...] = field(default_factory=tuple)
+    reference: str = "torch"
 
     @property
     def ok(self) -> bool:
@@ -111,7 +115,7 @@ class ValidationReport:
 
     def failure_line(self) -> str:
         """Every failing output in one line: how many size sets it failed at, and its worst case."""
-        n_sizes = len(self.sizes)
+        n_sizes = len({c.where for c in self.checks})
         parts = []
         for name in dict.fromkeys(c.output for c in self.failures):
             fails = [c for c in self.failures if c.output == name]
@@ -129,7 +133,8 @@ class ValidationReport:
 
     def render(self) -> str:
         tols = {c.tolerance for c in self.checks}
-        head = f"validation [{self.label or self.exporter}]: {self.runtime or 'onnxruntime'} vs torch at {len(self.sizes)} shapes"
+        n_runs = len({c.where for c in self.checks})
+        head = f"validation [{self.label or self.exporter}]: {self.runtime or 'onnxruntime'} vs {self.reference} at {n_runs} shapes"
         if len(tols) == 1:
             head += f" (fp32 tolerance {_tol_text(next(iter(tols)))})"
         rows = [["sizes", "output", "shape", "max abs", "max rel", "rel L2", "atol needed", "rtol needed", "result"]]
@@ -168,6 +173,7 @@ class ValidationReport:
             "seconds": self.seconds,
             "checks": [c.to_dict() for c in self.checks],
             "notes": list(self.notes),
+            "reference": self.reference,
         }
 
 
@@ -194,10 +200,10 @@ def check_onnx(model: Any, what: str) -> None:
         raise ExportError(f"{what} fails the ONNX checker: {_first_line(exc)}") from exc
 
 
-def compare(actual: np.ndarray, ref: np.ndarray, tol: Tolerance) -> Dict[str, Any]:
-    """Error metrics of ``actual`` against ``ref`` and whether they pass ``tol``."""
+def compare(actual: np.ndarray, ref: np.ndarray, tol: Tolerance, reference: str = "torch") -> Dict[str, Any]:
+    """Error metrics of ``actual`` against ``ref`` (computed by ``reference``) and whether they pass ``tol``."""
     if actual.shape != ref.shape:
-        return {"ok": False, "error": f"shape {list(actual.shape)} != torch {list(ref.shape)}"}
+        return {"ok": False, "error": f"shape {list(actual.shape)} != {reference} {list(ref.shape)}"}
     if actual.dtype.kind in "biu" or ref.dtype.kind in "biu":
         diff = np.abs(actual.astype(np.float64) - ref.astype(np.float64))
         worst = float(diff.max()) if diff.size else 0.0
@@ -207,7 +213,7 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: Tolerance) -> Dict[str, An
     bad_ref = ~np.isfinite(r)
     bad_act = ~np.isfinite(a)
     if bad_ref.any():
-        return {"ok": False, "error": f"torch output has {int(bad_ref.sum())} NaN/Inf values"}
+        return {"ok": False, "error": f"{reference} output has {int(bad_ref.sum())} NaN/Inf values"}
     if bad_act.any():
         first = tuple(int(i) for i in np.argwhere(bad_act)[0])
         return {"ok": False, "error": f"{int(bad_act.sum())} NaN/Inf values (first at index {list(first)})"}

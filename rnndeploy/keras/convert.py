@@ -321,7 +321,8 @@ class Converter:
             time_axis = 1 if len(kt.dims) > 1 and isinstance(kt.dims[1], str) else None
             tok = self.token_inputs.get(name)
             if tok is not None:
-                inputs.append(TensorSpec(name, kt.dtype, kt.dims, "tokens", time_axis, low=0, high=tok["vocab"],
+                low = 1 if name in self.padding else 0  # with mask_zero, 0 is padding rather than a token
+                inputs.append(TensorSpec(name, kt.dtype, kt.dims, "tokens", time_axis, low=low, high=tok["vocab"],
                                          description="token ids (0 is padding)" if name in self.padding else "token ids"))
             else:
                 pad = self.padding.get(name)
