@@ -8,6 +8,7 @@ missing dependency raises MissingDependencyError naming the pip extra.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Tuple, Type
 
@@ -49,8 +50,9 @@ class Backend:
         target: "module:Class" of the Runner subclass.
         module: the third-party module it needs (checked before importing ``target``).
         extra: the pip extra providing ``module``.
-        artefact: what it runs: "onnx", "engine" or "torch" (checkpoint or user module).
+        artefact: what it runs: "onnx", "engine", "torch" (checkpoint or user module) or "keras".
         gpu: needs a CUDA device.
+        env: environment defaults set (unless already set) before ``module`` is imported.
     """
 
     target: str
@@ -58,6 +60,7 @@ class Backend:
     extra: str
     artefact: str
     gpu: bool = False
+    env: Tuple[Tuple[str, str], ...] = ()
 
 
 BACKENDS: Dict[str, Backend] = {
@@ -66,6 +69,9 @@ BACKENDS: Dict[str, Backend] = {
     "ort-cuda": Backend("rnndeploy.backends.onnxrt:OrtCudaRunner", "onnxruntime", "gpu", "onnx", gpu=True),
     "ort-trt": Backend("rnndeploy.backends.onnxrt:OrtTrtRunner", "onnxruntime", "gpu", "onnx", gpu=True),
     "trt": Backend("rnndeploy.backends.tensorrt:TensorRTRunner", "tensorrt", "gpu", "engine", gpu=True),
+    # Keras 3 picks its backend at import; torch is the one rnndeploy installs (no TensorFlow)
+    "keras": Backend("rnndeploy.backends.keras_runner:KerasRunner", "keras", "keras-runtime", "keras",
+                     env=(("KERAS_BACKEND", "torch"),)),
 }
 
 
@@ -79,6 +85,8 @@ def runner_class(name: str) -> Type[Runner]:
     entry = BACKENDS.get(name)
     if entry is None:
         raise UsageError(f"backend {name!r} is unknown", f"use one of {', '.join(BACKENDS)}")
+    for key, value in entry.env:
+        os.environ.setdefault(key, value)
     try:
         importlib.import_module(entry.module)
     except ImportError as exc:
@@ -184,7 +192,7 @@ def runnable_backends(source: Optional[ModelSource] = None) -> List[str]:
             continue
         if source is not None:
             have = {"torch": bool(source.checkpoint or source.module), "onnx": bool(source.onnx),
-                    "engine": bool(source.engine)}[b.artefact]
+                    "engine": bool(source.engine), "keras": bool(source.keras)}[b.artefact]
             if not have:
                 continue
         out.append(n)

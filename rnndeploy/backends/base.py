@@ -72,6 +72,7 @@ class ModelSource:
         checkpoint: rnndeploy checkpoint directory (torch runner).
         module: a user module as "path/to/file.py:factory" (torch runner).
         engine: path of a serialized TensorRT engine (trt runner).
+        keras: path of a saved Keras model, .keras or .h5 (keras runner).
     """
 
     spec: ModelSpec
@@ -81,17 +82,18 @@ class ModelSource:
     checkpoint: Optional[str] = None
     module: Optional[str] = None
     engine: Optional[str] = None
+    keras: Optional[str] = None
 
     @property
     def graph_spec(self) -> GraphSpec:
         return self.spec.graph(self.graph).streaming(self.with_state)
 
     def need(self, what: str, backend: str) -> str:
-        """The path for artefact ``what`` ("onnx", "checkpoint", "module", "engine") or a UsageError."""
+        """The path for artefact ``what`` ("onnx", "checkpoint", "module", "engine", "keras") or a UsageError."""
         value = getattr(self, what)
         if not value:
             option = {"onnx": "--onnx FILE", "checkpoint": "--checkpoint DIR", "module": "--module FILE.py:FACTORY",
-                      "engine": "--engine FILE"}[what]
+                      "engine": "--engine FILE", "keras": "--keras FILE.keras"}[what]
             raise UsageError(f"backend {backend!r} needs a {what} and none was given", f"pass {option}")
         return value
 

@@ -24,7 +24,8 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @dim_option
 @output_options
 def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
-          engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+          engine: Optional[str], keras_path: Optional[str], graph: Optional[str], with_state: Optional[bool],
+          backends: Sequence[str],
           precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
           fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
           trt_profile: Optional[str], batches: str,
@@ -59,7 +60,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     if min_time <= 0 and iters is None:
         raise UsageError("--min-time must be positive", "or give --iters N")
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
-                            graph=graph, with_state=with_state)
+                            graph=graph, with_state=with_state, keras=keras_path)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     has_torch = any(b.split(":")[0] == "torch" for b in backends)

@@ -13,7 +13,7 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @model_options
 @runner_options
 @click.option("--reference", metavar="NAME", help="Backend whose outputs are the truth (default torch when a checkpoint "
-                                                  "or module is given, else ort-cpu).")
+                                                  "or module is given, keras for a Keras model, else ort-cpu).")
 @click.option("--shapes", default="1x1,1x16,3x37,8x128", show_default=True, metavar="BxS,...",
               help="batch x seq cases for generated inputs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs and sampling.")
@@ -35,7 +35,8 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
 @output_options
 def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
-           engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+           engine: Optional[str], keras_path: Optional[str], graph: Optional[str], with_state: Optional[bool],
+           backends: Sequence[str],
            precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
            fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
            trt_profile: Optional[str],
@@ -75,7 +76,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     from rnndeploy.parity.tolerances import ToleranceOverrides
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
-                            graph=graph, with_state=with_state)
+                            graph=graph, with_state=with_state, keras=keras_path)
     decoder = None
     if decoder_path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
         sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"

@@ -133,4 +133,6 @@ def _freeze(v: Any) -> Any:
         return (v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, float):
         return ("f", repr(v))
+    if hasattr(v, "SerializeToString"):  # a TensorProto attribute (ConstantOfShape's value)
+        return ("proto", v.SerializeToString())
     return v

@@ -353,7 +353,13 @@ class Converter:
         }
         if any(p["kind"] == "tokens" for p in self.padding.values()):
             attrs["pad_id"] = 0
+        if self.graph.output_keys:
+            attrs["keras_output_keys"] = list(self.graph.output_keys)
         if self.states:
+            # which Keras layer (and direction) each state tensor belongs to: the keras runner
+            # feeds them to Keras itself
+            attrs["keras_states"] = [{"layer": s.layer, "direction": s.direction, "kind": s.kind, "input": s.input,
+                                      "output": s.output} for s in self.states]
             attrs["state_inputs"] = [s.input for s in self.states]
             attrs["state_outputs"] = [s.output for s in self.states]
             attrs["state_batch_axis"] = 0

@@ -128,7 +128,7 @@ def _reference(conv: Conversion, opts: KerasExportOptions, notes: List[str]) -> 
     if opts.validate is False:
         notes.append("not validated against Keras (--no-validate)")
         return None
-    from rnndeploy.keras.reference import KerasModel
+    from rnndeploy.keras.reference import KerasLoadError, KerasModel
 
     graph = conv.spec.graph("model")
     inputs = [t.name for t in graph.inputs if t.role != "state"]
@@ -141,6 +141,11 @@ def _reference(conv: Conversion, opts: KerasExportOptions, notes: List[str]) -> 
             raise
         notes.append("not validated against Keras: Keras is not installed here "
                      "(pip install 'rnndeploy[keras-runtime]' to compare it with Keras before writing)")
+        return None
+    except KerasLoadError as err:
+        if opts.validate:
+            raise
+        notes.append(f"not validated against Keras: {err} (save the model as .keras to validate the conversion)")
         return None
 
 

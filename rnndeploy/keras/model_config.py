@@ -133,7 +133,10 @@ def _layer_spec(entry: Mapping[str, Any], path: str) -> LayerSpec:
         module=module,
         registered_name=entry.get("registered_name"),
         config=dict(cfg) if isinstance(cfg, Mapping) else {},
-        is_op=module.startswith("keras.src.ops") or module.startswith("keras.ops"),
+        # Keras 3's legacy .h5 config drops "module"; operations are then told apart by a config
+        # without the "trainable" key every layer has.
+        is_op=module.startswith(("keras.src.ops", "keras.ops"))
+        or (not module and isinstance(cfg, Mapping) and "trainable" not in cfg and entry["class_name"] != "InputLayer"),
     )
 
 

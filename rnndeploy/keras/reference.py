@@ -60,21 +60,22 @@ class KerasModel:
                  states: Sequence[Sequence[str]] = (), output_keys: Optional[Sequence[str]] = None):
         keras = import_keras()
         self.keras = keras
-        try:
-            self.model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as exc:  # Keras raises many types for files it cannot rebuild
-            raise UsageError(f"Keras cannot load {path}: {_first_line(exc)}") from exc
+        self.model = load_keras_model(keras, path)
         self.input_names = list(input_names)
         self.output_names = list(output_names)
         self.output_keys = list(output_keys) if output_keys else None
         self.states = [tuple(s) for s in states]
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Outputs (and final states) by ONNX name for one feed (states included when streaming)."""
+    def run(self, feeds: Mapping[str, np.ndarray], threads: Optional[int] = 1) -> Dict[str, np.ndarray]:
+        """Outputs (and final states) by ONNX name for one feed.
+
+        A streamed layer's initial states come from the feed when it holds them, else zeros.
+        ``threads``: torch intra-op threads for the call (None: leave torch's setting).
+        """
         keras = self.keras
         xs = [np.asarray(feeds[n]) for n in self.input_names]
-        holders = self._install_states(feeds) if self.states else []
-        with _single_thread():
+        holders = self._install_states(feeds, int(xs[0].shape[0])) if self.states else []
+        with _threads(threads):
             raw = self.model(xs if len(xs) > 1 else xs[0], training=False)
         outs = _flatten(raw, self.output_keys)
         result = {n: np.asarray(keras.ops.convert_to_numpy(o)) for n, o in zip(self.output_names, outs)}
@@ -84,7 +85,7 @@ class KerasModel:
             raise UsageError(f"Keras returned {len(outs)} outputs; the ONNX file declares {len(self.output_names)}")
         return result
 
-    def _install_states(self, feeds: Mapping[str, np.ndarray]) -> List[Any]:
+    def _install_states(self, feeds: Mapping[str, np.ndarray], batch: int) -> List[Any]:
         keras = self.keras
         per_layer: Dict[Any, List[Any]] = {}
         holders = []
@@ -92,7 +93,10 @@ class KerasModel:
             obj = self.model.get_layer(layer)
             if direction:
                 obj = getattr(obj, f"{direction}_layer")
-            per_layer.setdefault(id(obj), [obj, []])[1].append(np.asarray(feeds[in_name], dtype=np.float32))
+            value = feeds.get(in_name)
+            if value is None:
+                value = np.zeros((batch, int(obj.cell.units)), dtype=np.float32)
+            per_layer.setdefault(id(obj), [obj, []])[1].append(np.asarray(value, dtype=np.float32))
             holders.append((obj, len(per_layer[id(obj)][1]) - 1))
         for obj, values in per_layer.values():
             # Fresh variables sized for this batch; bypass Keras' attribute tracking, which is
@@ -101,6 +105,38 @@ class KerasModel:
             object.__setattr__(obj, "stateful", True)
             object.__setattr__(obj, "_expected_batch_size", None)
         return holders
+
+
+class KerasLoadError(UsageError):
+    """Keras itself cannot rebuild the model from the file."""
+
+
+# keras.ops operations Keras 3 records in functional configs. Its legacy .h5 loader forgets
+# how to find them ("Unknown layer: 'NotEqual'"); they are handed over by name. Concatenate
+# is left out: the name is also a layer's.
+_H5_OPS = ("NotEqual", "Equal", "Any", "All", "ConvertToTensor", "ExpandDims", "Squeeze", "ZerosLike", "OnesLike",
+           "LogicalOr", "LogicalAnd", "LogicalNot", "Cast")
+
+
+def load_keras_model(keras: Any, path: str) -> Any:
+    """``keras.saving.load_model`` with safe_mode on and no compile.
+
+    Raises:
+        KerasLoadError: Keras cannot rebuild the model (the message is Keras' first line).
+    """
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for files it cannot rebuild
+        first = exc
+    if str(path).lower().endswith((".h5", ".hdf5")):
+        from keras.src.ops import core, numpy as knp
+
+        found = {n: getattr(m, n) for n in _H5_OPS for m in (knp, core) if hasattr(m, n)}
+        try:
+            return keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=found)
+        except Exception:  # report the first error: it is the one about the file as saved
+            pass
+    raise KerasLoadError(f"Keras {keras.__version__} cannot load {path} itself: {_first_line(first)}") from first
 
 
 def _flatten(raw: Any, keys: Optional[Sequence[str]]) -> List[Any]:
@@ -114,23 +150,28 @@ def _flatten(raw: Any, keys: Optional[Sequence[str]]) -> List[Any]:
     return [raw]
 
 
-class _single_thread:
-    """torch on one intra-op thread for the duration (small models; spinning threads only
-    fight onnxruntime and other jobs on a busy box)."""
+class _threads:
+    """torch on ``n`` intra-op threads for the duration (None: unchanged). Validation uses one:
+    the models are small and spinning threads only fight onnxruntime and other jobs."""
+
+    def __init__(self, n: Optional[int]):
+        self.n = n
+        self.torch: Any = None
 
     def __enter__(self) -> None:
+        if self.n is None:
+            return
         try:
             import torch
         except ImportError:
-            self.torch = None
             return
         self.torch = torch
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(int(self.n))
 
     def __exit__(self, *exc: Any) -> None:
         if self.torch is not None:
-            self.torch.set_num_threads(self.threads)
+            self.torch.set_num_threads(self.before)
 
 
 def _first_line(exc: BaseException) -> str:
