@@ -69,6 +69,7 @@ BACKENDS: Dict[str, Backend] = {
     "ort-cuda": Backend("rnndeploy.backends.onnxrt:OrtCudaRunner", "onnxruntime", "gpu", "onnx", gpu=True),
     "ort-trt": Backend("rnndeploy.backends.onnxrt:OrtTrtRunner", "onnxruntime", "gpu", "onnx", gpu=True),
     "trt": Backend("rnndeploy.backends.tensorrt:TensorRTRunner", "tensorrt", "gpu", "engine", gpu=True),
+    "onnx-ref": Backend("rnndeploy.backends.onnxref:OnnxReferenceRunner", "onnx", "cpu", "onnx"),
     # Keras 3 picks its backend at import; torch is the one rnndeploy installs (no TensorFlow)
     "keras": Backend("rnndeploy.backends.keras_runner:KerasRunner", "keras", "keras-runtime", "keras",
                      env=(("KERAS_BACKEND", "torch"),)),

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import KerasModelError, UsageError
+from rnndeploy.errors import KerasModelError, UsageError, first_line
 from rnndeploy.fileio import sha256_bytes
 
 # The newest Keras major version whose file format this converter knows.
@@ -153,7 +153,7 @@ def _read_keras_zip(path: str, data: bytes, digest: str) -> KerasFile:
                 raise KerasModelError(f"{path}: model.weights.h5 is {info.file_size} bytes, more than this converter reads")
             weights_bytes = z.read("model.weights.h5")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError) as exc:
-        raise KerasModelError(f"{path} is not a readable .keras archive (truncated or corrupt: {_first_line(exc)})",
+        raise KerasModelError(f"{path} is not a readable .keras archive (truncated or corrupt: {first_line(exc, 300)})",
                               "save the model again with model.save('model.keras')") from exc
     if not isinstance(config, dict) or "class_name" not in config:
         raise KerasModelError(f"{path}: config.json does not describe a model (no class_name)")
@@ -177,7 +177,7 @@ def _read_keras3_weights(path: str, weights_bytes: bytes) -> WeightStore:
 
             f.visititems(visit)
     except OSError as exc:
-        raise KerasModelError(f"{path}: model.weights.h5 is not readable HDF5 ({_first_line(exc)})",
+        raise KerasModelError(f"{path}: model.weights.h5 is not readable HDF5 ({first_line(exc, 300)})",
                               "save the model again with model.save('model.keras')") from exc
     return WeightStore(groups=groups, group_names=names)
 
@@ -214,7 +214,7 @@ def _read_legacy_h5(path: str, data: bytes, digest: str) -> KerasFile:
                         raise KerasModelError(f"{path}: weight {exc} of layer {lname!r} is missing (truncated file?)") from exc
                     weight_names[lname] = wn
     except OSError as exc:
-        raise KerasModelError(f"{path} is not a readable HDF5 file (truncated or corrupt: {_first_line(exc)})",
+        raise KerasModelError(f"{path} is not a readable HDF5 file (truncated or corrupt: {first_line(exc, 300)})",
                               "save the model again with model.save('model.keras')") from exc
     if not isinstance(config, dict) or "class_name" not in config:
         raise KerasModelError(f"{path}: model_config does not describe a model (no class_name)")
@@ -254,7 +254,7 @@ def _json(raw: Any, what: str) -> Any:
     try:
         return json.loads(_text(raw))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise KerasModelError(f"{what} is not valid JSON ({_first_line(exc)})",
+        raise KerasModelError(f"{what} is not valid JSON ({first_line(exc, 300)})",
                               "save the model again with model.save('model.keras')") from exc
 
 
@@ -275,8 +275,3 @@ def _array(ds: Any) -> np.ndarray:
 
 def _index_key(name: str) -> Tuple[int, str]:
     return (int(name), "") if name.isdigit() else (1 << 30, name)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from rnndeploy.errors import MissingDependencyError, UsageError
+from rnndeploy.errors import MissingDependencyError, UsageError, first_line
 
 
 def import_keras() -> Any:
@@ -129,14 +129,15 @@ def load_keras_model(keras: Any, path: str) -> Any:
     except Exception as exc:  # Keras raises many types for files it cannot rebuild
         first = exc
     if str(path).lower().endswith((".h5", ".hdf5")):
-        from keras.src.ops import core, numpy as knp
+        from keras.src.ops import core
+        from keras.src.ops import numpy as knp
 
         found = {n: getattr(m, n) for n in _H5_OPS for m in (knp, core) if hasattr(m, n)}
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=found)
         except Exception:  # report the first error: it is the one about the file as saved
             pass
-    raise KerasLoadError(f"Keras {keras.__version__} cannot load {path} itself: {_first_line(first)}") from first
+    raise KerasLoadError(f"Keras {keras.__version__} cannot load {path} itself: {first_line(first, 400)}") from first
 
 
 def _flatten(raw: Any, keys: Optional[Sequence[str]]) -> List[Any]:
@@ -172,10 +173,3 @@ class _threads:
     def __exit__(self, *exc: Any) -> None:
         if self.torch is not None:
             self.torch.set_num_threads(self.before)
-
-
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).strip().splitlines():
-        if line.strip():
-            return line.strip()[:400]
-    return type(exc).__name__

@@ -35,7 +35,8 @@ class Case:
 
 def keras_cases(graph: GraphSpec, padding: Mapping[str, Mapping[str, Any]], long_seq: int, seed: int = 0) -> List[Case]:
     """The validation cases for ``graph`` (see module docstring)."""
-    from rnndeploy.export.inputs import EXAMPLE_SIZES, make_inputs, validation_sizes
+    from rnndeploy.export.inputs import EXAMPLE_SIZES, validation_sizes
+    from rnndeploy.inputs import generate_inputs
 
     example = {k: v for k, v in EXAMPLE_SIZES.items() if k in graph.dynamic_dims}
     plans: List[Tuple[Dict[str, int], str]] = [(s, "") for s in validation_sizes(graph, example, long_seq)]
@@ -48,7 +49,7 @@ def keras_cases(graph: GraphSpec, padding: Mapping[str, Mapping[str, Any]], long
             plans.append((full, label))
     cases = []
     for i, (sizes, label) in enumerate(plans):
-        feeds = make_inputs(graph, sizes, seed + 100 + i)
+        feeds = generate_inputs(graph, sizes, seed + 100 + i)
         rng = np.random.default_rng(seed + 1000 + i)
         for t in graph.inputs:
             pad = padding.get(t.name)
@@ -86,51 +87,46 @@ def _padded(x: np.ndarray, pad: Mapping[str, Any], label: str, rng: np.random.Ge
 
 def validate_against_keras(model_bytes: bytes, reference: Any, graph: GraphSpec, cases: List[Case],
                            label: str = "keras") -> Any:
-    """Run ``model_bytes`` in onnxruntime (CPU, one thread) and ``reference`` (a
+    """Run ``model_bytes`` through the ``ort-cpu`` runner (one thread) and ``reference`` (a
     ``reference.KerasModel``) on every case; returns an ``export.validate.ValidationReport``.
 
-    A session that cannot be created, or a run that raises, becomes a failing check for
+    A graph onnxruntime cannot load, or a run that raises, becomes a failing check for
     every output of that case.
     """
-    from rnndeploy.export.validate import OutputCheck, ValidationReport, _ort_message, compare
+    from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+    from rnndeploy.errors import SpecError
+    from rnndeploy.export.validate import OutputCheck, ValidationReport, _ort_message, output_check
     from rnndeploy.keras.reference import keras_version
-    from rnndeploy.optional import require
 
-    ort = require("onnxruntime", "export validation")
     t0 = time.perf_counter()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    opts.intra_op_num_threads = 1
-    runtime = f"onnxruntime {ort.__version__} CPU"
     ref_name = keras_version()
     checks: List[OutputCheck] = []
     tol = {t.name: graph.tolerance(t.name, "fp32") for t in graph.outputs}
+    runner = create_runner("ort-cpu", ModelSource.for_graph(graph, onnx_bytes=model_bytes),
+                           RunnerOptions(threads=1, extra={"log_severity_level": 4}))
+    runtime = f"onnxruntime {runner.describe().details.get('onnxruntime')} CPU"
     try:
-        session = ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        err = f"onnxruntime cannot load it: {_ort_message(exc)}"
-        checks = [OutputCheck(c.sizes, t.name, False, tol[t.name], error=err, case=c.label) for c in cases for t in graph.outputs]
+        runner.activate()
+    except SpecError as exc:  # ORT cannot load the graph (or it lacks a declared tensor)
+        checks = [OutputCheck(c.sizes, t.name, False, tol[t.name], error=exc.message, case=c.label)
+                  for c in cases for t in graph.outputs]
         return ValidationReport(graph.name, "keras", tuple(checks), time.perf_counter() - t0, runtime, label,
                                 reference=ref_name)
-    names = [t.name for t in graph.outputs]
-    for case in cases:
-        refs = reference.run(case.feeds)
-        try:
-            outs: Optional[List[Any]] = session.run(names, {t.name: case.feeds[t.name] for t in graph.inputs})
-            err = ""
-        except Exception as exc:
-            outs, err = None, f"onnxruntime failed: {_ort_message(exc)}"
-        for k, name in enumerate(names):
-            if outs is None:
-                checks.append(OutputCheck(case.sizes, name, False, tol[name], error=err, case=case.label))
-                continue
-            actual = np.asarray(outs[k])
-            m = compare(actual, np.asarray(refs[name]), tol[name], reference="Keras")
-            checks.append(OutputCheck(
-                sizes=dict(case.sizes), output=name, ok=bool(m["ok"]), tolerance=tol[name],
-                shape=tuple(int(s) for s in actual.shape), max_abs=m.get("max_abs"), max_rel=m.get("max_rel"),
-                rel_l2=m.get("rel_l2"), atol_needed=m.get("atol_needed"), rtol_needed=m.get("rtol_needed"),
-                error=m.get("error", ""), case=case.label,
-            ))
+    try:
+        for case in cases:
+            refs = reference.run(case.feeds)
+            try:
+                outs: Optional[Dict[str, np.ndarray]] = runner.infer(case.feeds)
+                err = ""
+            except Exception as exc:
+                outs, err = None, f"onnxruntime failed: {_ort_message(exc)}"
+            for t in graph.outputs:
+                if outs is None:
+                    checks.append(OutputCheck(case.sizes, t.name, False, tol[t.name], error=err, case=case.label))
+                else:
+                    checks.append(output_check(case.sizes, t.name, outs[t.name], np.asarray(refs[t.name]), tol[t.name],
+                                               reference="Keras", case=case.label))
+    finally:
+        runner.deactivate()
     return ValidationReport(graph.name, "keras", tuple(checks), time.perf_counter() - t0, runtime, label,
                             reference=ref_name)
