@@ -21,7 +21,7 @@ import numpy as np
 from rnndeploy.decoding import Hypothesis, States, beam_search, generate_text, greedy_decode
 from rnndeploy.errors import SpecError, UsageError
 from rnndeploy.optional import require
-from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, read_onnx_metadata
+from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, numpy_dtype, read_onnx_metadata
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -209,7 +209,9 @@ class OnnxCharLM:
     def __init__(self, path: PathLike, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None):
         self.model = _OnnxGraph(path, providers, threads)
         g = self.model.graph
-        self.tokens_in = self.model.one(g.inputs, "tokens", "token input").name
+        token = self.model.one(g.inputs, "tokens", "token input")
+        self.tokens_in = token.name
+        self.tokens_dtype = numpy_dtype(token.dtype)  # int64 from torch exports, often int32 from Keras
         self.logits_out = self.model.one(g.outputs, "logits", "logits output").name
         self.states_in = self.model.by_role(g.inputs, "state")
         self.states_out = [t.name for t in self.model.by_role(g.outputs, "state")]
@@ -225,7 +227,7 @@ class OnnxCharLM:
 
     def step(self, tokens: np.ndarray, states: Optional[States]) -> Tuple[np.ndarray, States]:
         """(logits [batch, seq, vocab], new states); states None starts from zeros."""
-        tok = np.ascontiguousarray(tokens, dtype=np.int64)
+        tok = np.ascontiguousarray(tokens, dtype=self.tokens_dtype)
         st = self.zero_states(tok.shape[0]) if states is None else states
         feeds = {self.tokens_in: tok}
         for t, s in zip(self.states_in, st):

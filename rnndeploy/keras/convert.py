@@ -111,6 +111,8 @@ class Converter:
         self.kfile = kfile
         self.options = options
         self.graph = parse_model_config(kfile.config, kfile.path)
+        for lay in self.graph.layers:
+            lay.is_op = lay.is_op or _legacy_op(lay)
         self.keras_major = kfile.major if kfile.keras_version else (3 if _looks_keras3(kfile.config) else 2)
         self.b = GraphBuilder(_safe(options.name or Path(kfile.path).stem))
         self.ops = Ops(self.b, int(options.opset))
@@ -197,8 +199,7 @@ class Converter:
     def state_outputs(self, layer: str, direction: str, rc: RnnConfig, values: Sequence[str]) -> None:
         mine = [s for s in self.states if s.layer == layer and s.direction == direction]
         for st, value in zip(mine, values):
-            self.b.identity(value, st.output)
-            self.b.add_output(st.output, "float32", ["batch", rc.units])
+            self.b.identity(value, st.output)  # declared as graph outputs after the model's own (spec order)
 
     def note_tokens(self, x: KT, vocab: int, mask_zero: bool) -> None:
         name = self._input_by_name.get(x.name)
@@ -277,6 +278,8 @@ class Converter:
             self.b.identity(kt.name, name)
             self.b.add_output(name, kt.dtype, list(kt.dims))
             outs.append((name, kt))
+        for st in self.states:
+            self.b.add_output(st.output, "float32", ["batch", st.units])
         return outs
 
     def _io_name(self, base: str) -> str:
@@ -481,6 +484,14 @@ def _check_layer(lay: LayerSpec, path: str) -> None:
         kind = "custom layer" if custom else "layer"
         raise KerasModelError(f"{path}: {kind} {lay.class_name} ({lay.name!r}) is not supported",
                               f"supported layers: {supported}")
+
+
+def _legacy_op(lay: LayerSpec) -> bool:
+    """A ``keras.ops`` operation in a config without ``module`` keys (Keras 3's .h5): known by its
+    class name; Concatenate, also a layer's name, by its config lacking the layer's "trainable"."""
+    if lay.module or lay.class_name not in OPS:
+        return False
+    return lay.class_name not in LAYERS or "trainable" not in lay.config
 
 
 def _resolve(value: Any, tensors: Dict[TensorRef, KT], call: Call) -> Any:

@@ -133,10 +133,8 @@ def _layer_spec(entry: Mapping[str, Any], path: str) -> LayerSpec:
         module=module,
         registered_name=entry.get("registered_name"),
         config=dict(cfg) if isinstance(cfg, Mapping) else {},
-        # Keras 3's legacy .h5 config drops "module"; operations are then told apart by a config
-        # without the "trainable" key every layer has.
-        is_op=module.startswith(("keras.src.ops", "keras.ops"))
-        or (not module and isinstance(cfg, Mapping) and "trainable" not in cfg and entry["class_name"] != "InputLayer"),
+        # (Keras 3's legacy .h5 config drops "module": the converter then tells operations by name)
+        is_op=module.startswith(("keras.src.ops", "keras.ops")),
     )
 
 

@@ -75,7 +75,7 @@ class KerasModel:
         keras = self.keras
         xs = [np.asarray(feeds[n]) for n in self.input_names]
         holders = self._install_states(feeds, int(xs[0].shape[0])) if self.states else []
-        with _threads(threads):
+        with torch_threads(threads):
             raw = self.model(xs if len(xs) > 1 else xs[0], training=False)
         outs = _flatten(raw, self.output_keys)
         result = {n: np.asarray(keras.ops.convert_to_numpy(o)) for n, o in zip(self.output_names, outs)}
@@ -151,7 +151,7 @@ def _flatten(raw: Any, keys: Optional[Sequence[str]]) -> List[Any]:
     return [raw]
 
 
-class _threads:
+class torch_threads:
     """torch on ``n`` intra-op threads for the duration (None: unchanged). Validation uses one:
     the models are small and spinning threads only fight onnxruntime and other jobs."""
 

@@ -80,8 +80,17 @@ def build(name: str, vocab_size: int = 0) -> Any:
     raise UsageError(f"tutorial model {name!r} is unknown", f"use one of {', '.join(TUTORIALS)}")
 
 
-def train(name: str, samples: int = 1000, epochs: int = 2, seed: int = 0) -> Trained:
-    """Build and train a tutorial model on ``samples`` training examples (seconds on a CPU)."""
+def train(name: str, samples: int = 1000, epochs: int = 2, seed: int = 0, eval_rows: int = 512) -> Trained:
+    """Build and train a tutorial model on ``samples`` training examples and score it on up
+    to ``eval_rows`` held-out ones (seconds on a CPU; torch on one thread, which small
+    recurrent models run fastest on, and which keeps a shared box usable)."""
+    from rnndeploy.keras.reference import torch_threads
+
+    with torch_threads(1):
+        return _train(name, samples, epochs, seed, eval_rows)
+
+
+def _train(name: str, samples: int, epochs: int, seed: int, eval_rows: int) -> Trained:
     from rnndeploy.data import load_dataset
     from rnndeploy.keras.reference import import_keras
 
@@ -92,7 +101,8 @@ def train(name: str, samples: int = 1000, epochs: int = 2, seed: int = 0) -> Tra
         model = build(name)
         model.compile(optimizer="adam", loss="mse")
         model.fit(ds.train["x"], ds.train["y"], epochs=epochs, batch_size=32, verbose=0)
-        mse = float(np.mean((np.asarray(model.predict(ds.test["x"], verbose=0)) - ds.test["y"]) ** 2))
+        xt, yt = ds.test["x"][:eval_rows], ds.test["y"][:eval_rows]
+        mse = float(np.mean((np.asarray(model.predict(xt, verbose=0)) - yt) ** 2))
         return Trained(name, model, int(ds.train["x"].shape[1]), ("mse", mse), dict(ds.data_info))
     if name in ("imdb_lstm", "stacked_bilstm"):
         ds = load_dataset({"source": "rotten_tomatoes", "max_len": 40})
@@ -101,8 +111,9 @@ def train(name: str, samples: int = 1000, epochs: int = 2, seed: int = 0) -> Tra
         model = build(name, int(ds.data_info["vocab_size"]))
         model.compile(optimizer="adam", loss="binary_crossentropy")
         model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-        xt = pre_pad(ds.test["tokens"], ds.test["lengths"]).astype(np.int32)
-        acc = float(np.mean((np.asarray(model.predict(xt, verbose=0))[:, 0] > 0.5) == (ds.test["labels"] == 1)))
+        xt = pre_pad(ds.test["tokens"][:eval_rows], ds.test["lengths"][:eval_rows]).astype(np.int32)
+        hit = (np.asarray(model.predict(xt, verbose=0))[:, 0] > 0.5) == (ds.test["labels"][:eval_rows] == 1)
+        acc = float(np.mean(hit))
         return Trained(name, model, int(x.shape[1]), ("accuracy", acc), dict(ds.data_info))
     if name == "char_lstm":
         ds = load_dataset({"source": "shakespeare", "seq_len": 40})
@@ -111,10 +122,11 @@ def train(name: str, samples: int = 1000, epochs: int = 2, seed: int = 0) -> Tra
         model = build(name, vocab)
         model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-        logits = np.asarray(model.predict(ds.test["inputs"][:200].astype(np.int32), verbose=0), dtype=np.float64)
+        rows = min(eval_rows, 200)
+        logits = np.asarray(model.predict(ds.test["inputs"][:rows].astype(np.int32), verbose=0), dtype=np.float64)
         z = logits - logits.max(axis=-1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        nll = -np.take_along_axis(logp, ds.test["targets"][:200][..., None], axis=-1).mean()
+        nll = -np.take_along_axis(logp, ds.test["targets"][:rows][..., None], axis=-1).mean()
         return Trained(name, model, int(x.shape[1]), ("bits/char", float(nll / np.log(2))), dict(ds.data_info))
     raise UsageError(f"tutorial model {name!r} is unknown", f"use one of {', '.join(TUTORIALS)}")
 
