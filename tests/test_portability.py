@@ -29,6 +29,7 @@ TORCH_SIDE = (
     "rnndeploy/export.py",
     "rnndeploy/backends/torch_runner.py",
     "rnndeploy/goldens_torch.py",
+    "rnndeploy/campaign/prepare.py",
 )
 
 
