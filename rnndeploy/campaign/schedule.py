@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from rnndeploy.campaign.plan import Unit, slug
+from rnndeploy.errors import first_line
 
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def first_line(exc: BaseException, limit: int = 600) -> str:
-    """``Type: first line of the message``, cut to ``limit`` characters (the error line a report shows)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {(lines or [''])[0][:limit]}"
+def error_line(exc: BaseException, limit: int = 600) -> str:
+    """``Type: first line of the message`` (the error line a report shows for a failed unit)."""
+    return f"{type(exc).__name__}: {first_line(exc, limit)}"
 
 
 class DeadlineReached(Exception):
@@ -238,7 +238,7 @@ def run_units(state: State, units: Sequence[Unit], do: Callable[[Unit], Dict[str
                 raise
             except Exception as exc:
                 (state.root / "logs" / f"{slug(u.id)}.traceback.txt").write_text(traceback.format_exc())
-                out = {"status": "failed", "error": first_line(exc)}
+                out = {"status": "failed", "error": error_line(exc)}
         seconds = round(time.perf_counter() - t0, 2)
         state.save(u.id, {**u.to_dict(), **out, "seconds": seconds, "finished": now_iso()})
         marker.unlink()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rnndeploy.campaign import plan as cp
-from rnndeploy.campaign.schedule import DeadlineReached, State, first_line
+from rnndeploy.campaign.schedule import DeadlineReached, State, error_line
 
 DRY_LABEL = "DRY RUN on a CPU box (stand-ins: ONNX Runtime CPU for TensorRT, torch CPU for CUDA) — NOT GPU results"
 # Error lines that say "this machine has no GPU" (a rehearsal expects exactly these failures).
@@ -354,7 +354,7 @@ def _agreements(ctx: Context, m: cp.ModelPrep, runners_for: Callable[[List[cp.Gr
         try:
             runners = runners_for(graphs, label)
         except Exception as exc:
-            warnings.append(f"{label}: not run ({first_line(exc, 300)})")
+            warnings.append(f"{label}: not run ({error_line(exc, 300)})")
             continue
         try:
             for r in runners:
@@ -380,7 +380,7 @@ def _agreements(ctx: Context, m: cp.ModelPrep, runners_for: Callable[[List[cp.Gr
                 agreements.append(TaskAgreement("decoding", label, "", agree, total,
                                                 {"sequences": n, "exact_sequences": exact, "max_len": task["max_len"]}))
         except Exception as exc:  # a runtime failing the loop is a finding, not a crash of the whole run
-            agreements.append(TaskAgreement(task["kind"], label, "", 0.0, 0, {"error": first_line(exc, 300)}, 1.0))
+            agreements.append(TaskAgreement(task["kind"], label, "", 0.0, 0, {"error": error_line(exc, 300)}, 1.0))
         finally:
             for r in runners:
                 r.deactivate()
@@ -410,7 +410,7 @@ def do_profile(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
         return {"status": "done", "note": "dry run: no engine to profile"}
     import tensorrt as trt
 
-    from rnndeploy.parity.inputs import generate_inputs, sizes_for
+    from rnndeploy.inputs import generate_inputs, sizes_for
 
     class LayerTimes(trt.IProfiler):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -429,7 +429,7 @@ def do_profile(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
             info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
             (ctx.state.root / "logs" / f"{cp.slug(u.id)}.inspector.json").write_text(info)
         except Exception as exc:
-            out["inspector_error"] = first_line(exc)
+            out["inspector_error"] = error_line(exc)
         runs = 10
         for b, seq in ((1, 128), (32, 128)):
             feed = generate_inputs(runner.graph_spec, sizes_for(runner.graph_spec, b, seq), 0)
@@ -448,7 +448,7 @@ def do_profile(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
 
 def _probe(factory: Callable[..., Any], label: str, source: Any) -> Optional[str]:
     """None when ``label`` can prepare a run at batch 1, seq 16 (e.g. a CUDA graph captures), else why not."""
-    from rnndeploy.parity.inputs import generate_inputs, sizes_for
+    from rnndeploy.inputs import generate_inputs, sizes_for
 
     runner = factory(label, source, None)
     try:
@@ -456,7 +456,7 @@ def _probe(factory: Callable[..., Any], label: str, source: Any) -> Optional[str
         runner.prepare(generate_inputs(source.graph_spec, sizes_for(source.graph_spec, 1, 16), 0))
         return None
     except Exception as exc:
-        return first_line(exc, 300)
+        return error_line(exc, 300)
     finally:
         runner.deactivate()
 

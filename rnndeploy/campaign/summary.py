@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from rnndeploy.campaign import plan as cp
-from rnndeploy.campaign.schedule import State, first_line, now_iso, unit_counts
+from rnndeploy.campaign.schedule import State, error_line, now_iso, unit_counts
 from rnndeploy.campaign.steps import DRY_LABEL, Context, child_env, failed_for_want_of_gpu, say
 from rnndeploy.campaign.targets import combined_results, target_checks, verdict
 from rnndeploy.report import fmt
@@ -62,7 +62,7 @@ def side_environment(side: str, dry: bool) -> Dict[str, Any]:
             env["tensorrt"] = trt.__version__
             env["tensorrt_features"] = trt_compat.detect(trt).to_dict()
         except Exception as exc:
-            env["tensorrt"] = f"not importable: {first_line(exc)}"
+            env["tensorrt"] = f"not importable: {error_line(exc)}"
     else:
         try:
             import torch
@@ -71,14 +71,14 @@ def side_environment(side: str, dry: bool) -> Dict[str, Any]:
                             "cudnn": torch.backends.cudnn.version(), "cuda_available": torch.cuda.is_available(),
                             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
         except Exception as exc:
-            env["torch"] = f"not importable: {first_line(exc)}"
+            env["torch"] = f"not importable: {error_line(exc)}"
         try:
             import onnxruntime as ort
 
             env["onnxruntime"] = {"version": ort.__version__, "providers": ort.get_available_providers(),
                                   "path": os.path.dirname(ort.__file__)}
         except Exception as exc:
-            env["onnxruntime"] = f"not importable: {first_line(exc)}"
+            env["onnxruntime"] = f"not importable: {error_line(exc)}"
     try:
         from rnndeploy import cuda
 
@@ -86,7 +86,7 @@ def side_environment(side: str, dry: bool) -> Dict[str, Any]:
         env["cudart"] = {"path": rt.path, "runtime": rt.runtime_version(), "driver": rt.driver_version(),
                          "devices": rt.device_count()}
     except Exception as exc:
-        env["cudart"] = f"not usable: {first_line(exc)}"
+        env["cudart"] = f"not usable: {error_line(exc)}"
     return env
 
 
