@@ -475,20 +475,29 @@ def _require_torch_device(ctx: Context) -> None:
                           "run the torch side on the GPU machine")
 
 
-def do_parity_torch(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
+def _torch_side_rows(ctx: Context, g: cp.GraphPrep, labels: Sequence[str]) -> Tuple[Any, Any, List[str], List[str]]:
+    """(source, factory, rows that can run, notes on the rows dropped): ``labels`` plus the ort-cuda
+    rows when onnxruntime-gpu is there; a CUDA-graph or ort row that cannot prepare a run at batch 1,
+    seq 16 (e.g. a capture error) is dropped with its error line, the others are kept."""
     _require_torch_device(ctx)
-    g = ctx.graphs[u.graph_key]
     source = ctx.source(g, checkpoint=True)
     factory = torch_factory(ctx, g)
     ort, why = ort_labels(ctx, g)
-    dropped = {}
-    for label in list(ort):
-        problem = _probe(factory, label, source)
+    kept, notes = [], ([why] if why else [])
+    for label in list(labels) + ort:
+        problem = _probe(factory, label, source) if ("graph" in label or label.startswith("ort-")) else None
         if problem:
-            dropped[label] = problem
-            ort.remove(label)
-    rec = _parity_runs(ctx, u, g, source, ["torch", "torch:fp16"] + ort, factory)
-    notes = ([why] if why else []) + [f"{k} not run: {v}" for k, v in dropped.items()]
+            notes.append(f"{label}: " + (f"CUDA graph does not apply: {problem}" if "graph" in label
+                                          else f"not run: {problem}"))
+        else:
+            kept.append(label)
+    return source, factory, kept, notes
+
+
+def do_parity_torch(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
+    g = ctx.graphs[u.graph_key]
+    source, factory, labels, notes = _torch_side_rows(ctx, g, ["torch", "torch:fp16"])
+    rec = _parity_runs(ctx, u, g, source, labels, factory)
     if notes:
         rec["note"] = "; ".join(notes)
     return rec
@@ -497,25 +506,14 @@ def do_parity_torch(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
 def do_bench_torch(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
     from rnndeploy.bench.sweep import run_bench
 
-    _require_torch_device(ctx)
     g = ctx.graphs[u.graph_key]
-    source = ctx.source(g, checkpoint=True)
-    factory = torch_factory(ctx, g)
-    ort, why = ort_labels(ctx, g)
-    labels = torch_labels(ctx) + ort + (["ort-cpu(dry-run stand-in for ort-cuda)"] if ctx.dry else [])
-    dropped: Dict[str, str] = {}
-    for label in list(labels):
-        if "graph" in label or label.startswith("ort-"):
-            problem = _probe(factory, label, source)
-            if problem:
-                dropped[label] = (f"CUDA graph does not apply: {problem}" if "graph" in label else f"not run: {problem}")
-                labels.remove(label)
+    stand_in = ["ort-cpu(dry-run stand-in for ort-cuda)"] if ctx.dry else []
+    source, factory, labels, notes = _torch_side_rows(ctx, g, torch_labels(ctx) + stand_in)
     cfg = ctx.bench_config(labels, baseline="torch:fp16" if "torch:fp16" in labels else None)
     res = run_bench(source, cfg, command=f"{ctx.driver_command}  # unit {u.id}", runner_factory=factory)
-    notes = [f"{k}: {v}" for k, v in dropped.items()] + ([why] if why else [])
     if notes:
         res = replace(res, warnings=tuple(res.warnings) + tuple(notes))
-    return {"status": "done", "result": _write(ctx, u, [res]), "dropped": dropped, "note": why}
+    return {"status": "done", "result": _write(ctx, u, [res]), "notes": notes}
 
 
 def do_tasks_torch(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
