@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import RnnDeployError
+from rnndeploy.errors import RnnDeployError, first_line
 from rnndeploy.onnx_info import RECURRENT_OPS
 
 # Sizes given to dynamic axes, in first-seen order: distinct, small, prime.
@@ -96,7 +96,7 @@ def verify_same_function(original: Any, rewritten: Any, io_perms: Optional[Mappi
 def generate_feed(model: Any, seed: int = 0) -> Tuple[Dict[str, np.ndarray], Dict[str, int]]:
     """Inputs for ``model`` (see module docstring) and the axis sizes used."""
     from rnndeploy.errors import SpecError
-    from rnndeploy.parity.inputs import generate_inputs
+    from rnndeploy.inputs import generate_inputs
     from rnndeploy.spec import read_onnx_metadata, spec_from_onnx_io
 
     try:
@@ -175,17 +175,12 @@ def _evaluate(model: Any, feed: Mapping[str, np.ndarray], what: str) -> Tuple[Di
             sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
             return dict(zip(names, sess.run(names, dict(feed)))), "onnxruntime"
         except Exception as exc:  # refuses the model (e.g. layout=1): fall back to the reference
-            errors.append(f"onnxruntime: {_first_line(exc)}")
+            errors.append(f"onnxruntime: {first_line(exc, 300)}")
     from rnndeploy.graph.reference import reference_run
 
     try:
         return reference_run(model, feed, names), "onnx.reference"
     except Exception as exc:
-        errors.append(f"onnx.reference: {type(exc).__name__}: {_first_line(exc)}")
+        errors.append(f"onnx.reference: {type(exc).__name__}: {first_line(exc, 300)}")
     raise VerificationError(f"could not evaluate {what} to verify the rewrite ({'; '.join(errors)})",
                             "pass --no-verify to write it unchecked")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
