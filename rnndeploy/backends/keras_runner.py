@@ -19,18 +19,16 @@ from typing import Any, Dict, Mapping
 import numpy as np
 
 from rnndeploy.backends.base import RunDescription, Runner
-from rnndeploy.errors import UsageError
 
 
 class KerasRunner(Runner):
     backend = "keras"
+    precisions = ("fp32",)
 
     def _activate_impl(self) -> None:
         from rnndeploy.keras.reference import KerasModel
 
         path = self.source.need("keras", self.backend)
-        if self.options.precision != "fp32":
-            raise UsageError("the keras backend runs FP32 only", "drop :fp16 / --precision fp16 for keras")
         graph = self.graph_spec
         attrs = self.source.spec.attrs
         states = [(s["layer"], s["direction"], s["kind"], s["input"], s["output"]) for s in attrs.get("keras_states", [])]
