@@ -83,6 +83,10 @@ def _parity(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
     if agreement_rows:
         lines += ["", table(["backend", "check", "output", "agreement", "n", "required", "result", "note"],
                             agreement_rows, "llllrrll")]
+    for b, tm in result.task_metrics.items():
+        value = tm.get("value")
+        lines.append(f"task metric on the {tm.get('split')} split ({tm.get('rows')} rows): {b}: {tm.get('metric')} = "
+                     + ("—" if value is None else f"{value:.6g}"))
     long_profiles = []
     for b in result.backend_names():
         for out in result.output_names():

@@ -235,7 +235,7 @@ def _compare(graph: Any, outs: Mapping[str, np.ndarray], ref: Mapping[str, np.nd
     per: Dict[str, Dict[str, Any]] = {}
     ok = True
     for t in graph.outputs:
-        tol = resolve_tolerance(graph, t.name, FP32 if variant == FP32 else "fp16", ToleranceOverrides())
+        tol = resolve_tolerance(graph, t.name, variant if variant in (FP32, "bf16") else "int8", ToleranceOverrides())
         time_axis = t.time_axis if t.time_axis is not None else (t.dims.index("seq") if "seq" in t.dims else None)
         comp = compare_output(t.name, outs[t.name], ref[t.name], tol, backend=variant, reference="fp32",
                               time_axis=time_axis, role=t.role)
