@@ -85,8 +85,8 @@ def run_model(recipe: str, variant: Optional[str], args: argparse.Namespace, wor
     from rnndeploy.backends import BACKENDS
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.bench.sweep import BenchConfig, run_bench
+    from rnndeploy.inputs import generate_inputs, sizes_for
     from rnndeploy.optional import available
-    from rnndeploy.parity.inputs import generate_inputs, sizes_for
     from rnndeploy.tune import TuneConfig, run_tune
 
     ck, onnx_path = train_and_export(recipe, variant, work, args.epochs)

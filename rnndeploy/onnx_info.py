@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.errors import SpecError, UsageError, first_line
 from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
@@ -185,7 +185,7 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
         try:
             model = onnx.load(path, load_external_data=False)
         except Exception as exc:  # onnx raises DecodeError / various on garbage
-            raise UsageError(f"{path} is not a readable ONNX model: {_first_line(exc)}") from exc
+            raise UsageError(f"{path} is not a readable ONNX model: {first_line(exc)}") from exc
         file_size = os.path.getsize(path)
     else:
         model = path_or_model
@@ -457,8 +457,3 @@ def _human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

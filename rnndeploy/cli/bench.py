@@ -50,11 +50,11 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         command_line,
         emit_result,
         parse_dims,
+        parse_int_list,
         per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import UsageError
-    from rnndeploy.parity.inputs import parse_int_list
 
     if min_time <= 0 and iters is None:
         raise UsageError("--min-time must be positive", "or give --iters N")

@@ -74,12 +74,12 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         default_reference,
         emit_result,
         parse_dims,
+        parse_shapes,
         per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import ParityError, UsageError
     from rnndeploy.parity.harness import ParityConfig, run_parity
-    from rnndeploy.parity.inputs import parse_shapes
     from rnndeploy.parity.tolerances import ToleranceOverrides
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,

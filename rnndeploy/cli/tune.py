@@ -49,10 +49,9 @@ def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants:
       rnndeploy tune charlm.onnx --max-accuracy-drop 0.5 --budget 120 --json tune.json
     """
     from rnndeploy.backends.source import resolve_source
-    from rnndeploy.cli.harness_options import command_line, emit_result
+    from rnndeploy.cli.harness_options import command_line, emit_result, parse_int_list
     from rnndeploy.errors import UsageError
     from rnndeploy.fileio import check_parent_dir
-    from rnndeploy.parity.inputs import parse_int_list
     from rnndeploy.tune import TuneConfig, run_tune
 
     source = resolve_source(model)

@@ -37,7 +37,7 @@ from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.timing import measure
 from rnndeploy.errors import DataError, RnnDeployError, UsageError
-from rnndeploy.parity.inputs import generate_inputs, sizes_for
+from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
 from rnndeploy.tune.results import AccuracyCheck, Candidate, Choice, TuneResult
 
@@ -229,7 +229,7 @@ def _verdict(variant: str, within: bool, change: Optional[float], budget: Option
 
 def _compare(graph: Any, outs: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
              variant: str) -> Tuple[Dict[str, Dict[str, Any]], bool]:
-    from rnndeploy.parity.metrics import compare_output
+    from rnndeploy.metrics import compare_output
     from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
 
     per: Dict[str, Dict[str, Any]] = {}
