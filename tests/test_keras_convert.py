@@ -55,6 +55,8 @@ SEQUENTIAL = {
     "bi_lstm_ave_last": (lambda: seq(L.Masking(0.0), L.Bidirectional(L.LSTM(3), merge_mode="ave")), 1),
     "stacked_return_sequences": (lambda: seq(L.Masking(0.0), L.Bidirectional(L.LSTM(3, return_sequences=True)),
                                              L.LSTM(4, return_sequences=True), L.GRU(2)), 3),
+    "dropout_between_stacked": (lambda: seq(L.Masking(0.0), L.LSTM(4, return_sequences=True), L.Dropout(0.5),
+                                            L.GRU(3, return_sequences=True), L.GaussianNoise(0.2), L.LSTM(2)), 3),
     "time_distributed_dense": (lambda: seq(L.Masking(0.0), L.LSTM(4, return_sequences=True), L.SpatialDropout1D(0.3),
                                            L.TimeDistributed(L.Dense(2)), L.Dropout(0.3), L.GaussianNoise(0.1),
                                            L.Activation("softmax")), 1),

@@ -67,7 +67,9 @@ def _axis(axis: int, rank: int) -> int:
 @layer(*IDENTITY_LAYERS)
 def _identity(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> List[KT]:
     x = _one(args, cv.where(call))
-    return [x.with_(compact=None, mask=cv.mask_of(x, kwargs))]
+    mask = cv.mask_of(x, kwargs)
+    # the values are unchanged: a packed form under the same mask stays valid (LSTM → Dropout → LSTM)
+    return [x.with_(compact=x.compact if mask == x.mask else None, mask=mask)]
 
 
 @layer("Activation")
