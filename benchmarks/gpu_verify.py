@@ -173,7 +173,7 @@ def engine_runner(ctx: Context, g: gc.GraphPrep, variant: str, label: str, cuda_
             plan = str(ctx.state.engine(g.key, variant, False))
             runner = TensorRTRunner(replace(source, engine=plan),
                                     RunnerOptions(precision=precision, device="cuda", cuda_graph=cuda_graph))
-        runner.backend = label
+        runner.label = label
         return runner
 
     return make
@@ -207,7 +207,7 @@ def torch_factory(ctx: Context, g: gc.GraphPrep) -> Callable[..., Any]:
         else:
             device = "cpu" if ctx.dry else "cuda"
             r = create_runner(base, source, RunnerOptions(device=device, threads=1 if ctx.dry else None))
-        r.backend = name
+        r.label = name
         return r
 
     return make
@@ -560,7 +560,7 @@ def do_tasks_torch(ctx: Context, u: gc.Unit) -> Dict[str, Any]:
         for g in graphs:
             r = create_runner(label, ctx.source(g, checkpoint=True),
                               RunnerOptions(device="cpu" if ctx.dry else "cuda", threads=1 if ctx.dry else None))
-            r.backend = label
+            r.label = label
             out.append(r)
         return out
 
