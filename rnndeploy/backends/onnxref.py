@@ -33,9 +33,12 @@ class OnnxReferenceRunner(Runner):
         import onnx
         from onnx.reference import ReferenceEvaluator
 
+        from rnndeploy.graph.reference import recurrent_ops
+
         try:
             model = onnx.load_from_string(self.model) if isinstance(self.model, bytes) else onnx.load(self.model)
-            self._evaluator = ReferenceEvaluator(model)
+            # onnx's own LSTM/GRU/RNN ignore sequence_lens, clip, activations (see rnndeploy.graph.reference)
+            self._evaluator = ReferenceEvaluator(model, new_ops=recurrent_ops())
             self._precision = onnx_file_precision(self.model)  # it evaluates the graph as given
         except Exception as exc:  # protobuf / evaluator errors: the file cannot be evaluated
             where = self.model if isinstance(self.model, str) else "the in-memory ONNX model"

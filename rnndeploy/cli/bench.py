@@ -49,6 +49,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     from rnndeploy.cli.harness_options import (
         command_line,
         emit_result,
+        normalized_source,
         parse_dims,
         parse_int_list,
         runner_options_from,
@@ -59,6 +60,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         raise UsageError("--min-time must be positive", "or give --iters N")
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
+    source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     config = BenchConfig(

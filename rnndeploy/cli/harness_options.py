@@ -173,3 +173,14 @@ def emit_result(result: Any, json_path: Optional[str], markdown_path: Optional[s
         write_results(json_path, [result])
     if markdown_path:
         write_markdown(markdown_path, [result])
+
+
+def normalized_source(source: Any) -> Any:
+    """``source`` with its ONNX file swapped for a verified normalised copy when the file
+    needs one (layout=1 recurrent nodes), saying so in one line on stderr."""
+    from rnndeploy.graph.files import auto_normalize
+
+    source, line = auto_normalize(source)
+    if line:
+        click.echo(f"rnndeploy: {line}", err=True)
+    return source

@@ -135,10 +135,10 @@ def export_torchscript(module: Any, graph: GraphSpec, example: Mapping[str, np.n
 
 def trace_signature(module: Any, graph: GraphSpec, example: Mapping[str, np.ndarray], opset: int) -> Dict[str, int]:
     """Op histogram of the TorchScript export at ``example`` (used to spot shape-dependent forwards)."""
-    from rnndeploy.onnx_info import _all_nodes
+    from rnndeploy.onnx_info import all_nodes
 
     model = export_torchscript(module, graph, example, opset)
-    return dict(Counter(n.op_type for n in _all_nodes(model.graph)))
+    return dict(Counter(n.op_type for n in all_nodes(model.graph)))
 
 
 def check_shape_independent(
