@@ -19,7 +19,7 @@ the very ones the torch side uses.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,16 +47,35 @@ def token_agreement(ref: np.ndarray, test: np.ndarray) -> Tuple[float, Optional[
 
 
 # -- seq2seq ---------------------------------------------------------------------------------------------
-def greedy_tokens(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray], bos_id: int, eos_id: int,
-                  max_len: int) -> List[Tuple[int, ...]]:
-    """Greedy output tokens per row (eos excluded) with ``encoder`` and ``decoder`` runners."""
+def greedy_hypotheses(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray], bos_id: int, eos_id: int,
+                      max_len: int) -> List[Any]:
+    """Greedy ``decoding.Hypothesis`` per row with ``encoder`` and ``decoder`` runners."""
     from rnndeploy.decoding import greedy_decode
 
     io = Seq2SeqIO.resolve(encoder.graph_spec, decoder.graph_spec, encoder.source.spec.attrs)
     memory, states, src_len = encode(encoder, io, feed)
-    hyps = greedy_decode(seq2seq_step(decoder, io), states, memory, src_len, bos_id=bos_id, eos_id=eos_id,
-                         max_len=max_len)
-    return [h.tokens for h in hyps]
+    return list(greedy_decode(seq2seq_step(decoder, io), states, memory, src_len, bos_id=bos_id, eos_id=eos_id,
+                              max_len=max_len))
+
+
+def greedy_tokens(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray], bos_id: int, eos_id: int,
+                  max_len: int) -> List[Tuple[int, ...]]:
+    """Greedy output tokens per row (eos excluded) with ``encoder`` and ``decoder`` runners."""
+    return [h.tokens for h in greedy_hypotheses(encoder, decoder, feed, bos_id, eos_id, max_len)]
+
+
+def teacher_forced_scores(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray],
+                          tgt_in: np.ndarray) -> np.ndarray:
+    """Log-scores [batch, T, vocab] of the decoder step fed the target tokens ``tgt_in`` [batch, T]
+    (teacher forcing), after encoding ``feed``."""
+    io = Seq2SeqIO.resolve(encoder.graph_spec, decoder.graph_spec, encoder.source.spec.attrs)
+    memory, states, src_len = encode(encoder, io, feed)
+    step = seq2seq_step(decoder, io)
+    out = []
+    for t in range(tgt_in.shape[1]):
+        scores, states, _ = step(np.ascontiguousarray(tgt_in[:, t]), states, memory, src_len)
+        out.append(scores)
+    return np.stack(out, axis=1)
 
 
 def sequence_agreement(ref: Sequence[Tuple[int, ...]], test: Sequence[Tuple[int, ...]]) -> Tuple[float, float, int]:
