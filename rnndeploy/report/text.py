@@ -65,6 +65,8 @@ def _parity(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
     ]
     for b, d in result.backends.items():
         lines.append(f"Under test: {b} ({describe_run(d)})")
+        for text in (d.get("details") or {}).get("rewrites", []):  # what the runtime needed to compute it right
+            lines.append(f"  rewritten for {b}: {text}")
     tols = {}
     for c in result.cases:
         for o in c.outputs:
