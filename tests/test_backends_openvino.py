@@ -81,7 +81,7 @@ def test_bf16_is_reported_where_the_cpu_has_it_and_refused_where_not(tmp_path, m
 def test_other_backends_refuse_bf16(tmp_path):
     source, _, _ = _source(tmp_path, RnnCase("RNN"))
     with pytest.raises(UsageError, match="does not compute in bf16"):
-        create_runner("ort-cpu:bf16", source)
+        create_runner("onnx-ref:bf16", source)
 
 
 def test_unsupported_activation_is_one_line(tmp_path):
@@ -96,7 +96,7 @@ def test_missing_openvino_names_the_extra(tmp_path):
     code = block_imports("openvino") + (
         "from rnndeploy.cli import main\n"
         f"sys.argv = ['rnndeploy', 'parity', {str(tmp_path / 'm.onnx')!r}, '--backend', 'openvino', '--shapes', '1x2', "
-        "'--dim', 'seq=2', '--dim', 'batch=1']\nmain()\n")
+        "'--dim', 'seq=2', '--dim', 'batch=1', '--reference', 'onnx-ref']\nmain()\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "rnndeploy[openvino]" in proc.stderr and "Traceback" not in proc.stderr

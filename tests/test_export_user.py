@@ -87,7 +87,7 @@ def test_user_spec_finds_output_dims():
         ("hn", (1, "batch", 8), "state"),
     ]
     assert g.outputs[0].time_axis == 1
-    with pytest.raises(UsageError, match="declared float32"):
+    with pytest.raises(UsageError, match="has rank 3, the spec says 2"):
         user_spec(m, [parse_input("x[batch,seq,3]"), parse_input("h0[1,batch,8]")], ["y:float32[batch,8]", "hn"])
 
 
