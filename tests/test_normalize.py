@@ -289,3 +289,12 @@ def test_parity_without_backend_runs_every_available_runtime_and_says_which(tmp_
     line = next(x for x in proc.stderr.splitlines() if "no --backend given" in x)
     assert f"running {', '.join(chosen)}" in line and "skipped torch: no checkpoint or module given" in line
     assert all(f"Under test: {b} " in proc.stdout for b in chosen)
+
+
+def test_build_engine_dry_run_plans_from_the_normalised_copy(tmp_path):
+    model, _ = build(RnnCase("LSTM", "bidirectional", 1, seq_lens=True, initial=True))
+    onnx.save(model, tmp_path / "bf.onnx")
+    r = CliRunner().invoke(cli, ["build-engine", str(tmp_path / "bf.onnx"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "normalised" in r.output and "building from that copy" in r.output
+    assert "X [1..32, 1..1024, 3]" in r.output  # the profile keeps the file's batch-first input
