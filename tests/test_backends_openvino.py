@@ -100,3 +100,21 @@ def test_missing_openvino_names_the_extra(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "rnndeploy[openvino]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_input_openvino_prunes_is_not_fed_and_is_reported(tmp_path):
+    """ONNX's own test_lstm_with_peepholes has P as a graph input: OpenVINO prunes it (it ignores
+    peepholes), so the runner feeds the rest, says so, and the values show what that costs."""
+    from onnx import helper, numpy_helper
+
+    model, feed = build(RnnCase("LSTM", initial=True, peepholes=True))
+    p = next(i for i in model.graph.initializer if i.name == "P")
+    feed["P"] = numpy_helper.to_array(p)
+    model.graph.initializer.remove(p)
+    model.graph.input.append(helper.make_tensor_value_info("P", onnx.TensorProto.FLOAT, list(feed["P"].shape)))
+    onnx.save(model, tmp_path / "p_input.onnx")
+    source = ModelSource(spec=spec_from_onnx_io(model), onnx=str(tmp_path / "p_input.onnx"))
+    with create_runner("openvino", source) as r:
+        out = r.infer(feed)
+        assert r.describe().details["ignored_inputs"] == ["P"]
+    assert _max_err(out, reference_run(model, feed)) > 1e-2
