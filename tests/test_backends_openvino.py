@@ -107,11 +107,11 @@ def test_an_input_openvino_prunes_is_not_fed_and_is_reported(tmp_path):
     peepholes), so the runner feeds the rest, says so, and the values show what that costs."""
     from onnx import helper, numpy_helper
 
-    model, feed = build(RnnCase("LSTM", initial=True, peepholes=True))
-    p = next(i for i in model.graph.initializer if i.name == "P")
-    feed["P"] = numpy_helper.to_array(p)
-    model.graph.initializer.remove(p)
-    model.graph.input.append(helper.make_tensor_value_info("P", onnx.TensorProto.FLOAT, list(feed["P"].shape)))
+    model, feed = build(RnnCase("LSTM", seq_lens=True, initial=True, peepholes=True))
+    for init in list(model.graph.initializer):  # every weight a graph input, as in ONNX's node test
+        feed[init.name] = numpy_helper.to_array(init)
+        model.graph.input.append(helper.make_tensor_value_info(init.name, onnx.TensorProto.FLOAT, list(init.dims)))
+        model.graph.initializer.remove(init)
     onnx.save(model, tmp_path / "p_input.onnx")
     source = ModelSource(spec=spec_from_onnx_io(model), onnx=str(tmp_path / "p_input.onnx"))
     with create_runner("openvino", source) as r:
