@@ -54,7 +54,6 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         normalized_source,
         parse_dims,
         parse_int_list,
-        per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import UsageError
@@ -67,8 +66,6 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     backends = backends_or_defaults(backends, source)
-    has_torch = any(b.split(":")[0] == "torch" for b in backends)
-    all_backends = list(backends) + ([] if no_torch_row or has_torch else ["torch"])
     config = BenchConfig(
         backends=tuple(backends),
         batches=tuple(parse_int_list(batches, "--batch")),
@@ -77,7 +74,6 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         iters=iters,
         min_time=None if iters else min_time,
         options=options,
-        backend_options=per_backend_options(all_backends, options),
         seed=seed,
         torch_row=not no_torch_row,
         baseline=baseline,
