@@ -20,6 +20,7 @@ import numpy as np
 
 from rnndeploy.decoding import Hypothesis, States, beam_search, generate_text, greedy_decode
 from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.onnx_file import load_onnx
 from rnndeploy.optional import require
 from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, read_onnx_metadata
 
@@ -30,14 +31,13 @@ class _OnnxGraph:
     """One ONNX file in an onnxruntime session, with its rnndeploy spec."""
 
     def __init__(self, path: PathLike, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None):
-        import onnx
 
         ort = require("onnxruntime", "decoding with ONNX models")
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise UsageError(f"ONNX file {self.path} does not exist", "export it with rnndeploy export")
-        model = onnx.load(self.path, load_external_data=False)
-        self.spec, self.graph_name, self.export_info = read_onnx_metadata(model)
+        model = load_onnx(self.path, external_data=False)
+        self.spec, self.graph_name, self.export_info = read_onnx_metadata(model, self.path)
         self.graph: GraphSpec = self.spec.graph(self.graph_name)
         opts = ort.SessionOptions()
         if threads:

@@ -438,16 +438,10 @@ def convert_file(src: PathLike, dst: PathLike, policy: str = "fp16", keep_io_typ
 
 
 def load_onnx(path: PathLike) -> Any:
-    """``onnx.load`` with a clear error for a missing or unreadable file."""
-    import onnx
+    """The model in ``path``, checked (rnndeploy.onnx_file.load_onnx; external weights loaded)."""
+    from rnndeploy.onnx_file import load_onnx as load_checked
 
-    try:
-        return onnx.load(str(path))
-    except FileNotFoundError as exc:
-        raise UsageError(f"ONNX file {path} does not exist", "check the path") from exc
-    except Exception as exc:  # protobuf DecodeError and friends: the file is not ONNX
-        raise UsageError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})",
-                         "give the .onnx written by rnndeploy export or torch.onnx.export") from exc
+    return load_checked(path)
 
 
 def is_fp16_model(model: Any) -> bool:

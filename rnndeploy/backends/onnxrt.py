@@ -45,7 +45,9 @@ def onnx_file_precision(path: str) -> str:
     """"fp16" when the ONNX file stores float16 initializers (an FP16-converted model), else "fp32"."""
     import onnx
 
-    model = onnx.load(path, load_external_data=False)
+    from rnndeploy.onnx_file import load_onnx
+
+    model = load_onnx(path, external_data=False)
     fp16 = onnx.TensorProto.FLOAT16
     return "fp16" if any(i.data_type == fp16 for i in model.graph.initializer) else "fp32"
 

@@ -7,9 +7,11 @@ from typing import Sequence
 
 import click
 
+from rnndeploy.cli.types import OutputPath
+
 
 @click.command()
-@click.option("--out", "out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
+@click.option("--out", "out", type=OutputPath(kind="dir"), default="runs/demo", show_default=True,
               help="Directory for the checkpoint, ONNX file, engine, results and report.")
 @click.option("--recipe", default="sine", show_default=True, help="Recipe to train (a name in recipes/ or a path).")
 @click.option("--quick", is_flag=True, help="Two epochs and a one-point benchmark (a smoke test of the pipeline).")

@@ -7,12 +7,13 @@ from typing import Optional, Tuple
 
 import click
 
+from rnndeploy.cli.types import DEVICE_INDEX, POSITIVE_INT, OutputPath
 from rnndeploy.errors import UsageError
 
 
 @click.command("build-engine")
 @click.argument("onnx_file", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", default=None, metavar="MODEL.plan", help="Engine file to write (MODEL.plan.json is written beside it).")
+@click.option("-o", "--output", default=None, metavar="MODEL.plan", type=OutputPath(), help="Engine file to write (MODEL.plan.json is written beside it).")
 @click.option("--fp16/--fp32", "fp16", default=None, help="Precision (default: the recipe's [engine] precision in the ONNX metadata, else FP32).")
 @click.option("--policy", type=click.Choice(["fp16", "fp16-keep-recurrence"]), default=None,
               help="FP16 policy: fp16 = everything with an FP16 kernel (default); fp16-keep-recurrence = LSTM/GRU/RNN stay FP32.")
@@ -27,9 +28,9 @@ from rnndeploy.errors import UsageError
 @click.option("--min-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax (x:1x1x8,lengths:1); repeat the three for more profiles.")
 @click.option("--opt-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax; opt = max when omitted.")
 @click.option("--max-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax.")
-@click.option("--workspace", "workspace_mib", type=int, default=None, metavar="MiB", help="Builder workspace limit (default: TensorRT's).")
+@click.option("--workspace", "workspace_mib", type=POSITIVE_INT, default=None, metavar="MiB", help="Builder workspace limit (default: TensorRT's).")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, metavar="N", help="Builder optimisation level 0-5 (default: TensorRT's, 3).")
-@click.option("--timing-cache", default=None, metavar="FILE", help="Load the timing cache from FILE if it exists; save it after the build.")
+@click.option("--timing-cache", default=None, metavar="FILE", type=OutputPath(), help="Load the timing cache from FILE if it exists; save it after the build.")
 @click.option("--no-stub-tactics", is_flag=True,
               help="Disable the cuBLAS/cuBLASLt/cuDNN tactic sources (automatic when those libraries are the trt86 kit's stubs).")
 @click.option("--keep-stub-tactics", is_flag=True, help="Keep those tactic sources even when the libraries look like stubs.")
@@ -38,10 +39,10 @@ from rnndeploy.errors import UsageError
 @click.option("--hoist-input-projection", "hoist", is_flag=True,
               help="Rewrite LSTM/GRU/RNN nodes so the input projection of all timesteps is one MatMul ahead of the "
               "recurrence (a Scan then carries only the recurrent matmul). Outputs are unchanged; try it for speed.")
-@click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
+@click.option("--device", type=DEVICE_INDEX, default=0, show_default=True, help="CUDA device index.")
 @click.option("--progress/--no-progress", default=None, help="Build progress on stderr (default: when stderr is a terminal).")
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log on stderr.")
-@click.option("--write-fp16-onnx", default=None, metavar="FILE.onnx",
+@click.option("--write-fp16-onnx", default=None, metavar="FILE.onnx", type=OutputPath(),
               help="Write the FP16 ONNX this policy produces (onnx only; no TensorRT or GPU needed). Without -o, stop there.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (profiles, precision, kept nodes) and stop; needs no TensorRT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecar (or the plan) as JSON.")

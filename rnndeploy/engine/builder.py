@@ -23,7 +23,7 @@ from rnndeploy.engine import constraints, trt_compat
 from rnndeploy.engine.monitor import ElapsedSpinner, MemorySampler, PhaseTracker, make_progress_monitor
 from rnndeploy.engine.profiles import Profile, derive_profiles, engine_defaults, inputs_for_onnx
 from rnndeploy.engine.sidecar import write_sidecar
-from rnndeploy.errors import EngineBuildError, SpecError, UsageError
+from rnndeploy.errors import EngineBuildError, UsageError
 from rnndeploy.fileio import check_parent_dir, sha256_bytes, sha256_file, write_bytes_atomic
 from rnndeploy.precision import (
     POLICIES,
@@ -34,7 +34,7 @@ from rnndeploy.precision import (
     load_onnx,
     precision_report_of,
 )
-from rnndeploy.spec import ModelSpec, read_onnx_metadata, spec_from_onnx_io
+from rnndeploy.spec import ModelSpec, has_rnndeploy_metadata, read_onnx_metadata, spec_from_onnx_io
 
 # Policy reasons that must be enforced on the FP16-flag path (the others — ops with no
 # FP16 path — TensorRT already handles by itself there).
@@ -158,10 +158,10 @@ def plan_build(onnx_path: str, options: BuildOptions) -> BuildPlan:
         UsageError / ShapeError / SpecError: bad file, options or profiles.
     """
     model = load_onnx(onnx_path)
-    try:
-        spec, graph, export_info = read_onnx_metadata(model)
+    if has_rnndeploy_metadata(model):
+        spec, graph, export_info = read_onnx_metadata(model, str(onnx_path))
         spec_inputs = spec.graph(graph).inputs
-    except SpecError:
+    else:  # a foreign model: its declared inputs and outputs
         spec, graph, export_info = spec_from_onnx_io(model, os.path.splitext(os.path.basename(onnx_path))[0]), "model", {}
         spec_inputs = spec.graph("model").inputs
     inputs = inputs_for_onnx(model, spec_inputs)

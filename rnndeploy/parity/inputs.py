@@ -148,16 +148,40 @@ def infer_sizes(graph: GraphSpec, feed: Mapping[str, np.ndarray]) -> Dict[str, i
 
 # -- files -------------------------------------------------------------------------------------------
 def load_npz(path: str, what: str) -> Dict[str, np.ndarray]:
-    """Arrays from an .npz file (never unpickles: allow_pickle=False)."""
+    """Arrays from an .npz file: never unpickles (allow_pickle=False), checks the arrays'
+    declared sizes against the machine's memory before reading them.
+
+    Raises:
+        UsageError: missing, a directory, not an .npz of plain arrays, or too large.
+    """
+    import zipfile
+
+    from rnndeploy.memory import check_fits, tensor_bytes
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UsageError(f"{what} file {p} does not exist")
+    if not p.is_file():
+        raise UsageError(f"{what} {p} is not a file", "give an .npz written by numpy.savez")
     try:
+        with zipfile.ZipFile(p) as zf:
+            declared = 0
+            for info in zf.infolist():
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as f:
+                        version = np.lib.format.read_magic(f)
+                        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                           else np.lib.format.read_array_header_2_0(f))
+                    declared += tensor_bytes(shape, "int8") * max(np.dtype(dtype).itemsize, 1)
+        check_fits(declared, f"{what} file {p}")
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays: {exc}",
-                         "save it with numpy.savez(path, name=array, ...)") from exc
+    except UsageError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays ({first})",
+                         "save it with numpy.savez(path, name=array, ...)") from None
 
 
 def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
