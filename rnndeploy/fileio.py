@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Iterator, Optional, Union
 
 from rnndeploy.errors import UsageError
 
@@ -190,15 +190,40 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def transaction_dir(path: PathLike) -> Iterator[Path]:
+def transaction_dir(path: PathLike, parents: bool = False, what: str = "output directory") -> Iterator[Path]:
     """Let a multi-step job write into ``path`` in place, all or nothing.
 
     If the block raises, ``path`` is restored: removed when it did not exist before,
     else put back as it was (its entries are kept aside as hard links — rnndeploy's
     writers replace files by renaming, so the kept inodes are never modified). The
     paths the job records (in results, commands) are the final ones.
+
+    Args:
+        parents: create missing parent directories (removed again on failure).
     """
-    p = check_output_path(path, "output directory", kind="dir")
+    p = Path(path)
+    created_top: Optional[Path] = None
+    if parents and not p.parent.exists():
+        top = p.parent
+        while not top.parent.exists():
+            top = top.parent
+        check_output_path(top, what, kind="dir")
+        try:
+            p.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise output_error(p.parent, exc) from None
+        created_top = top
+    try:
+        with _transaction(check_output_path(p, what, kind="dir")) as out:
+            yield out
+    except BaseException:
+        if created_top is not None:
+            _rmtree(created_top)
+        raise
+
+
+@contextlib.contextmanager
+def _transaction(p: Path) -> Iterator[Path]:
     existed = p.is_dir()
     backup: Path = p
     if existed:

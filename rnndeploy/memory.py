@@ -104,6 +104,40 @@ def graph_bytes(graph: object, sizes: Mapping[str, int]) -> int:
     return total
 
 
+def activation_bytes(attrs: Optional[Mapping[str, object]], sizes: Mapping[str, int]) -> int:
+    """The recurrent layers' per-step outputs and gates a runtime keeps for one case (float32).
+
+    From the spec's attrs (``hidden_size``, ``num_layers``, ``bidirectional``, ``cell``);
+    0 when they are unknown (foreign models: their inputs and outputs are all we know).
+    """
+    attrs = attrs or {}
+    hidden = attrs.get("hidden_size")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        return 0
+    layers = attrs.get("num_layers", 1)
+    layers = layers if isinstance(layers, int) and not isinstance(layers, bool) and layers > 0 else 1
+    dirs = 2 if attrs.get("bidirectional") else 1
+    gates = {"lstm": 4, "gru": 3}.get(str(attrs.get("cell", "")).split("_")[0], 1)
+    batch = int(sizes.get("batch", 1))
+    steps = max(int(sizes.get("seq", 1)), int(sizes.get("src_seq", 1)))
+    return batch * steps * hidden * layers * dirs * (gates + 1) * 4
+
+
+def check_graph_fits(graph: object, sizes: Mapping[str, int], what: str, copies: int = 2,
+                     attrs: Optional[Mapping[str, object]] = None) -> None:
+    """``check_fits`` for one case of ``graph`` at ``sizes``.
+
+    The estimate: ``copies`` × (inputs + outputs) — the sets that exist at once, e.g.
+    inputs + reference outputs + one runtime's outputs is about 3 — plus the float64
+    temporaries of generated float inputs, plus ``activation_bytes(attrs, sizes)``.
+    """
+    floats_in = sum(tensor_bytes([d if isinstance(d, int) else int(sizes.get(d, 1)) for d in t.dims], t.dtype)
+                    for t in getattr(graph, "inputs", ()) if str(t.dtype).startswith("float"))
+    nbytes = graph_bytes(graph, sizes) * copies + 2 * floats_in + activation_bytes(attrs, sizes)
+    shown = ", ".join(f"{k} {v}" for k, v in sizes.items())
+    check_fits(nbytes, f"{what} ({shown})" if shown else what)
+
+
 def check_fits(nbytes: int, what: str, hint: Optional[str] = None, fraction: float = 1.0) -> None:
     """Refuse (UsageError) when ``nbytes`` exceed ``fraction`` of the available memory.
 

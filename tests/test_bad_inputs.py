@@ -628,7 +628,8 @@ CASES = [
     B("train-out-not-checkpoint", "train sine --out {d}/data --epochs 1", 2, "not an rnndeploy checkpoint",
       files={"data/notes.txt": "keep"}),
     B("train-hidden-huge", "train sine --out {d}/r --set model.hidden_size=65536", 2, "memory", "gib"),
-    B("train-layers-huge", "train sine --out {d}/r --set model.num_layers=100000 --set model.hidden_size=512", 2, "memory"),
+    B("train-layers-huge", "train sine --out {d}/r --set model.num_layers=64 --set model.hidden_size=4096", 2, "memory"),
+    B("train-seed-set-neg", "train sine --out {d}/r --set data.seed=-1", 2, "seed"),
     B("train-window-huge", "train sine --out {d}/r --set data.window=1000000000", 2, "memory"),
     B("train-batch-size-zero", "train sine --out {d}/r --set train.batch_size=0", 2, "batch_size"),
     B("train-lr-nan", "train sine --out {d}/r --set train.lr=nan", 2, "lr", "nan"),
@@ -652,7 +653,13 @@ CASES = [
     B("demo-out-is-file", "demo --out {d}/f --quick", 2, "f", files={"f": "keep"}),
     B("demo-recipe-missing", "demo --out {d}/demo --recipe {d}/nope.toml --quick", 2, "nope.toml"),
     B("demo-recipe-bad", "demo --out {d}/demo --recipe {d}/r.toml --quick", 2, "r.toml", files={"r.toml": "[oops"}),
-    B("demo-out-no-parent", "demo --out {d}/a/b/demo --quick", 2, "does not exist"),
+    B("demo-out-no-parent-bad-recipe", "demo --out {d}/a/b/demo --recipe {d}/r.toml --quick", 2, "r.toml",
+      files={"r.toml": "[oops"}),
+    B("demo-stage-fails-new-dirs-removed", "demo --out {d}/a/b/demo --recipe {d}/r.toml --quick", 2, "memory",
+      files={"r.toml": lambda a: _sine_recipe("hidden_size = 20", "hidden_size = 65536")}),
+    B("demo-stage-fails-previous-intact", "demo --out {d}/prev --recipe {d}/r.toml --quick", 2, "memory",
+      files={"r.toml": lambda a: _sine_recipe("hidden_size = 20", "hidden_size = 65536"),
+             "prev/report.md": "old report", "prev/model.onnx": "old model"}),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),
@@ -661,6 +668,14 @@ CASES = [
     B("cli-recipes-option", "recipes --bogus", 2, "--bogus"),
     B("cli-doctor-option", "doctor --bogus", 2, "--bogus"),
 ]
+
+
+def _sine_recipe(old: str, new: str) -> str:
+    from rnndeploy.recipe import find_recipe
+
+    text = find_recipe("sine").read_text()
+    assert old in text
+    return text.replace(old, new)
 
 
 def _fp16_bytes(a: Mapping[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from rnndeploy.memory import check_graph_fits
 from rnndeploy.spec import GraphSpec, TensorSpec
 
 # Example sizes for tracing: distinct from each other and from 1, so an axis the
@@ -72,6 +73,7 @@ def make_inputs(graph: GraphSpec, sizes: Mapping[str, int], seed: int = 0) -> Di
     outputs keep the padded length); a mask is 1 where a position is within the
     row's length (from the lengths input when there is one).
     """
+    check_graph_fits(graph, sizes, f"export inputs and outputs of graph {graph.name!r}")
     rng = np.random.default_rng(seed)
     out: Dict[str, np.ndarray] = {}
     lengths: Optional[np.ndarray] = None

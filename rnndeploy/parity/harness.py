@@ -149,7 +149,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         else:
             reference = {"backend": config.reference, "source": "run"}
     else:
-        cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id)
+        cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id, source.spec.attrs)
         seed = config.seed
         reference = {"backend": config.reference, "source": "run"}
 
