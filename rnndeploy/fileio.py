@@ -1,4 +1,4 @@
-"""Small file helpers shared by every stage: atomic writes, output preflight, content hashes.
+"""Small file helpers shared by every stage: atomic writes, output preflight, content hashes, .npz arrays.
 
 Nothing rnndeploy writes is ever left half-written: files are written to a
 temporary name in the destination directory and renamed into place, so a crash
@@ -23,7 +23,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Union
+from typing import IO, Any, Dict, Iterator, Mapping, Optional, Union
+
+import numpy as np
 
 from rnndeploy.errors import UsageError
 
@@ -260,6 +262,49 @@ def _link_or_copy(src: str, dst: str) -> None:
 # errors of the file system, not of rnndeploy: reported as one line with the path
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT,
                  errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG}
+
+
+def load_npz(path: str, what: str) -> Dict[str, np.ndarray]:
+    """Arrays from an .npz file: never unpickles (allow_pickle=False), checks the arrays'
+    declared sizes against the machine's memory before reading them.
+
+    Raises:
+        UsageError: missing, a directory, not an .npz of plain arrays, or too large.
+    """
+    import zipfile
+
+    from rnndeploy.memory import check_fits, tensor_bytes
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} file {p} does not exist")
+    if not p.is_file():
+        raise UsageError(f"{what} {p} is not a file", "give an .npz written by numpy.savez")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            declared = 0
+            for info in zf.infolist():
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as f:
+                        version = np.lib.format.read_magic(f)
+                        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                           else np.lib.format.read_array_header_2_0(f))
+                    declared += tensor_bytes(shape, "int8") * max(np.dtype(dtype).itemsize, 1)
+        check_fits(declared, f"{what} file {p}")
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except UsageError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays ({first})",
+                         "save it with numpy.savez(path, name=array, ...)") from None
+
+
+def save_npz(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays uncompressed (golden files are small; diffs stay byte-stable)."""
+    with open(path, "wb") as f:
+        np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
 
 
 def _umask() -> int:

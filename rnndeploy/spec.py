@@ -23,6 +23,8 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from rnndeploy.errors import SpecError
 from rnndeploy.validation import Fields, check_number
 
@@ -34,6 +36,8 @@ META_GRAPH = "rnndeploy.graph"  # which of spec.graphs this file holds
 META_EXPORT = "rnndeploy.export"  # exporter, opset, checkpoint sha256, version, ...
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
+# spec dtype name → numpy dtype (bool inputs are rare — masks — but legal)
+NUMPY_DTYPES: Dict[str, np.dtype] = {d: np.dtype(d) for d in DTYPES}
 FAMILIES = ("regressor", "classifier", "charlm", "seq2seq", "custom")
 # Roles tell parity how to generate an input and how to compare an output.
 INPUT_ROLES = (
@@ -56,7 +60,8 @@ OUTPUT_ROLES = (
     "other",
 )
 DYNAMIC_DIMS = ("batch", "seq", "src_seq")
-PRECISIONS = ("fp32", "fp16")
+# bf16: OpenVINO's CPU plugin on CPUs with AVX-512 BF16 / AMX (the openvino:bf16 backend).
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 Dim = Union[int, str]
 
@@ -110,6 +115,7 @@ class Tolerance:
 DEFAULT_TOLERANCES: Dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3, rel_l2=1e-4),
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, rel_l2=1e-3),
+    "bf16": Tolerance(atol=1e-1, rtol=1e-1, rel_l2=3e-2),
 }
 
 
@@ -443,6 +449,18 @@ def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of a spec dtype name (one of DTYPES).
+
+    Raises:
+        SpecError: an unknown dtype name.
+    """
+    try:
+        return NUMPY_DTYPES[dtype]
+    except KeyError:
+        raise SpecError(f"dtype {dtype!r} is not supported", f"use one of {', '.join(DTYPES)}") from None
+
+
 def named_dims(tensors: Sequence[Any]) -> Tuple[str, ...]:
     """Every axis name (str dim) of ``tensors`` (anything with ``.dims``), in first-seen order."""
     seen: Dict[str, None] = {}

@@ -20,9 +20,9 @@ from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.results import BenchResult
 from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, MAX_SAMPLES, measure
 from rnndeploy.errors import UsageError
+from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.memory import check_graph_fits
 from rnndeploy.optional import available
-from rnndeploy.parity.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
 
 
