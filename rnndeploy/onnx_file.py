@@ -42,7 +42,7 @@ def load_onnx(path: PathLike, external_data: bool = True, what: str = "ONNX file
         model = onnx.load(p, load_external_data=external_data)
     except Exception as exc:  # protobuf DecodeError, missing external data, ...: the file is not usable ONNX
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UsageError(f"{p} is not a readable ONNX file ({type(exc).__name__}: {first})",
+        raise UsageError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {first})",
                          "give the .onnx written by rnndeploy export or torch.onnx.export") from None
     check_structure(model, p)
     return model

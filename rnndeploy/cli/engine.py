@@ -40,6 +40,8 @@ from rnndeploy.errors import UsageError
 @click.option("--hoist-input-projection", "hoist", is_flag=True,
               help="Rewrite LSTM/GRU/RNN nodes so the input projection of all timesteps is one MatMul ahead of the "
               "recurrence (a Scan then carries only the recurrent matmul). Outputs are unchanged; try it for speed.")
+@click.option("--trt-version", default=None, metavar="X.Y",
+              help="TensorRT the plan is for (checks the ONNX opset its parser reads). Default: the installed one.")
 @click.option("--device", type=DEVICE_INDEX, default=0, show_default=True, help="CUDA device index.")
 @click.option("--progress/--no-progress", default=None, help="Build progress on stderr (default: when stderr is a terminal).")
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log on stderr.")
@@ -51,7 +53,7 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
                  batch: Optional[str], seq: Optional[str], dims: Tuple[str, ...], profiles: Tuple[str, ...],
                  min_shapes: Tuple[str, ...], opt_shapes: Tuple[str, ...], max_shapes: Tuple[str, ...],
                  workspace_mib: Optional[int], opt_level: Optional[int], timing_cache: Optional[str],
-                 no_stub_tactics: bool, keep_stub_tactics: bool, tf32: bool, keep_nodes: Tuple[str, ...], hoist: bool, device: int,
+                 no_stub_tactics: bool, keep_stub_tactics: bool, tf32: bool, keep_nodes: Tuple[str, ...], hoist: bool, trt_version: Optional[str], device: int,
                  progress: Optional[bool], verbose: bool, write_fp16_onnx: Optional[str], dry_run: bool, as_json: bool) -> None:
     """Build a TensorRT engine from an ONNX file, with optimization profiles from the
     model's metadata (or the options below) and FP16 chosen the way the installed
@@ -77,11 +79,8 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
         workspace_mib=workspace_mib, opt_level=opt_level, timing_cache=timing_cache,
         stub_tactics="disable" if no_stub_tactics else ("keep" if keep_stub_tactics else "auto"),
         tf32=tf32, progress=progress, verbose=verbose, device=device, keep_nodes=keep_nodes, hoist=hoist,
+        trt_version=trt_version,
     )
-    if output is not None:
-        from rnndeploy.fileio import check_parent_dir
-
-        check_parent_dir(output, "engine")
     from rnndeploy.graph.files import auto_normalize_path
 
     if os.path.isfile(onnx_file):
@@ -132,3 +131,5 @@ def _print_plan(plan, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     click.echo(f"profiles   from {plan.profiles_origin}: {describe_profiles(plan.profiles)}")
     if plan.rewrite:
         click.echo(f"rewrite    {len(plan.rewrite['rewritten'])} node(s) hoisted, left: {plan.rewrite['skipped'] or 'none'}")
+    for note in plan.notes:
+        click.echo(f"note       {note}")

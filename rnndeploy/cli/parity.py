@@ -127,6 +127,10 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         show_progress=show_progress,
     )
     result = run_parity(source, config, command=command_line())
+    if save_golden and not result.cases:  # only the reference ran: a golden, no comparison
+        click.echo(f"golden written to {save_golden} (only the reference ran: nothing compared"
+                   f"{'; no --json/--markdown written' if json_path or markdown_path else ''})")
+        return None
     if result.status == "invalid":  # never written, never reported as passed
         raise UsageError(f"parity is invalid: {result.invalid_reason()}", "give finite tolerances and inputs to compare")
     emit_result(result, json_path, markdown_path)

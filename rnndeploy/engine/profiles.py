@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from rnndeploy.errors import ShapeError, UsageError
-from rnndeploy.spec import TensorSpec, named_dims
+from rnndeploy.spec import DYNAMIC_DIMS, TensorSpec, named_dims
 
 Range = Tuple[int, int, int]  # (min, opt, max)
 Shape = Tuple[int, ...]
@@ -300,7 +300,10 @@ def derive_profiles(
     if seq is not None:
         extra["seq"] = parse_range(seq, "--seq")
         given.append(("seq", "--seq"))
-    given += [(name, "--profile") for p in profiles for name in parse_dim_assignments(p, "--profile")]
+    # One --profile string may serve every graph of a model (decoder_step has src_seq but no seq),
+    # so the standard axes a graph lacks are skipped there; any other unknown name is a typo.
+    given += [(name, "--profile") for p in profiles for name in parse_dim_assignments(p, "--profile")
+              if name not in DYNAMIC_DIMS]
     axes = named_dims(inputs)
     for name, option in given:  # an axis the model does not have would be silently ignored
         if name not in axes:
