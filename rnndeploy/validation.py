@@ -247,6 +247,14 @@ class Fields:
             raise self.error(f"{self.path(key)} is empty: nothing to read")
         return list(v)
 
+    def objects(self, key: str, required: bool = True) -> Dict[str, Dict[str, Any]]:
+        """An object whose every value is an object (name → record), as plain dicts."""
+        table = self.mapping(key, required, {})
+        for k, v in table.items():
+            if not isinstance(v, Mapping):
+                raise self.fail(f"{key}.{k}", "an object", v)
+        return {k: dict(v) for k, v in table.items()}
+
     def record(self, key: str, required: bool = True) -> Optional[Fields]:
         """The object at ``key`` as Fields (None when absent and not required)."""
         v = self._get(key, required, None)

@@ -135,6 +135,8 @@ class ParityResult:
     seed: Optional[int]
     cases: Tuple[CaseResult, ...]
     tasks: Tuple[TaskAgreement, ...] = ()
+    # backend → {"metric", "value", "split", "rows", "metrics"}: the recipe's metric on real data
+    task_metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     warnings: Tuple[str, ...] = ()
     tolerance_overrides: Mapping[str, Any] = field(default_factory=dict)
     machine: Mapping[str, Any] = field(default_factory=dict)
@@ -257,6 +259,7 @@ class ParityResult:
             "seed": self.seed,
             "cases": [c.to_dict() for c in self.cases],
             "tasks": [t.to_dict() for t in self.tasks],
+            "task_metrics": {k: dict(v) for k, v in self.task_metrics.items()},
             "warnings": list(self.warnings),
             "tolerance_overrides": dict(self.tolerance_overrides),
             "machine": dict(self.machine),
@@ -273,17 +276,14 @@ class ParityResult:
         "invalid" (``status``), which the report refuses.
         """
         f = Fields(d, where)
-        backends = f.mapping("backends", required=False, default={})
-        for k, v in backends.items():
-            if not isinstance(v, Mapping):
-                raise f.fail(f"backends.{k}", "an object (the runner's description)", v)
         out = cls(
             model=f.mapping("model", required=False, default={}),
             reference=f.mapping("reference", required=False, default={}),
-            backends={k: dict(v) for k, v in backends.items()},
+            backends=f.objects("backends", required=False),
             seed=f.int("seed", required=False),
             cases=tuple(CaseResult.from_dict(c.data, c.where) for c in f.records("cases", required=False)),
             tasks=tuple(TaskAgreement.from_dict(t.data, t.where) for t in f.records("tasks", required=False)),
+            task_metrics=f.objects("task_metrics", required=False),
             warnings=tuple(f.strs("warnings", required=False)),
             tolerance_overrides=f.mapping("tolerance_overrides", required=False, default={}),
             machine=f.mapping("machine", required=False, default={}),

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
-from rnndeploy.errors import UsageError
+from rnndeploy.errors import UsageError, first_line
 from rnndeploy.fileio import write_text_atomic
 from rnndeploy.jsonio import dumps
 from rnndeploy.validation import Fields, type_name
@@ -34,14 +34,15 @@ from rnndeploy.validation import Fields, type_name
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
 
-Result = Any  # ParityResult | BenchResult (both have .kind and .to_dict())
+Result = Any  # ParityResult | BenchResult | TuneResult (each has .kind and .to_dict())
+KINDS = ("parity", "bench", "tune")
 
 
 def to_document(results: Sequence[Result]) -> Dict[str, Any]:
     """A results document holding ``results`` (objects with ``to_dict`` or plain dicts)."""
     items = [r if isinstance(r, dict) else r.to_dict() for r in results]
     for item in items:
-        if item.get("kind") not in ("parity", "bench"):
+        if item.get("kind") not in KINDS:
             raise ValueError(f"result of unknown kind {item.get('kind')!r}")
     return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "results": items}
 
@@ -98,8 +99,18 @@ def parse_result(r: Any, where: str) -> Result:
     from rnndeploy.parity.results import ParityResult
 
     f = Fields(r, where)
-    kind = f.str("kind", choices=("parity", "bench"))
-    return ParityResult.from_dict(r, where) if kind == "parity" else BenchResult.from_dict(r, where)
+    kind = f.str("kind", choices=KINDS)
+    if kind == "parity":
+        return ParityResult.from_dict(r, where)
+    if kind == "bench":
+        return BenchResult.from_dict(r, where)
+    from rnndeploy.tune.results import TuneResult
+
+    try:  # its loader checks the containers; anything deeper that does not fit is the file's fault too
+        return TuneResult.from_dict(r, where)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{where} is malformed ({type(exc).__name__}: {first_line(exc)})",
+                         "give results written by rnndeploy tune --json FILE") from None
 
 
 def merge(paths: Iterable[Union[str, Path]]) -> Dict[str, Any]:
