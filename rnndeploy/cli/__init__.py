@@ -28,6 +28,9 @@ COMMANDS: Dict[str, str] = {
     "parity": "rnndeploy.cli.parity:parity",
     "bench": "rnndeploy.cli.bench:bench",
     "report": "rnndeploy.cli.report:report",
+    "triton": "rnndeploy.cli.triton:triton",
+    "serve": "rnndeploy.cli.triton:serve",
+    "loadtest": "rnndeploy.cli.triton:loadtest",
     "doctor": "rnndeploy.cli.doctor:doctor",
 }
 

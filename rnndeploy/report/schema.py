@@ -4,7 +4,8 @@
       "format": "rnndeploy.results",
       "schema_version": 1,
       "results": [ {"kind": "parity", ...ParityResult.to_dict()},
-                   {"kind": "bench",  ...BenchResult.to_dict()}, ... ]
+                   {"kind": "bench",  ...BenchResult.to_dict()},
+                   {"kind": "loadtest", ...LoadTestResult.to_dict()}, ... ]
     }
 
 Every result carries its own ``machine`` and ``command``, so documents written on a
@@ -25,14 +26,15 @@ from rnndeploy.fileio import write_text_atomic
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
 
-Result = Any  # ParityResult | BenchResult (both have .kind and .to_dict())
+Result = Any  # ParityResult | BenchResult | LoadTestResult (each has .kind and .to_dict())
+KINDS = ("parity", "bench", "loadtest")
 
 
 def to_document(results: Sequence[Result]) -> Dict[str, Any]:
     """A results document holding ``results`` (objects with ``to_dict`` or plain dicts)."""
     items = [r if isinstance(r, dict) else r.to_dict() for r in results]
     for item in items:
-        if item.get("kind") not in ("parity", "bench"):
+        if item.get("kind") not in KINDS:
             raise ValueError(f"result of unknown kind {item.get('kind')!r}")
     return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "results": items}
 
@@ -90,9 +92,10 @@ def merge(paths: Iterable[Union[str, Path]]) -> Dict[str, Any]:
 
 
 def load_results(doc: Dict[str, Any]) -> List[Result]:
-    """Typed results (ParityResult / BenchResult) from a document."""
+    """Typed results (ParityResult / BenchResult / LoadTestResult) from a document."""
     from rnndeploy.bench.results import BenchResult
     from rnndeploy.parity.results import ParityResult
+    from rnndeploy.triton.results import LoadTestResult
 
     out: List[Result] = []
     for r in doc["results"]:
@@ -101,6 +104,8 @@ def load_results(doc: Dict[str, Any]) -> List[Result]:
             out.append(ParityResult.from_dict(r))
         elif kind == "bench":
             out.append(BenchResult.from_dict(r))
+        elif kind == "loadtest":
+            out.append(LoadTestResult.from_dict(r))
         else:
             raise UsageError(f"results document holds a result of unknown kind {kind!r}")
     return out

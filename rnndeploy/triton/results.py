@@ -1,0 +1,146 @@
+"""LoadTestResult: one ``rnndeploy loadtest`` sweep, in the results format parity and bench use.
+
+Measuring (loadtest.py), holding (this module) and rendering (rnndeploy.report) stay apart:
+a Level keeps every latency sample and every count; percentiles and throughput are derived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+RESULT_VERSION = 1
+MAX_FAILURES_KEPT = 20
+
+
+@dataclass(frozen=True)
+class Level:
+    """One concurrency level.
+
+    Attributes:
+        concurrency: clients sending at once (each waits for its answer before the next request).
+        latencies: seconds per timed request (answered, right or wrong), in completion order.
+        sent: requests sent. verified: answers equal to the local reference (and to the request's id).
+        wrong: answers that came back different. errors: requests answered with an error or not at all.
+        abandoned: streaming requests never sent because an earlier request of their sequence failed.
+        wall_s: seconds from the first timed request's start to the last timed answer.
+        steps_per_request: batch × sequence length of one request (for time steps per second).
+        failures: the first MAX_FAILURES_KEPT failures, {"request", "kind", "message"}.
+        failure_counts: failure kind and message → how many times.
+    """
+
+    concurrency: int
+    latencies: Tuple[float, ...]
+    sent: int
+    verified: int
+    wrong: int = 0
+    errors: int = 0
+    abandoned: int = 0
+    wall_s: float = 0.0
+    steps_per_request: int = 1
+    failures: Tuple[Mapping[str, Any], ...] = ()
+    failure_counts: Mapping[str, int] = field(default_factory=dict)
+
+    def _q(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.latencies, dtype=np.float64), q)) if self.latencies else float("nan")
+
+    @property
+    def p50(self) -> float:
+        return self._q(50)
+
+    @property
+    def p90(self) -> float:
+        return self._q(90)
+
+    @property
+    def p99(self) -> float:
+        return self._q(99)
+
+    @property
+    def throughput(self) -> float:
+        """Answered timed requests per second."""
+        return len(self.latencies) / self.wall_s if self.wall_s > 0 and self.latencies else float("nan")
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.throughput * self.steps_per_request
+
+    @property
+    def passed(self) -> bool:
+        return self.sent > 0 and self.verified == self.sent and not (self.wrong or self.errors or self.abandoned)
+
+    def to_dict(self) -> Dict[str, Any]:
+        def clean(v: float) -> Optional[float]:
+            return None if v != v else v
+
+        return {
+            "concurrency": self.concurrency, "latencies": [float(f"{t:.4g}") for t in self.latencies],
+            "sent": self.sent, "verified": self.verified, "wrong": self.wrong, "errors": self.errors,
+            "abandoned": self.abandoned, "wall_s": self.wall_s, "steps_per_request": self.steps_per_request,
+            "failures": [dict(f) for f in self.failures], "failure_counts": dict(self.failure_counts),
+            "stats": {"p50": clean(self.p50), "p90": clean(self.p90), "p99": clean(self.p99),
+                      "throughput": clean(self.throughput)},  # informative: readers recompute
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Level:
+        return cls(
+            concurrency=int(d["concurrency"]), latencies=tuple(float(t) for t in d.get("latencies", [])),
+            sent=int(d.get("sent", 0)), verified=int(d.get("verified", 0)), wrong=int(d.get("wrong", 0)),
+            errors=int(d.get("errors", 0)), abandoned=int(d.get("abandoned", 0)), wall_s=float(d.get("wall_s", 0.0)),
+            steps_per_request=int(d.get("steps_per_request", 1)),
+            failures=tuple(dict(f) for f in d.get("failures", [])),
+            failure_counts={str(k): int(v) for k, v in d.get("failure_counts", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class LoadTestResult:
+    """A concurrency sweep against one served model, every answer checked.
+
+    Attributes:
+        model: {"name" (spec), "served_as", "url", "protocol", "streaming", "max_batch_size",
+            "reference" (backend), "onnx_sha256", ...}.
+        levels: one per concurrency, in sweep order.
+        settings: {"requests", "max_seconds", "batch", "seq", "chunks", "warmup", "timeout_s", "seed"}.
+        warnings / machine / command / created: as in BenchResult.
+    """
+
+    model: Mapping[str, Any]
+    levels: Tuple[Level, ...]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    warnings: Tuple[str, ...] = ()
+    machine: Mapping[str, Any] = field(default_factory=dict)
+    command: str = ""
+    created: str = ""
+
+    kind = "loadtest"
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.levels) and all(lv.passed for lv in self.levels)
+
+    def failures(self) -> List[str]:
+        out = []
+        for lv in self.levels:
+            for what, n in lv.failure_counts.items():
+                out.append(f"concurrency {lv.concurrency}: {n} × {what}")
+        return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "kind": self.kind, "result_version": RESULT_VERSION, "model": dict(self.model),
+            "levels": [lv.to_dict() for lv in self.levels], "settings": dict(self.settings),
+            "passed": self.passed, "warnings": list(self.warnings), "machine": dict(self.machine),
+            "command": self.command, "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LoadTestResult:
+        return cls(
+            model=dict(d.get("model", {})), levels=tuple(Level.from_dict(lv) for lv in d.get("levels", [])),
+            settings=dict(d.get("settings", {})), warnings=tuple(d.get("warnings", [])),
+            machine=dict(d.get("machine", {})), command=d.get("command", ""), created=d.get("created", ""),
+        )
