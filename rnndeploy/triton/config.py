@@ -234,6 +234,14 @@ def build_config(name: str, io: ModelIO, options: ConfigOptions, streaming: Opti
     elif mbs > 0 and not_first:
         raise UsageError(f"cannot batch: the batch axis is not the first axis of {', '.join(not_first)}",
                          "give --max-batch-size 0, or make the state batch-first (rnndeploy normalize --batch-first-state)")
+    if mbs > 0:
+        for k, (lo, _, hi) in enumerate(profile_batch):
+            if lo > 1:
+                raise UsageError(f"optimization profile {k} of the engine needs batch >= {lo}; Triton sends batches from 1",
+                                 "rebuild the engine with a batch range starting at 1 (--batch 1:OPT:MAX)")
+            if hi < mbs:
+                raise UsageError(f"max batch size {mbs} exceeds optimization profile {k}'s max batch {hi}",
+                                 f"give --max-batch-size {hi} or less, or rebuild the engine for larger batches")
     if streaming and not options.dynamic_batching and mbs > 1:
         mbs = 1
         notes.append("max_batch_size 1: batching is off, so the sequence batcher runs one sequence per execution")

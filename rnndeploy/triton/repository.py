@@ -2,6 +2,7 @@
 
     REPO/<name>/config.pbtxt
     REPO/<name>/1/model.onnx      (onnxruntime backend)  or  REPO/<name>/1/model.plan (tensorrt)
+                                  (+ model.plan.json, the engine's sidecar; Triton ignores it)
 
 The config is built from the file's own I/O (modelio), parsed back with Triton's schema and
 checked against the server's load-time rules (config.check_config) before anything is
@@ -134,6 +135,10 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
         dst = tmp / "1" / MODEL_FILES[platform]
         if isinstance(payload, Path):
             shutil.copyfile(payload, dst)
+            if platform == TRT_PLATFORM:  # the sidecar (TensorRT version, GPU, profiles, spec) travels with it
+                from rnndeploy.engine.sidecar import sidecar_path
+
+                shutil.copyfile(sidecar_path(payload), sidecar_path(dst))
         else:
             dst.write_bytes(payload)
     return RepositoryModel(name, target, platform, stream is not None, int(built.config["max_batch_size"]), text,
