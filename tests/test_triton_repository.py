@@ -186,11 +186,11 @@ def test_input_count_rule_names_the_unlisted_model_input():
 def fake_engine(tmp_path, onnx_path, batch=(1, 8, 32), seq=(1, 64, 256), trt_version="8.6.1"):
     """An engine file whose sidecar records what build-engine records: spec, profiles and the engine's I/O
     (int64 tensors as int32, as TensorRT 8.6 builds them)."""
+    import onnx
+
     from rnndeploy.engine.profiles import derive_profiles
     from rnndeploy.engine.sidecar import write_sidecar
     from rnndeploy.spec import read_onnx_metadata
-
-    import onnx
 
     model = onnx.load(onnx_path)
     spec, graph, _ = read_onnx_metadata(model)
