@@ -125,10 +125,12 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
 @click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS", help="Stop after this long.")
 @click.option("--startup-timeout", type=float, default=120.0, show_default=True, metavar="SECONDS",
               help="Give up when the models are not ready after this long.")
+@click.option("--exit-timeout", type=click.IntRange(min=0), default=30, show_default=True, metavar="SECONDS",
+              help="On stop, how long tritonserver may finish in-flight work (it answers while its models are busy).")
 @click.option("--quiet", is_flag=True, help="Do not print tritonserver's log.")
 def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device: Optional[str],
           names: Tuple[str, ...], host: str, http_port: int, grpc_port: int, metrics_port: int,
-          timeout_s: Optional[float], startup_timeout: float, quiet: bool, **batching: Any) -> None:
+          timeout_s: Optional[float], startup_timeout: float, exit_timeout: int, quiet: bool, **batching: Any) -> None:
     """Serve MODELs on a real Triton server on this machine (PyTriton's tritonserver with its
     Python backend), running each through rnndeploy's runner --backend, with Triton's dynamic
     batching. A streaming model keeps its state per sequence id (sequence_start / sequence_end,
@@ -144,7 +146,8 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
 
     options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                            backend=backend, threads=threads, device=device, config=_config_options(**batching),
-                           timeout_s=timeout_s, startup_timeout_s=startup_timeout, server_log=not quiet)
+                           timeout_s=timeout_s, startup_timeout_s=startup_timeout, exit_timeout_s=exit_timeout,
+                           server_log=not quiet)
     run_serve(list(models), options, names, announce=lambda line: click.echo(line))
 
 
@@ -194,9 +197,12 @@ def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str],
                             requests=requests, max_seconds=max_seconds, batch=batch, seq=seq, chunks=chunks,
                             warmup=warmup, timeout_s=timeout_s, seed=seed, extra_dims=parse_dims(dims))
 
-    def progress(level: Any) -> None:
-        click.echo(f"concurrency {level.concurrency}: {level.verified}/{level.sent} verified, "
-                   f"{level.errors} errors, {level.wrong} wrong, {level.abandoned} abandoned", err=True)
+    def progress(event: str, value: Any) -> None:
+        if event == "start":
+            click.echo(f"concurrency {value[0]}: sending {value[1]} requests (at most {max_seconds:g} s)", err=True)
+        else:
+            click.echo(f"concurrency {value.concurrency}: {value.verified}/{value.sent} verified, {value.errors} errors, "
+                       f"{value.wrong} wrong, {value.abandoned} abandoned", err=True)
 
     result = run_loadtest(reference, config, reference_backend, command_line(), progress)
     emit_result(result, json_path, markdown_path)

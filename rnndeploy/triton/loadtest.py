@@ -334,7 +334,10 @@ class LoadTest:
 
     # running --------------------------------------------------------------------------------------------------
     def run(self, command: str = "", progress: Any = None) -> LoadTestResult:
-        """Sweep every concurrency level; never raises for failed requests (they are in the result)."""
+        """Sweep every concurrency level; never raises for failed requests (they are in the result).
+
+        ``progress(event, value)`` hears ("start", (concurrency, requests planned)) when a level
+        starts sending and ("done", Level) when it ends."""
         from rnndeploy.report.machine import describe_machine
 
         cfg = self.config
@@ -343,9 +346,11 @@ class LoadTest:
         with self.runner:
             for li, conc in enumerate(cfg.concurrency):
                 units = self._plan(li, cfg.requests)
+                if progress is not None:
+                    progress("start", (conc, sum(len(u.steps) for u in units)))
                 levels.append(self._level(conc, units, li))
                 if progress is not None:
-                    progress(levels[-1])
+                    progress("done", levels[-1])
         steps = cfg.batch * cfg.seq
         if any(lv.sent < cfg.requests and lv.passed for lv in levels):
             warnings.append(f"a level stopped at its {cfg.max_seconds:g} s limit before sending {cfg.requests} requests")

@@ -49,7 +49,10 @@ class ServeOptions:
             for the Python backend: the runner itself picks its device).
         timeout_s: stop after this many seconds (None: until Ctrl-C / SIGTERM).
         startup_timeout_s: give up when the models are not ready after this long.
-        server_log: print tritonserver's log (default on).
+        exit_timeout_s: on stop, tritonserver finishes in-flight work (and keeps answering while its
+            models are busy) for at most this long (Triton's --exit-timeout-secs, default 30).
+        server_log: print tritonserver's log (default on; off: it goes to a file whose end is printed if
+            the server fails to start; lines the models print still show).
     """
 
     host: str = "127.0.0.1"
@@ -63,6 +66,7 @@ class ServeOptions:
     config: ConfigOptions = field(default_factory=ConfigOptions)
     timeout_s: Optional[float] = None
     startup_timeout_s: float = 120.0
+    exit_timeout_s: int = 30
     server_log: bool = True
 
 
@@ -249,28 +253,32 @@ def serve(models: Sequence[str], options: Optional[ServeOptions] = None, names: 
             raise _Stop()
 
         signal.signal(signal.SIGTERM, _on_term)
+        log_file = None if opts.server_log else root / "tritonserver.log"
         config = pt.TritonConfig(model_repository=root / "models", http_address=opts.host, http_port=opts.http_port,
                                  grpc_address=opts.host, grpc_port=opts.grpc_port, metrics_address=opts.host,
-                                 metrics_port=opts.metrics_port, exit_on_error=True)
+                                 metrics_port=opts.metrics_port, exit_on_error=True, log_file=log_file,
+                                 exit_timeout_secs=opts.exit_timeout_s)
         triton = pt.Triton(config=config, workspace=root / "workspace")
-        if not opts.server_log:
-            import logging
-
-            logging.getLogger("pytriton").setLevel(logging.WARNING)
-        _start(triton, served, opts)
-        announce(f"rnndeploy: serving {len(served)} model(s) with runner {opts.backend} on "
-                 f"http://{opts.host}:{opts.http_port} (gRPC {opts.host}:{opts.grpc_port}, "
-                 f"metrics http://{opts.host}:{opts.metrics_port}/metrics)")
-        for s in served:
-            announce(f"rnndeploy:   {s.summary()}")
-        announce("rnndeploy: ready; Ctrl-C or SIGTERM stops the server")
-        deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
         try:
+            try:
+                _start(triton, served, opts)
+            except RnnDeployError:
+                if log_file is not None and log_file.is_file():  # --quiet hid the log: show its end now
+                    tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+                    announce("\n".join(["rnndeploy: the end of tritonserver's log:"] + tail))
+                raise
+            announce(f"rnndeploy: serving {len(served)} model(s) with runner {opts.backend} on "
+                     f"http://{opts.host}:{opts.http_port} (gRPC {opts.host}:{opts.grpc_port}, "
+                     f"metrics http://{opts.host}:{opts.metrics_port}/metrics)")
+            for s in served:
+                announce(f"rnndeploy:   {s.summary()}")
+            announce("rnndeploy: ready; Ctrl-C or SIGTERM stops the server")
+            deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
             while deadline is None or time.monotonic() < deadline:
                 if not triton.is_alive():
                     raise RnnDeployError("tritonserver stopped unexpectedly while serving", "see its log above")
                 time.sleep(0.2)
-        except (KeyboardInterrupt, _Stop):
+        except (KeyboardInterrupt, _Stop):  # Ctrl-C / SIGTERM, also while starting: a clean stop
             pass
         announce("rnndeploy: stopping the server")
         return served
