@@ -114,7 +114,7 @@ def labelled_ort(label: str, threads: Optional[int] = None, **extra: Any):
 def harness_overhead(source: ModelSource, threads: int, rounds: int, calls: int) -> Dict[str, Any]:
     """Median per-call time of rnndeploy.bench.measure vs a bare session.run loop, alternated."""
     from rnndeploy.bench.timing import measure
-    from rnndeploy.parity.inputs import generate_inputs, sizes_for
+    from rnndeploy.inputs import generate_inputs, sizes_for
 
     feed = generate_inputs(source.graph_spec, sizes_for(source.graph_spec, 1, 16), 0)
     harness: List[float] = []

@@ -73,7 +73,7 @@ def zoo_models(only: Optional[Sequence[str]]) -> List[Tuple[str, Optional[str]]]
 
 def case_bytes(graph: Any, batch: int, seq: int) -> int:
     """Bytes of one golden case (inputs + outputs) of ``graph`` (a GraphSpec) at (batch, seq)."""
-    from rnndeploy.parity.inputs import sizes_for
+    from rnndeploy.inputs import sizes_for
 
     sizes = sizes_for(graph, batch, seq)
     total = 0
@@ -164,8 +164,8 @@ def save_test_golden(source: Any, path: Path, limit_bytes: int) -> Dict[str, Any
     from rnndeploy.backends import RunnerOptions, create_runner
     from rnndeploy.backends.source import model_hashes
     from rnndeploy.data.feeds import dataset_for_spec, spec_feeds
+    from rnndeploy.inputs import Case, infer_sizes
     from rnndeploy.parity.golden import save_golden
-    from rnndeploy.parity.inputs import Case, infer_sizes
     from rnndeploy.report.machine import package_versions
 
     graph = source.graph_spec

@@ -454,7 +454,7 @@ def do_profile(ctx: Context, u: gc.Unit) -> Dict[str, Any]:
         return {"status": "done", "note": "dry run: no engine to profile"}
     import tensorrt as trt
 
-    from rnndeploy.parity.inputs import generate_inputs, sizes_for
+    from rnndeploy.inputs import generate_inputs, sizes_for
 
     class LayerTimes(trt.IProfiler):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -511,7 +511,7 @@ def do_parity_torch(ctx: Context, u: gc.Unit) -> Dict[str, Any]:
 
 def _probe(factory: Callable[..., Any], label: str, source: Any) -> Optional[str]:
     """None when ``label`` can prepare a run at batch 1, seq 16 (e.g. a CUDA graph captures), else why not."""
-    from rnndeploy.parity.inputs import generate_inputs, sizes_for
+    from rnndeploy.inputs import generate_inputs, sizes_for
 
     runner = factory(label, source, None)
     try:

@@ -92,3 +92,13 @@ class DeviceError(RnnDeployError):
     """No usable GPU / CUDA runtime for a command that needs one."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException, limit: int = 600) -> str:
+    """The first non-blank line of ``str(exc)``, stripped and cut at ``limit`` characters
+    (the exception's type name when it says nothing): how a caught third-party error
+    becomes part of one clear line."""
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

@@ -1,4 +1,4 @@
-"""Small file helpers shared by every stage: atomic writes and content hashes.
+"""Small file helpers shared by every stage: atomic writes, content hashes, .npz arrays.
 
 Nothing rnndeploy writes is ever left half-written: files are written to a
 temporary name in the destination directory and renamed into place, so a crash
@@ -13,7 +13,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Dict, Iterator, Mapping, Union
+
+import numpy as np
 
 from rnndeploy.errors import UsageError
 
@@ -112,6 +114,25 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     except BaseException:
         _rmtree(tmp)
         raise
+
+
+def load_npz(path: str, what: str) -> Dict[str, np.ndarray]:
+    """Arrays from an .npz file (never unpickles: allow_pickle=False)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{what} file {p} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays: {exc}",
+                         "save it with numpy.savez(path, name=array, ...)") from exc
+
+
+def save_npz(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays uncompressed (golden files are small; diffs stay byte-stable)."""
+    with open(path, "wb") as f:
+        np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
 
 
 def _umask() -> int:

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.errors import SpecError, UsageError, first_line
 from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
@@ -185,7 +185,7 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
         try:
             model = onnx.load(path, load_external_data=False)
         except Exception as exc:  # onnx raises DecodeError / various on garbage
-            raise UsageError(f"{path} is not a readable ONNX model: {_first_line(exc)}") from exc
+            raise UsageError(f"{path} is not a readable ONNX model: {first_line(exc)}") from exc
         file_size = os.path.getsize(path)
     else:
         model = path_or_model
@@ -195,7 +195,7 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
 
     g = model.graph
     opsets = {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
-    nodes = list(_all_nodes(g))
+    nodes = list(all_nodes(g))
     hist = Counter(n.op_type for n in nodes)
     init_names = {i.name for i in g.initializer}
     n_params = 0
@@ -292,16 +292,33 @@ def render_onnx_info(info: OnnxInfo, width: int = 100) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _all_nodes(graph: Any) -> Iterator[Any]:
+def subgraphs(node: Any) -> List[Any]:
+    """The graphs held in ``node``'s attributes (Loop / Scan bodies, If branches)."""
+    out: List[Any] = []
+    for a in node.attribute:
+        if a.type == 5:  # GRAPH
+            out.append(a.g)
+        elif a.type == 10:  # GRAPHS
+            out.extend(a.graphs)
+    return out
+
+
+def all_nodes(graph: Any) -> Iterator[Any]:
     """Every node, descending into Loop/Scan/If bodies."""
     for n in graph.node:
         yield n
-        for a in n.attribute:
-            if a.type == 5:  # GRAPH
-                yield from _all_nodes(a.g)
-            elif a.type == 10:  # GRAPHS
-                for sub in a.graphs:
-                    yield from _all_nodes(sub)
+        for sub in subgraphs(n):
+            yield from all_nodes(sub)
+
+
+def tensors_read(graph: Any) -> set:
+    """Every tensor name read by a node of ``graph`` or of any subgraph inside it."""
+    names = set()
+    for n in graph.node:
+        names.update(i for i in n.input if i)
+        for sub in subgraphs(n):
+            names |= tensors_read(sub)
+    return names
 
 
 def _dtype_name(elem_type: int) -> str:
@@ -389,7 +406,7 @@ def _recurrence(hist: Counter, export_info: Dict[str, Any]) -> str:
 def recurrence_form(model: Any, torch_modules: Optional[Dict[str, int]] = None) -> str:
     """The recurrence form of ``model`` (an ``onnx.ModelProto``) given which recurrent torch
     modules were traced into it (``{"LSTM": 2, "GRUCell": 1}``; see RECURRENCE_FORMS)."""
-    hist = Counter(n.op_type for n in _all_nodes(model.graph))
+    hist = Counter(n.op_type for n in all_nodes(model.graph))
     if any(hist.get(op) for op in RECURRENT_OPS):
         return "native"
     if any(hist.get(op) for op in LOOP_OPS):
@@ -457,8 +474,3 @@ def _human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -38,7 +38,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import UsageError
+from rnndeploy.errors import UsageError, first_line
 from rnndeploy.fileio import PathLike, write_bytes_atomic
 from rnndeploy.onnx_info import node_attr
 
@@ -406,8 +406,7 @@ def convert_to_fp16(
         try:
             onnx.checker.check_model(m)
         except onnx.checker.ValidationError as exc:  # a converter bug, not a user error
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"the FP16 graph fails onnx.checker: {first}",
+            raise UsageError(f"the FP16 graph fails onnx.checker: {first_line(exc)}",
                              "use --policy fp16-keep-recurrence or build without --fp16, and report this model") from exc
 
     kept_float = tuple(
@@ -483,45 +482,48 @@ class OutputError:
 
 
 def compare_models(reference: Any, candidate: Any, feeds: Mapping[str, np.ndarray], engine: str = "auto") -> List[OutputError]:
-    """Run both models on ``feeds`` and measure every output's error against ``reference``.
+    """Run both models on ``feeds`` and measure every output's error against ``reference``
+    (max abs and relative L2 as rnndeploy.metrics defines them).
 
     Args:
-        engine: "onnxruntime" (CPU), "reference" (onnx.reference.ReferenceEvaluator), or
-            "auto": onnxruntime when installed, else the reference evaluator. Note that
-            ORT CPU has no FP16 LSTM kernel and computes it through Casts in FP32.
+        engine: "onnxruntime" (the ort-cpu runner), "reference" (the onnx-ref runner:
+            onnx.reference.ReferenceEvaluator), or "auto": onnxruntime when installed, else
+            the reference evaluator. Note that ORT CPU has no FP16 LSTM kernel and computes
+            it through Casts in FP32.
     """
+    from rnndeploy.metrics import error_stats
+    from rnndeploy.spec import Tolerance
+
     ref_out = run_model(reference, feeds, engine)
     cand_out = run_model(candidate, feeds, engine)
     errors = []
     for name, r in ref_out.items():
-        c = cand_out[name].astype(np.float64)
-        r = r.astype(np.float64)
-        denom = float(np.linalg.norm(r))
-        diff = float(np.linalg.norm(c - r))
-        errors.append(OutputError(name, float(np.max(np.abs(c - r))) if r.size else 0.0,
-                                  diff / denom if denom > 0 else diff))
+        stats = error_stats(cand_out[name], r, Tolerance(0.0, 0.0))
+        errors.append(OutputError(name, stats.max_abs, stats.rel_l2))
     return errors
 
 
+ENGINES = {"onnxruntime": "ort-cpu", "reference": "onnx-ref"}
+
+
 def run_model(model: Any, feeds: Mapping[str, np.ndarray], engine: str = "auto") -> Dict[str, np.ndarray]:
-    """Outputs of ``model`` on ``feeds`` (name → array) with onnxruntime CPU or onnx.reference."""
-    if engine not in ("auto", "onnxruntime", "reference"):
+    """Outputs of ``model`` (an onnx.ModelProto) on ``feeds`` (name → array), through the
+    ort-cpu or onnx-ref runner (see ``compare_models`` for ``engine``)."""
+    if engine not in ("auto",) + tuple(ENGINES):
         raise UsageError(f"engine {engine!r} is unknown", "use auto, onnxruntime or reference")
-    from rnndeploy.optional import available, require
+    from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+    from rnndeploy.optional import available
+    from rnndeploy.spec import spec_from_onnx_io
 
-    names = [o.name for o in model.graph.output]
-    if engine == "onnxruntime" or (engine == "auto" and available("onnxruntime")):
-        ort = require("onnxruntime", "checking FP16 conversions")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        # ORT 1.32's level-3 (ENABLE_ALL) CPU fusions segfault on FP16 Transpose -> MatMul -> Add
-        # (measured; 1.19 is fine); EXTENDED keeps every fusion that matters for a check.
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        return dict(zip(names, sess.run(names, dict(feeds))))
-    from onnx.reference import ReferenceEvaluator
-
-    return dict(zip(names, ReferenceEvaluator(model).run(names, dict(feeds))))
+    if engine == "auto":
+        engine = "onnxruntime" if available("onnxruntime") else "reference"
+    # the spec of the graph as it is (an FP16 graph may take float16 inputs), not its metadata's
+    source = ModelSource(spec_from_onnx_io(model), onnx_bytes=model.SerializeToString())
+    # ORT 1.32's level-3 (ENABLE_ALL) CPU fusions segfault on FP16 Transpose -> MatMul -> Add
+    # (measured; 1.19 is fine); EXTENDED keeps every fusion that matters for a check.
+    options = RunnerOptions(extra={"graph_optimization_level": "extended"})
+    with create_runner(ENGINES[engine], source, options) as runner:
+        return runner.infer(dict(feeds))
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from rnndeploy.errors import SpecError
 
 SCHEMA_VERSION = 1
@@ -32,6 +34,8 @@ META_GRAPH = "rnndeploy.graph"  # which of spec.graphs this file holds
 META_EXPORT = "rnndeploy.export"  # exporter, opset, checkpoint sha256, version, ...
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
+# spec dtype name → numpy dtype (bool inputs are rare — masks — but legal)
+NUMPY_DTYPES: Dict[str, np.dtype] = {d: np.dtype(d) for d in DTYPES}
 FAMILIES = ("regressor", "classifier", "charlm", "seq2seq", "custom")
 # Roles tell parity how to generate an input and how to compare an output.
 INPUT_ROLES = (
@@ -409,6 +413,18 @@ def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of a spec dtype name (one of DTYPES).
+
+    Raises:
+        SpecError: an unknown dtype name.
+    """
+    try:
+        return NUMPY_DTYPES[dtype]
+    except KeyError:
+        raise SpecError(f"dtype {dtype!r} is not supported", f"use one of {', '.join(DTYPES)}") from None
+
+
 def named_dims(tensors: Sequence[Any]) -> Tuple[str, ...]:
     """Every axis name (str dim) of ``tensors`` (anything with ``.dims``), in first-seen order."""
     seen: Dict[str, None] = {}

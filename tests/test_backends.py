@@ -140,7 +140,7 @@ def test_runner_options_validation():
 
 
 def test_registry_names_and_errors(monkeypatch):
-    assert set(BACKENDS) == {"torch", "ort-cpu", "ort-cuda", "ort-trt", "trt"}
+    assert set(BACKENDS) == {"torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "onnx-ref"}
     assert BACKENDS["trt"].target == "rnndeploy.backends.tensorrt:TensorRTRunner"
     with pytest.raises(UsageError, match="unknown"):
         runner_class("tflite")
@@ -180,6 +180,21 @@ def test_ort_cpu_runs_foreign_model_and_reports_what_it_is():
         assert d.precision == "fp32" and d.threads == 1 and d.details["graph_optimization_level"] == "basic"
         call = r.bind_prepared(r.prepare({"x": x}))
         np.testing.assert_allclose(call()[0], expected["y"], atol=1e-6)
+
+
+def test_onnx_reference_runner_matches_the_expected_outputs_from_a_file_and_from_bytes():
+    src = resolve_source(str(FOREIGN / "gru_seq.onnx"))
+    x = np.load(FOREIGN / "gru_seq.inputs.npz")["x"]
+    expected = np.load(FOREIGN / "gru_seq.expected.npz")
+    with create_runner("onnx-ref", src) as r:
+        np.testing.assert_allclose(r.infer({"x": x})["y"], expected["y"], atol=1e-5)
+        assert r.describe().backend == "onnx-ref" and r.describe().precision == "fp32"
+    in_memory = ModelSource(src.spec, onnx_bytes=(FOREIGN / "gru_seq.onnx").read_bytes())
+    for backend in ("onnx-ref", "ort-cpu"):
+        with create_runner(backend, in_memory) as r:
+            np.testing.assert_allclose(r.infer({"x": x})["y"], expected["y"], atol=1e-5)
+    with pytest.raises(SpecError, match="in-memory"):
+        create_runner("onnx-ref", ModelSource(src.spec, onnx_bytes=b"not onnx")).activate()
 
 
 def test_ort_cpu_refuses_fp16_on_fp32_file():

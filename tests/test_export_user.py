@@ -125,10 +125,10 @@ def test_user_module_exports_and_matches_torch(case, tmp_path):
         assert t_onnx.name == t_spec.name and t_onnx.dims == t_spec.dims  # dynamic axes are named dims
 
     # independent of the exporter's own validation: a fresh shape, ORT vs the module
-    from rnndeploy.export.inputs import make_inputs
+    from rnndeploy.inputs import generate_inputs
 
     module = load_user_module(f"{MODELS}/{case}.py:build")
-    feeds = make_inputs(g, {"batch": 6, "seq": 33}, seed=7)
+    feeds = generate_inputs(g, {"batch": 6, "seq": 33}, seed=7)
     got = _session(out).run(None, feeds)
     with torch.no_grad():
         ref = module(*[torch.from_numpy(feeds[t.name]) for t in g.inputs])

@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 from rnndeploy.errors import ExportError, UsageError  # noqa: E402
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from rnndeploy.export import exporters as ex  # noqa: E402
-from rnndeploy.export.inputs import make_inputs  # noqa: E402
+from rnndeploy.inputs import generate_inputs  # noqa: E402
 from rnndeploy.models import build_model  # noqa: E402
 from rnndeploy.onnx_info import describe_onnx  # noqa: E402
 from rnndeploy.spec import read_onnx_metadata  # noqa: E402
@@ -124,7 +124,7 @@ def test_streaming_chunks_equal_whole_sequence(name, tmp_path):
     states_in = [t for t in g.inputs if t.role == "state"]
     states_out = [t.name for t in g.outputs if t.role == "state"]
     seq_in = [t for t in g.inputs if t.role != "state"][0]
-    feeds = make_inputs(g, {"batch": 3, "seq": 40}, seed=5)
+    feeds = generate_inputs(g, {"batch": 3, "seq": 40}, seed=5)
     x = feeds[seq_in.name]
     zeros = {t.name: np.zeros(t.shape_for({"batch": 3}), np.float32) for t in states_in}
     sess = _session(out)
@@ -157,7 +157,7 @@ def test_padded_batch_equals_each_sequence_alone(name, tmp_path):
     spec, graph, _ = read_onnx_metadata(onnx.load(str(out)))
     g = spec.graph(graph)
     lengths = np.array([11, 4, 1, 7], dtype=np.int64)
-    feeds = make_inputs(g, {"batch": 4, "seq": 11}, seed=3)
+    feeds = generate_inputs(g, {"batch": 4, "seq": 11}, seed=3)
     feeds["lengths"] = lengths
     seq_name = g.inputs[0].name
     if feeds[seq_name].dtype == np.int64:  # tokens: pad id past each length

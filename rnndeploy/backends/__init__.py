@@ -66,6 +66,7 @@ BACKENDS: Dict[str, Backend] = {
     "ort-cuda": Backend("rnndeploy.backends.onnxrt:OrtCudaRunner", "onnxruntime", "gpu", "onnx", gpu=True),
     "ort-trt": Backend("rnndeploy.backends.onnxrt:OrtTrtRunner", "onnxruntime", "gpu", "onnx", gpu=True),
     "trt": Backend("rnndeploy.backends.tensorrt:TensorRTRunner", "tensorrt", "gpu", "engine", gpu=True),
+    "onnx-ref": Backend("rnndeploy.backends.onnxref:OnnxReferenceRunner", "onnx", "cpu", "onnx"),
 }
 
 

@@ -37,21 +37,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from rnndeploy.errors import RnnDeployError, ShapeError, SpecError, UsageError
 from rnndeploy.spec import PRECISIONS, GraphSpec, ModelSpec, TensorSpec
-
-# Spec dtype name -> numpy dtype. bool inputs are rare (masks) but legal.
-NUMPY_DTYPES: Dict[str, np.dtype] = {
-    "float32": np.dtype(np.float32),
-    "float16": np.dtype(np.float16),
-    "int64": np.dtype(np.int64),
-    "int32": np.dtype(np.int32),
-    "bool": np.dtype(np.bool_),
-}
 
 
 # -- what a runner is given ---------------------------------------------------------------
@@ -72,6 +63,8 @@ class ModelSource:
         checkpoint: rnndeploy checkpoint directory (torch runner).
         module: a user module as "path/to/file.py:factory" (torch runner).
         engine: path of a serialized TensorRT engine (trt runner).
+        onnx_bytes: an ONNX model held in memory (export validation, FP16 checks);
+            ONNX runners load it instead of ``onnx``.
     """
 
     spec: ModelSpec
@@ -81,10 +74,23 @@ class ModelSource:
     checkpoint: Optional[str] = None
     module: Optional[str] = None
     engine: Optional[str] = None
+    onnx_bytes: Optional[bytes] = field(default=None, repr=False)
+
+    @classmethod
+    def for_graph(cls, graph: GraphSpec, **artefacts: Any) -> ModelSource:
+        """A source whose contract is exactly ``graph`` (every tensor kept, state included),
+        for code that holds a GraphSpec rather than a whole model spec."""
+        return cls(spec=ModelSpec(name=graph.name, family="custom", graphs={graph.name: graph}), graph=graph.name,
+                   with_state=True, **artefacts)
 
     @property
     def graph_spec(self) -> GraphSpec:
         return self.spec.graph(self.graph).streaming(self.with_state)
+
+    def onnx_model(self, backend: str) -> Union[str, bytes]:
+        """What an ONNX runner loads: the in-memory model when there is one, else the ONNX path
+        (a UsageError naming --onnx when there is neither)."""
+        return self.onnx_bytes if self.onnx_bytes is not None else self.need("onnx", backend)
 
     def need(self, what: str, backend: str) -> str:
         """The path for artefact ``what`` ("onnx", "checkpoint", "module", "engine") or a UsageError."""

@@ -10,6 +10,7 @@ onnxruntime is imported only when a runner activates. Settings read from
     enable_mem_pattern        bool (default True; forced False with a CUDA graph)
     allow_spinning            bool (default True: intra-op threads busy-wait between ops)
     optimized_model_path      str: where ORT writes the optimized graph (debugging)
+    log_severity_level        int (default 3: errors only; 4 silences ORT's log)
     device_id                 int (GPU runners; default from options.device "cuda:N", else 0)
     trt_profile               ort-trt: {"min": {"batch": 1, "seq": 1}, "opt": {...}, "max": {...}}
                               (default batch 1/8/64, seq 1/128/1024, overridden by the spec's fixed dims)
@@ -29,23 +30,25 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from rnndeploy.backends.base import ModelSource, RunDescription, Runner, RunnerOptions
-from rnndeploy.errors import DeviceError, MissingDependencyError, SpecError, UsageError
+from rnndeploy.errors import DeviceError, MissingDependencyError, SpecError, UsageError, first_line
 from rnndeploy.optional import require
+from rnndeploy.spec import numpy_dtype
 
 OPT_LEVELS = ("disabled", "basic", "extended", "all")
 DEFAULT_TRT_PROFILE = {"min": {"batch": 1, "seq": 1}, "opt": {"batch": 8, "seq": 128}, "max": {"batch": 64, "seq": 1024}}
 
 
-def onnx_file_precision(path: str) -> str:
-    """"fp16" when the ONNX file stores float16 initializers (an FP16-converted model), else "fp32"."""
+def onnx_file_precision(path: Union[str, bytes]) -> str:
+    """"fp16" when the ONNX file (or in-memory model) stores float16 initializers (an
+    FP16-converted model), else "fp32"."""
     import onnx
 
-    model = onnx.load(path, load_external_data=False)
+    model = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(path, load_external_data=False)
     fp16 = onnx.TensorProto.FLOAT16
     return "fp16" if any(i.data_type == fp16 for i in model.graph.initializer) else "fp32"
 
@@ -104,7 +107,8 @@ class OrtCpuRunner(Runner):
 
     def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
         super().__init__(source, options)
-        self.path = source.need("onnx", self.backend)
+        self.model = source.onnx_model(self.backend)
+        self.path = self.model if isinstance(self.model, str) else "the in-memory ONNX model"
         self.session: Any = None
         self.output_names: List[str] = [t.name for t in self.graph_spec.outputs]
         self._file_precision = "fp32"
@@ -113,14 +117,14 @@ class OrtCpuRunner(Runner):
     # lifecycle -----------------------------------------------------------------------------------
     def _activate_impl(self) -> None:
         ort = require("onnxruntime", f"the {self.backend} backend")
-        self._file_precision = onnx_file_precision(self.path)
+        self._file_precision = onnx_file_precision(self.model)
         self._precision = self._effective_precision(self._file_precision)
         so = session_options(ort, self.options, cuda_graph=self.options.cuda_graph)
         providers = self._providers(ort)
         try:
-            self.session = ort.InferenceSession(self.path, sess_options=so, providers=providers)
+            self.session = ort.InferenceSession(self.model, sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise SpecError(f"onnxruntime could not load {self.path}: {str(exc).splitlines()[0]}") from exc
+            raise SpecError(f"onnxruntime could not load {self.path}: {first_line(exc)}") from exc
         self._check_session(ort)
 
     def _deactivate_impl(self) -> None:
@@ -260,7 +264,7 @@ class OrtCudaRunner(OrtCpuRunner):
                 binding.bind_ortvalue_input(name, values[name])
         if self.options.cuda_graph:
             # A CUDA graph replays fixed device addresses: preallocate outputs with the shapes the spec implies.
-            from rnndeploy.parity.inputs import infer_sizes
+            from rnndeploy.inputs import infer_sizes
 
             sizes = infer_sizes(self.graph_spec, feed)
             for t in self.graph_spec.outputs:
@@ -269,7 +273,7 @@ class OrtCudaRunner(OrtCpuRunner):
                 except SpecError as exc:
                     raise UsageError(f"{self.backend} with a CUDA graph: {exc.message}",
                                      "the output shape must follow from the input shapes; run without --cuda-graph") from exc
-                values[t.name] = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), _np_dtype(t.dtype), "cuda",
+                values[t.name] = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), numpy_dtype(t.dtype), "cuda",
                                                                            self.device_id)
                 binding.bind_ortvalue_output(t.name, values[t.name])
             self._graph_ids += 1
@@ -347,10 +351,6 @@ def _device_id(options: RunnerOptions) -> int:
     if dev not in ("cuda", "gpu"):
         raise UsageError(f"device {dev!r} does not fit a GPU backend", "use cuda or cuda:N")
     return 0
-
-
-def _np_dtype(dtype: str) -> Any:
-    return {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}[dtype]
 
 
 def _ort_version() -> Optional[str]:

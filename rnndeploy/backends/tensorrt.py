@@ -34,9 +34,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from rnndeploy.backends.base import NUMPY_DTYPES, ModelSource, RunDescription, Runner, RunnerOptions, Timer
+from rnndeploy.backends.base import ModelSource, RunDescription, Runner, RunnerOptions, Timer
 from rnndeploy.engine.profiles import Profile, describe_profiles, select_profile
 from rnndeploy.errors import RnnDeployError, ShapeError, SpecError, UsageError
+from rnndeploy.spec import NUMPY_DTYPES
 
 
 class CudaEventTimer(Timer):

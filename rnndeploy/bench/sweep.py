@@ -20,8 +20,8 @@ from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.results import BenchResult
 from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, MAX_SAMPLES, measure
 from rnndeploy.errors import UsageError
+from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.optional import available
-from rnndeploy.parity.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
 
 

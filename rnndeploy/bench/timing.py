@@ -73,7 +73,7 @@ def measure(
         elif (total >= float(min_time or 0) and len(times) >= min_samples) or len(times) >= max_samples:
             break
     if sizes is None:
-        from rnndeploy.parity.inputs import infer_sizes
+        from rnndeploy.inputs import infer_sizes
 
         sizes = infer_sizes(runner.graph_spec, feed)
     return Measurement(

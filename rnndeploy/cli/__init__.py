@@ -25,6 +25,7 @@ COMMANDS: Dict[str, str] = {
     "export": "rnndeploy.cli.export:export",
     "build-engine": "rnndeploy.cli.engine:build_engine",
     "inspect": "rnndeploy.cli.inspect:inspect",
+    "normalize": "rnndeploy.cli.normalize:normalize",
     "parity": "rnndeploy.cli.parity:parity",
     "bench": "rnndeploy.cli.bench:bench",
     "report": "rnndeploy.cli.report:report",

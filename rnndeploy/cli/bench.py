@@ -49,17 +49,19 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     from rnndeploy.cli.harness_options import (
         command_line,
         emit_result,
+        normalized_source,
         parse_dims,
+        parse_int_list,
         per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import UsageError
-    from rnndeploy.parity.inputs import parse_int_list
 
     if min_time <= 0 and iters is None:
         raise UsageError("--min-time must be positive", "or give --iters N")
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
+    source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     has_torch = any(b.split(":")[0] == "torch" for b in backends)

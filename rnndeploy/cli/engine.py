@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional, Tuple
 
 import click
@@ -80,6 +81,12 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
         from rnndeploy.fileio import check_parent_dir
 
         check_parent_dir(output, "engine")
+    from rnndeploy.graph.files import auto_normalize_path
+
+    if os.path.isfile(onnx_file):
+        onnx_file, line = auto_normalize_path(onnx_file)
+        if line:
+            click.echo(f"rnndeploy: {line}", err=True)
     plan = plan_build(onnx_file, options)
     if dry_run:
         _print_plan(plan, as_json)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import click
 
+from rnndeploy.backends import BACKENDS
 from rnndeploy.errors import UsageError
 
 F = Callable[..., Any]
-BACKEND_NAMES = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 
 
 def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -37,7 +37,7 @@ model_options = _stack(
 
 runner_options = _stack(
     click.option("--backend", "backends", multiple=True, metavar="NAME[:MOD...]",
-                 help=f"Runtime to run (repeatable): {', '.join(BACKEND_NAMES)}; modifiers give several configurations "
+                 help=f"Runtime to run (repeatable): {', '.join(BACKENDS)}; modifiers give several configurations "
                       "side by side, e.g. torch:fp16, torch:fp16:graph, ort-cpu:t1, ort-cuda:copies."),
     click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                  help="Precision of the runtimes under test (torch: autocast or .half(); trt/ort-trt: FP16 kernels)."),
@@ -71,6 +71,36 @@ output_options = _stack(
     click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown."),
     click.option("--progress/--no-progress", "show_progress", default=None, help="Progress bars (default: on a terminal)."),
 )
+
+
+def parse_shapes(text: str) -> List[Tuple[int, int]]:
+    """"1x16,4x128" → [(1, 16), (4, 128)] (batch x seq)."""
+    out = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        parts = item.lower().split("x")
+        try:
+            b, s = (int(p) for p in parts)
+        except ValueError:
+            raise UsageError(f"shape {item!r} is not BATCHxSEQ", "write e.g. --shapes 1x16,4x128") from None
+        if b < 1 or s < 1:
+            raise UsageError(f"shape {item!r}: batch and seq must be at least 1")
+        out.append((b, s))
+    if not out:
+        raise UsageError(f"--shapes {text!r} names no shape", "write e.g. --shapes 1x16,4x128")
+    return out
+
+
+def parse_int_list(text: str, what: str) -> List[int]:
+    """"1,32,256" → [1, 32, 256] (all ≥ 1)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not a comma-separated list of integers", f"write e.g. {what} 1,32") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{what} {text!r}: give positive integers", f"write e.g. {what} 1,32")
+    return values
 
 
 def parse_trt_profile(text: str) -> Dict[str, Dict[str, int]]:
@@ -161,3 +191,14 @@ def emit_result(result: Any, json_path: Optional[str], markdown_path: Optional[s
         write_results(json_path, [result])
     if markdown_path:
         write_markdown(markdown_path, [result])
+
+
+def normalized_source(source: Any) -> Any:
+    """``source`` with its ONNX file swapped for a verified normalised copy when the file
+    needs one (layout=1 recurrent nodes), saying so in one line on stderr."""
+    from rnndeploy.graph.files import auto_normalize
+
+    source, line = auto_normalize(source)
+    if line:
+        click.echo(f"rnndeploy: {line}", err=True)
+    return source

@@ -65,17 +65,19 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         command_line,
         default_reference,
         emit_result,
+        normalized_source,
         parse_dims,
+        parse_shapes,
         per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import ParityError, UsageError
     from rnndeploy.parity.harness import ParityConfig, run_parity
-    from rnndeploy.parity.inputs import parse_shapes
     from rnndeploy.parity.tolerances import ToleranceOverrides
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
+    source = normalized_source(source)
     decoder = None
     if decoder_path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
         sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
@@ -90,6 +92,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         decoder = resolve_source(onnx=decoder_path if kind == "onnx" else None,
                                  engine=decoder_path if kind == "engine" else None,
                                  checkpoint=source.checkpoint, module=source.module, graph="decoder_step")
+        decoder = normalized_source(decoder)
         if source.graph != "encoder":
             raise UsageError(f"--decoder needs MODEL to be the encoder graph; {source.onnx or model} holds {source.graph!r}")
     ref = reference or default_reference(source)

@@ -18,6 +18,7 @@ import numpy as np
 
 from rnndeploy.data.base import Dataset
 from rnndeploy.errors import DataError
+from rnndeploy.spec import numpy_dtype
 
 # graph input role → the dataset arrays that hold it, by task (first present wins)
 _ROLE_ARRAYS = {
@@ -27,7 +28,6 @@ _ROLE_ARRAYS = {
 }
 # graph output role → the dataset array with the ground truth it predicts
 _TARGET_ARRAYS = {"prediction": ("y",), "logits": ("labels", "targets", "tgt_out"), "probs": ("labels",)}
-_NP = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
 
 def dataset_for_spec(spec: Any) -> Dataset:
@@ -71,7 +71,7 @@ def spec_feeds(ds: Dataset, graph: Any, split: str = "test", limit: Optional[int
                 f"graph {graph.name!r} input {t.name!r} (role {t.role!r}) cannot be fed from dataset {ds.name!r}",
                 f"the dataset holds {', '.join(sorted(arrays))}",
             )
-        feeds[t.name] = np.ascontiguousarray(arrays[source][take].astype(_NP[t.dtype], copy=False))
+        feeds[t.name] = np.ascontiguousarray(arrays[source][take].astype(numpy_dtype(t.dtype), copy=False))
     return feeds
 
 

@@ -224,7 +224,7 @@ def check_fp16_onnx(plan: BuildPlan, fp16_path: str, seed: int = 0) -> List[Dict
     """Run the FP32 ONNX and the FP16 file on seeded inputs at the first profile's opt shape
     (seq capped at 64) with onnxruntime CPU or onnx's reference evaluator, and return per
     output {name, max_abs, rel_l2, rel_l2_target} (target: the spec's FP16 tolerance)."""
-    from rnndeploy.parity.inputs import generate_inputs
+    from rnndeploy.inputs import generate_inputs
     from rnndeploy.precision import compare_models
 
     graph = plan.spec.graph(plan.graph).streaming(plan.with_state)

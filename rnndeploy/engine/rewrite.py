@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rnndeploy.onnx_info import node_attr
+from rnndeploy.onnx_info import node_attr, tensors_read
 
 RNN_ACTIVATIONS = {"Tanh": "Tanh", "Relu": "Relu", "Sigmoid": "Sigmoid"}
 
@@ -83,7 +83,7 @@ def hoist_input_projection(model: Any) -> Tuple[Any, HoistReport]:
     m.graph.node.extend(new_nodes)
     m.graph.initializer.extend(new_inits)
     if report.rewritten:  # drop the original W/R/B nobody reads any more
-        used = _all_inputs(m.graph) | {o.name for o in m.graph.output}
+        used = tensors_read(m.graph) | {o.name for o in m.graph.output}
         keep = [i for i in m.graph.initializer if i.name in used]
         del m.graph.initializer[:]
         m.graph.initializer.extend(keep)
@@ -91,17 +91,6 @@ def hoist_input_projection(model: Any) -> Tuple[Any, HoistReport]:
     m = onnx.shape_inference.infer_shapes(m)
     onnx.checker.check_model(m)
     return m, report
-
-
-def _all_inputs(graph: Any) -> set:
-    """Every tensor name read by a node of ``graph`` or of any subgraph inside it."""
-    names = set()
-    for n in graph.node:
-        names.update(i for i in n.input if i)
-        for a in n.attribute:
-            for sub in ([a.g] if a.type == 5 else list(a.graphs) if a.type == 10 else []):
-                names |= _all_inputs(sub)
-    return names
 
 
 def _ineligible(node: Any, inits: Dict[str, Any], opset: int) -> Optional[str]:

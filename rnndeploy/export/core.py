@@ -17,9 +17,10 @@ import numpy as np
 from rnndeploy import __version__
 from rnndeploy.errors import ExportError, UsageError
 from rnndeploy.export import exporters as ex
-from rnndeploy.export.inputs import example_sizes, long_seq_for, make_inputs, validation_sizes
+from rnndeploy.export.inputs import example_sizes, long_seq_for, validation_sizes
 from rnndeploy.export.validate import ValidationFailed, ValidationReport, check_onnx, validate_ort
 from rnndeploy.fileio import check_parent_dir, write_bytes_atomic
+from rnndeploy.inputs import generate_inputs
 from rnndeploy.onnx_info import OnnxInfo, describe_onnx, render_onnx_info
 from rnndeploy.spec import GraphSpec, ModelSpec, write_onnx_metadata
 
@@ -105,7 +106,7 @@ class GraphJob:
     def make_feeds(self, sizes: Dict[str, int], seed: int) -> Dict[str, np.ndarray]:
         if self.feeds is not None:
             return self.feeds(sizes, seed)
-        return make_inputs(self.graph_spec, sizes, seed)
+        return generate_inputs(self.graph_spec, sizes, seed)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+from rnndeploy.errors import first_line
+
 
 def main(argv: list) -> int:
     with open(argv[0]) as f:
@@ -29,8 +31,7 @@ def main(argv: list) -> int:
         model = export_dynamo_in_process(module, graph, example, int(request["opset"]))
         onnx.save(model, request["out"])
     except Exception as exc:  # reported to the parent as one line
-        msg = str(exc).strip().splitlines()
-        print(json.dumps({"ok": False, "error": (msg[0] if msg else type(exc).__name__)[:400]}))
+        print(json.dumps({"ok": False, "error": first_line(exc, 400)}))
         return 0
     print(json.dumps({"ok": True}))
     return 0

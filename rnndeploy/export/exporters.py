@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import ExportError
+from rnndeploy.errors import ExportError, first_line
 from rnndeploy.export.user_module import flatten_outputs
 from rnndeploy.spec import GraphSpec
 
@@ -122,7 +122,7 @@ def export_torchscript(module: Any, graph: GraphSpec, example: Mapping[str, np.n
                 do_constant_folding=True,
             )
     except Exception as exc:
-        msg = _first_line(exc)
+        msg = first_line(exc, 400)
         hint = None
         if "_M_range_check" in msg:
             hint = (
@@ -135,10 +135,10 @@ def export_torchscript(module: Any, graph: GraphSpec, example: Mapping[str, np.n
 
 def trace_signature(module: Any, graph: GraphSpec, example: Mapping[str, np.ndarray], opset: int) -> Dict[str, int]:
     """Op histogram of the TorchScript export at ``example`` (used to spot shape-dependent forwards)."""
-    from rnndeploy.onnx_info import _all_nodes
+    from rnndeploy.onnx_info import all_nodes
 
     model = export_torchscript(module, graph, example, opset)
-    return dict(Counter(n.op_type for n in _all_nodes(model.graph)))
+    return dict(Counter(n.op_type for n in all_nodes(model.graph)))
 
 
 def check_shape_independent(
@@ -335,13 +335,6 @@ def _sizes_text(sizes: Mapping[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in sizes.items()) or "fixed shapes"
 
 
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).strip().splitlines():
-        if line.strip():
-            return line.strip()[:400]
-    return type(exc).__name__
-
-
 def _dynamo_error(exc: BaseException) -> str:
     """The informative line of a dynamo export error (its "Exception summary"), colours stripped."""
     import re
@@ -351,7 +344,7 @@ def _dynamo_error(exc: BaseException) -> str:
     for i, line in enumerate(lines):
         if line.startswith("## Exception summary") and i + 1 < len(lines):
             return "the dynamo exporter failed: " + re.sub(r"^<class '([^']+)'>: ", r"\1: ", lines[i + 1])[:400]
-    return f"the dynamo exporter failed: {_first_line(exc)}"
+    return f"the dynamo exporter failed: {first_line(exc, 400)}"
 
 
 def _last_line(text: str) -> str:

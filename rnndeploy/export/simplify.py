@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
-from rnndeploy.errors import ExportError
+from rnndeploy.errors import ExportError, first_line
 from rnndeploy.optional import require
 
 
@@ -27,7 +27,7 @@ def simplify(model: Any) -> Tuple[Any, str]:
         with contextlib.redirect_stdout(io.StringIO()):
             out = slim.slim(copy)
     except Exception as exc:
-        raise ExportError(f"onnxslim failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from exc
+        raise ExportError(f"onnxslim failed: {first_line(exc)}") from exc
     if out is None:
         raise ExportError("onnxslim returned no model")
     return out, f"onnxslim {getattr(slim, '__version__', '?')}"

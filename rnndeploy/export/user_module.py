@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import UsageError
+from rnndeploy.errors import UsageError, first_line
 from rnndeploy.spec import DTYPES, INPUT_ROLES, OUTPUT_ROLES, GraphSpec, ModelSpec, TensorSpec
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.\-/]*"
@@ -117,7 +117,7 @@ def load_user_module(ref: str) -> Any:
         except Exception as exc:
             sys.modules.pop(mod_name, None)
             raise UsageError(
-                f"--model {ref}: importing {path} raised {type(exc).__name__}: {_first_line(exc)}",
+                f"--model {ref}: importing {path} raised {type(exc).__name__}: {first_line(exc)}",
                 "fix the file so that `python " + str(path) + "` runs",
             ) from exc
         fn = getattr(module, factory, None)
@@ -130,7 +130,7 @@ def load_user_module(ref: str) -> Any:
             net = fn()
         except Exception as exc:
             raise UsageError(
-                f"--model {ref}: factory {factory}() raised {type(exc).__name__}: {_first_line(exc)}",
+                f"--model {ref}: factory {factory}() raised {type(exc).__name__}: {first_line(exc)}",
                 "the factory must build the module (weights loaded) without arguments",
             ) from exc
     if not isinstance(net, torch.nn.Module):
@@ -196,9 +196,9 @@ def user_spec(
 def run_module(module: Any, graph: GraphSpec, sizes: Dict[str, int], seed: int = 0, feeds=None) -> List[np.ndarray]:
     """Run ``module`` on generated (or given) inputs; returns the flattened outputs as numpy."""
     torch = _torch()
-    from rnndeploy.export.inputs import make_inputs
+    from rnndeploy.inputs import generate_inputs
 
-    arrays = feeds if feeds is not None else make_inputs(graph, sizes, seed)
+    arrays = feeds if feeds is not None else generate_inputs(graph, sizes, seed)
     args = [torch.from_numpy(np.ascontiguousarray(arrays[t.name])) for t in graph.inputs]
     with torch.no_grad():
         try:
@@ -206,7 +206,7 @@ def run_module(module: Any, graph: GraphSpec, sizes: Dict[str, int], seed: int =
         except Exception as exc:
             shapes = ", ".join(f"{t.name}{list(a.shape)}" for t, a in zip(graph.inputs, args))
             raise UsageError(
-                f"the module's forward raised {type(exc).__name__} on inputs {shapes}: {_first_line(exc)}",
+                f"the module's forward raised {type(exc).__name__} on inputs {shapes}: {first_line(exc)}",
                 "check the --input declarations (order, dtype, dims) against forward's arguments",
             ) from exc
     flat = flatten_outputs(out)
@@ -358,8 +358,3 @@ def _on_sys_path(directory: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(entry)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [x for x in str(exc).strip().splitlines() if x.strip()]
-    return lines[0] if lines else type(exc).__name__

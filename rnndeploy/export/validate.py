@@ -4,9 +4,10 @@ Runtime (CPU) against PyTorch at several shapes different from the export exampl
 Every output at every shape is compared and kept in a ``ValidationReport``; a
 failure raises ``ValidationFailed`` only after all of them ran, so the table shows
 every failing output. Per output the report keeps the max absolute error, the max
-relative error (over elements with |ref| >= atol, where relative error means
-something), the relative L2 error, and the smallest atol (at the spec's rtol) and
-rtol (at the spec's atol) that would have passed.
+relative error, the relative L2 error, and the smallest atol (at the spec's rtol)
+and rtol (at the spec's atol) that would have passed — as rnndeploy.metrics defines
+them, so these are the numbers parity prints for the same outputs. ONNX Runtime
+runs through the ``ort-cpu`` runner, like everywhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import ExportError
+from rnndeploy.errors import ExportError, SpecError, first_line
+from rnndeploy.metrics import compare_output
 from rnndeploy.spec import GraphSpec, Tolerance
 
 FeedFn = Callable[[Dict[str, int], int], Dict[str, np.ndarray]]
@@ -191,55 +193,21 @@ def check_onnx(model: Any, what: str) -> None:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as exc:
-        raise ExportError(f"{what} fails the ONNX checker: {_first_line(exc)}") from exc
+        raise ExportError(f"{what} fails the ONNX checker: {first_line(exc)}") from exc
 
 
-def compare(actual: np.ndarray, ref: np.ndarray, tol: Tolerance) -> Dict[str, Any]:
-    """Error metrics of ``actual`` against ``ref`` and whether they pass ``tol``."""
-    if actual.shape != ref.shape:
-        return {"ok": False, "error": f"shape {list(actual.shape)} != torch {list(ref.shape)}"}
-    if actual.dtype.kind in "biu" or ref.dtype.kind in "biu":
-        diff = np.abs(actual.astype(np.float64) - ref.astype(np.float64))
-        worst = float(diff.max()) if diff.size else 0.0
-        return {"ok": worst == 0.0, "max_abs": worst, "atol_needed": worst}
-    a = actual.astype(np.float64)
-    r = ref.astype(np.float64)
-    bad_ref = ~np.isfinite(r)
-    bad_act = ~np.isfinite(a)
-    if bad_ref.any():
-        return {"ok": False, "error": f"torch output has {int(bad_ref.sum())} NaN/Inf values"}
-    if bad_act.any():
-        first = tuple(int(i) for i in np.argwhere(bad_act)[0])
-        return {"ok": False, "error": f"{int(bad_act.sum())} NaN/Inf values (first at index {list(first)})"}
-    d = np.abs(a - r)
-    ar = np.abs(r)
-    if d.size == 0:
-        return {"ok": True, "max_abs": 0.0, "max_rel": 0.0, "rel_l2": 0.0, "atol_needed": 0.0, "rtol_needed": 0.0}
-    max_abs = float(d.max())
-    big = ar >= max(tol.atol, np.finfo(np.float32).tiny)
-    max_rel = float((d[big] / ar[big]).max()) if big.any() else 0.0
-    norm_r = float(np.linalg.norm(r))
-    norm_d = float(np.linalg.norm(d))
-    rel_l2 = norm_d / norm_r if norm_r > 0 else (0.0 if norm_d == 0 else float("inf"))
-    atol_needed = float(max((d - tol.rtol * ar).max(), 0.0))
-    over = d > tol.atol
-    if not over.any():
-        rtol_needed = 0.0
-    elif (ar[over] == 0).any():
-        rtol_needed = float("inf")
-    else:
-        rtol_needed = float(((d[over] - tol.atol) / ar[over]).max())
-    ok = bool(np.all(d <= tol.atol + tol.rtol * ar))
-    if tol.rel_l2 is not None and rel_l2 > tol.rel_l2:
-        ok = False
-    return {
-        "ok": ok,
-        "max_abs": max_abs,
-        "max_rel": max_rel,
-        "rel_l2": rel_l2,
-        "atol_needed": atol_needed,
-        "rtol_needed": rtol_needed,
-    }
+def output_check(sizes: Mapping[str, int], output: str, actual: np.ndarray, ref: np.ndarray, tol: Tolerance) -> OutputCheck:
+    """One output at one size set, measured by rnndeploy.metrics (the figures parity prints)."""
+    c = compare_output(output, actual, ref, tol, backend="onnxruntime", reference="torch")
+    s = c.stats
+    return OutputCheck(
+        sizes=dict(sizes), output=output, ok=c.passed, tolerance=tol, shape=c.shape,
+        max_abs=None if s is None else s.max_abs, max_rel=None if s is None else s.max_rel,
+        rel_l2=None if s is None else s.rel_l2, atol_needed=None if s is None else s.atol_needed,
+        rtol_needed=None if s is None else s.rtol_needed,
+        # a shape or NaN/Inf problem leaves nothing to measure: its one line is the reason
+        error=(c.failure or "") if s is None else "",
+    )
 
 
 def validate_ort(
@@ -256,60 +224,47 @@ def validate_ort(
     A session that cannot be created, or a run that raises, becomes a failing check
     for every output at that size (the graph froze a shape, an op is missing, ...).
     """
-    from rnndeploy.optional import require
+    from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
 
-    ort = require("onnxruntime", "export validation")
     t0 = time.perf_counter()
     checks: List[OutputCheck] = []
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4  # ORT logs shape mismatches and failing kernels; every one is reported below
-    opts.intra_op_num_threads = 1  # small graphs; spinning thread pools only fight torch and other jobs
-    runtime = f"onnxruntime {ort.__version__} CPU"
+    # one thread: small graphs, and spinning thread pools only fight torch and other jobs;
+    # ORT's own log is silenced: every shape mismatch or failing kernel is reported below
+    runner = create_runner("ort-cpu", ModelSource.for_graph(graph, onnx_bytes=model_bytes),
+                           RunnerOptions(threads=1, extra={"log_severity_level": 4}))
+    runtime = f"onnxruntime {runner.describe().details.get('onnxruntime')} CPU"
     try:
-        session = ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        err = f"onnxruntime cannot load it: {_first_line(exc)}"
+        runner.activate()
+    except SpecError as exc:  # ORT cannot load the graph (or it lacks a declared tensor)
         for sizes in size_sets:
             for t in graph.outputs:
-                checks.append(OutputCheck(dict(sizes), t.name, False, graph.tolerance(t.name, "fp32"), error=err))
+                checks.append(OutputCheck(dict(sizes), t.name, False, graph.tolerance(t.name, "fp32"), error=exc.message))
         return ValidationReport(graph.name, exporter, tuple(checks), time.perf_counter() - t0, runtime, label)
-    for i, sizes in enumerate(size_sets):
-        inputs = feeds(dict(sizes), 100 + i)
-        try:
-            refs = torch_outputs(module, graph, inputs)
-        except ExportError:
-            raise
-        except Exception as exc:  # the module itself cannot run at a size its spec calls dynamic
-            err = f"torch itself failed: {type(exc).__name__}: {_first_line(exc)}"
-            for t in graph.outputs:
-                checks.append(OutputCheck(dict(sizes), t.name, False, graph.tolerance(t.name, "fp32"), error=err))
-            continue
-        try:
-            outs = session.run([t.name for t in graph.outputs], {t.name: inputs[t.name] for t in graph.inputs})
-            err = ""
-        except Exception as exc:
-            outs, err = None, f"onnxruntime failed: {_ort_message(exc)}"
-        for k, t in enumerate(graph.outputs):
-            tol = graph.tolerance(t.name, "fp32")
-            if outs is None:
-                checks.append(OutputCheck(dict(sizes), t.name, False, tol, error=err))
+    try:
+        for i, sizes in enumerate(size_sets):
+            inputs = feeds(dict(sizes), 100 + i)
+            try:
+                refs = torch_outputs(module, graph, inputs)
+            except ExportError:
+                raise
+            except Exception as exc:  # the module itself cannot run at a size its spec calls dynamic
+                err = f"torch itself failed: {type(exc).__name__}: {first_line(exc)}"
+                for t in graph.outputs:
+                    checks.append(OutputCheck(dict(sizes), t.name, False, graph.tolerance(t.name, "fp32"), error=err))
                 continue
-            m = compare(np.asarray(outs[k]), refs[k], tol)
-            checks.append(
-                OutputCheck(
-                    sizes=dict(sizes),
-                    output=t.name,
-                    ok=bool(m["ok"]),
-                    tolerance=tol,
-                    shape=tuple(int(s) for s in np.asarray(outs[k]).shape),
-                    max_abs=m.get("max_abs"),
-                    max_rel=m.get("max_rel"),
-                    rel_l2=m.get("rel_l2"),
-                    atol_needed=m.get("atol_needed"),
-                    rtol_needed=m.get("rtol_needed"),
-                    error=m.get("error", ""),
-                )
-            )
+            try:
+                outs: Optional[Dict[str, np.ndarray]] = runner.infer(inputs)
+                err = ""
+            except Exception as exc:
+                outs, err = None, f"onnxruntime failed: {_ort_message(exc)}"
+            for k, t in enumerate(graph.outputs):
+                tol = graph.tolerance(t.name, "fp32")
+                if outs is None:
+                    checks.append(OutputCheck(dict(sizes), t.name, False, tol, error=err))
+                else:
+                    checks.append(output_check(sizes, t.name, outs[t.name], refs[k], tol))
+    finally:
+        runner.deactivate()
     return ValidationReport(graph.name, exporter, tuple(checks), time.perf_counter() - t0, runtime, label)
 
 
@@ -346,16 +301,9 @@ def _ort_message(exc: BaseException) -> str:
     """The useful part of an onnxruntime error: node and status message, without source paths."""
     import re
 
-    text = _first_line(exc)
+    text = first_line(exc)
     node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
     status = text.split("Status Message:", 1)[-1]
     status = re.sub(r"\S*onnxruntime_src/\S+ ", "", status).strip()
     status = re.sub(r"onnxruntime::\w+::\w+\([^)]*\) ", "", status)
     return f"{node.group(1)} node {node.group(2)!r}: {status}" if node else status
-
-
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).strip().splitlines():
-        if line.strip():
-            return line.strip()[:600]
-    return type(exc).__name__

@@ -32,8 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from rnndeploy.errors import SpecError, UsageError
-from rnndeploy.fileio import atomic_dir, sha256_bytes
-from rnndeploy.parity.inputs import Case, load_npz, save_npz
+from rnndeploy.fileio import atomic_dir, load_npz, save_npz, sha256_bytes
+from rnndeploy.inputs import Case
 from rnndeploy.spec import GraphSpec, ModelSpec
 
 FORMAT = "rnndeploy.golden"

@@ -20,10 +20,11 @@ import numpy as np
 
 from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
 from rnndeploy.backends.base import Runner, check_feed
-from rnndeploy.errors import ParityError, RnnDeployError, UsageError
+from rnndeploy.errors import ParityError, RnnDeployError, UsageError, first_line
+from rnndeploy.fileio import load_npz
+from rnndeploy.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes
+from rnndeploy.metrics import OutputComparison, compare_output
 from rnndeploy.parity.golden import check_golden_matches, load_golden, save_golden
-from rnndeploy.parity.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes, load_npz
-from rnndeploy.parity.metrics import OutputComparison, compare_output
 from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
 from rnndeploy.parity.task import (
     greedy_tokens,
@@ -247,7 +248,7 @@ def _reference_case(runner: Runner, backend: str, case: Case) -> Dict[str, np.nd
     except RnnDeployError:
         raise
     except Exception as exc:  # without reference outputs nothing can be compared
-        first = (str(exc).strip().splitlines() or [""])[0][:400]
+        first = first_line(exc, 400)
         raise ParityError(f"reference backend {backend!r} failed on case {case.id!r}: {type(exc).__name__}: {first}",
                           "check the reference runs at this shape, or choose another --reference") from exc
 
@@ -259,7 +260,7 @@ def _run_case(runner: Runner, backend: str, precision: str, case: Case, ref: Map
     except RnnDeployError:
         raise
     except Exception as exc:  # a runtime failing on this case is a finding, not a crash
-        first = (str(exc).strip().splitlines() or [""])[0][:400]
+        first = first_line(exc, 400)
         return CaseResult(case.id, case.sizes, backend, (), f"{backend} raised {type(exc).__name__}: {first}")
     lengths = next((np.asarray(case.inputs[t.name]) for t in graph.inputs if t.role == "lengths"), None)
     comps: List[OutputComparison] = []
@@ -317,7 +318,7 @@ def _guarded(kind: str, backend: str, config: ParityConfig, fn: Callable[..., Ta
     except RnnDeployError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:400]
+        first = first_line(exc, 400)
         return TaskAgreement(kind, backend, "", 0.0, 0, {"error": f"{type(exc).__name__}: {first}"},
                              config.min_agreement if config.min_agreement is not None else 1.0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from rnndeploy.parity.metrics import OutputComparison, TimeProfile, summarize_profiles
+from rnndeploy.metrics import OutputComparison, TimeProfile, summarize_profiles
 
 RESULT_VERSION = 1
 

@@ -9,7 +9,7 @@
   and decoder-step graphs of each runtime; reported: fraction of output tokens equal
   to the reference's (sequences compared position by position, padded with -1) and
   the fraction of identical sequences.
-- argmax agreement is computed per output in rnndeploy.parity.metrics.
+- argmax agreement is computed per output in rnndeploy.metrics.
 
 Runners are driven through the generic Runner interface, so every backend works the
 same way, and the decoding loops are the very ones the torch side uses.

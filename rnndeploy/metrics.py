@@ -1,5 +1,10 @@
 """Error metrics between a reference output and a runtime's output. Pure numpy, no runner.
 
+The one definition of every error figure rnndeploy prints: export validation
+(rnndeploy.export.validate), the FP16 conversion check (rnndeploy.precision), the
+engine build's FP16 check and parity all compare through ``compare_output`` /
+``rel_l2`` here, so one name always means one number.
+
 All statistics are computed in float64 on the elementwise absolute difference
 ``d = |actual - ref|``:
 

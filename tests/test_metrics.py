@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnndeploy.errors import UsageError
-from rnndeploy.parity.metrics import (
+from rnndeploy.metrics import (
     argmax_agreement,
     compare_output,
     cosine,
@@ -140,7 +140,7 @@ def test_argmax_agreement():
 def test_comparison_round_trips_through_json():
     import json
 
-    from rnndeploy.parity.metrics import OutputComparison
+    from rnndeploy.metrics import OutputComparison
 
     ref = np.random.default_rng(1).normal(size=(2, 6, 3))
     c = compare_output("y", ref + 1e-6, ref, TIGHT, time_axis=1, lengths=[6, 3], role="logits")
@@ -179,3 +179,26 @@ def test_tolerance_override_parse_errors(bad):
 def test_tolerance_override_unknown_output():
     with pytest.raises(UsageError, match="nope"):
         ToleranceOverrides.parse(tol=["nope:1:1"]).check_outputs(_graph())
+
+
+def test_export_validation_and_fp16_check_print_the_numbers_parity_prints():
+    """One name, one number: export validation's table and the FP16 check measure through
+    rnndeploy.metrics, including the cases the old copies defined differently (zero
+    reference, zero norm)."""
+    pytest.importorskip("onnx")
+    from rnndeploy.export.validate import output_check
+
+    ref = np.array([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    act = ref + np.array([[1e-3, 0.0, 0.5], [0.0, 0.0, 0.0]], dtype=np.float32)
+    stats = error_stats(act, ref, TIGHT)
+    check = output_check({"batch": 2}, "y", act, ref, TIGHT)
+    assert not check.ok and check.error == ""
+    assert (check.max_abs, check.max_rel, check.rel_l2, check.atol_needed, check.rtol_needed) == (
+        stats.max_abs, stats.max_rel, stats.rel_l2, stats.atol_needed, stats.rtol_needed)
+    assert check.rtol_needed is None  # an error where the reference is 0: no rtol helps (not inf)
+    zero = np.zeros(3, np.float32)
+    assert output_check({}, "y", zero + 1, zero, TIGHT).rel_l2 == rel_l2(zero + 1, zero)  # floored, finite
+    shape = output_check({}, "y", np.zeros(2, np.float32), zero, TIGHT)
+    assert not shape.ok and "shape" in shape.error and shape.max_abs is None
+    nan = output_check({}, "y", np.array([0.0, np.nan, 0.0], np.float32), zero, TIGHT)
+    assert not nan.ok and "NaN" in nan.error

@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rnndeploy.cli.harness_options import parse_int_list, parse_shapes
 from rnndeploy.errors import SpecError, UsageError
-from rnndeploy.parity.inputs import (
-    generate_cases,
-    generate_inputs,
-    infer_sizes,
-    parse_int_list,
-    parse_shapes,
-    sizes_for,
-)
+from rnndeploy.inputs import generate_cases, generate_inputs, infer_sizes, sizes_for
 from rnndeploy.spec import GraphSpec, TensorSpec
 
 

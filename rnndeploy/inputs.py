@@ -1,4 +1,6 @@
-"""Seeded inputs generated from a GraphSpec, and input/output files (.npz).
+"""Seeded inputs generated from a GraphSpec — the one input generator (export
+validation, parity, bench, engine checks all draw from it). It sits beside the spec,
+below every user of it, and needs numpy only.
 
 Generation follows each input's role (rnndeploy.spec.INPUT_ROLES):
 
@@ -6,8 +8,11 @@ Generation follows each input's role (rnndeploy.spec.INPUT_ROLES):
 - tokens / token / other ints: uniform integers in [low, high) (low defaults to 0;
   ``high`` is the vocabulary size; without it [0, 2));
 - lengths: integers in 1..seq with the longest equal to seq (so padding matters
-  and the full length is exercised);
+  and the full length is exercised); "seq" is the axis the lengths measure (see
+  ``_length_axis_size``: an encoder's src_seq);
 - mask: 1 / True for positions < length (consistent with ``lengths`` when both exist);
+  a mask of rank > 2 repeats the [batch, seq] pattern over its trailing axes, and a
+  rank-1 mask is all ones;
 - state: uniform in [low, high] (default [-1, 1]).
 
 Every case draws from ``numpy.random.default_rng([seed, batch, seq])``, so a case is
@@ -17,15 +22,13 @@ reproducible on its own whatever other shapes run beside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import SpecError, UsageError
-from rnndeploy.spec import GraphSpec, TensorSpec
+from rnndeploy.errors import SpecError
+from rnndeploy.spec import GraphSpec, TensorSpec, numpy_dtype
 
-NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 DEFAULT_SHAPES: Tuple[Tuple[int, int], ...] = ((1, 1), (1, 16), (3, 37), (8, 128))
 
 
@@ -44,36 +47,6 @@ class Case:
     @property
     def seq(self) -> Optional[int]:
         return self.sizes.get("seq", self.sizes.get("src_seq"))
-
-
-def parse_shapes(text: str) -> List[Tuple[int, int]]:
-    """"1x16,4x128" → [(1, 16), (4, 128)] (batch x seq)."""
-    out = []
-    for item in (s.strip() for s in text.split(",")):
-        if not item:
-            continue
-        parts = item.lower().split("x")
-        try:
-            b, s = (int(p) for p in parts)
-        except ValueError:
-            raise UsageError(f"shape {item!r} is not BATCHxSEQ", "write e.g. --shapes 1x16,4x128") from None
-        if b < 1 or s < 1:
-            raise UsageError(f"shape {item!r}: batch and seq must be at least 1")
-        out.append((b, s))
-    if not out:
-        raise UsageError(f"--shapes {text!r} names no shape", "write e.g. --shapes 1x16,4x128")
-    return out
-
-
-def parse_int_list(text: str, what: str) -> List[int]:
-    """"1,32,256" → [1, 32, 256] (all ≥ 1)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"{what} {text!r} is not a comma-separated list of integers", f"write e.g. {what} 1,32") from None
-    if not values or any(v < 1 for v in values):
-        raise UsageError(f"{what} {text!r}: give positive integers", f"write e.g. {what} 1,32")
-    return values
 
 
 def sizes_for(graph: GraphSpec, batch: int, seq: int, extra: Optional[Mapping[str, int]] = None) -> Dict[str, int]:
@@ -109,8 +82,8 @@ def generate_inputs(graph: GraphSpec, sizes: Mapping[str, int], seed: int = 0,
     for t in sorted(graph.inputs, key=lambda t: t.role != "lengths"):
         shape = t.shape_for(sizes)
         if t.role == "lengths":
-            lengths = _lengths(rng, shape, seq)
-            out[t.name] = lengths.astype(NP_DTYPES[t.dtype])
+            lengths = _lengths(rng, shape, _length_axis_size(t, graph, sizes))
+            out[t.name] = lengths.astype(numpy_dtype(t.dtype))
         elif t.role == "mask":
             out[t.name] = _mask(rng, t, shape, lengths, seq)
         else:
@@ -146,26 +119,6 @@ def infer_sizes(graph: GraphSpec, feed: Mapping[str, np.ndarray]) -> Dict[str, i
     return sizes
 
 
-# -- files -------------------------------------------------------------------------------------------
-def load_npz(path: str, what: str) -> Dict[str, np.ndarray]:
-    """Arrays from an .npz file (never unpickles: allow_pickle=False)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{what} file {p} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays: {exc}",
-                         "save it with numpy.savez(path, name=array, ...)") from exc
-
-
-def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays uncompressed (golden files are small; diffs stay byte-stable)."""
-    with open(path, "wb") as f:
-        np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-
-
 # -- helpers ------------------------------------------------------------------------------------------
 def _lengths(rng: np.random.Generator, shape: Tuple[int, ...], seq: int) -> np.ndarray:
     n = int(np.prod(shape)) if shape else 1
@@ -174,18 +127,32 @@ def _lengths(rng: np.random.Generator, shape: Tuple[int, ...], seq: int) -> np.n
     return lens.reshape(shape)
 
 
+def _length_axis_size(t: TensorSpec, graph: GraphSpec, sizes: Mapping[str, int]) -> int:
+    """The size of the axis a ``lengths`` input measures: "seq", else "src_seq" (whichever
+    another input has), else the time axis of the first sequence input, else 1. An
+    encoder sized {seq: 7, src_seq: 6} measures its src_seq tokens, not seq."""
+    for name in ("seq", "src_seq"):
+        if name in sizes and any(name in x.dims for x in graph.inputs if x is not t):
+            return int(sizes[name])
+    for x in graph.inputs:
+        if x.time_axis is not None and x is not t:
+            return int(x.shape_for(sizes)[x.time_axis])
+    return 1
+
+
 def _mask(rng: np.random.Generator, t: TensorSpec, shape: Tuple[int, ...], lengths: Optional[np.ndarray],
           seq: int) -> np.ndarray:
-    if len(shape) != 2:
-        raise SpecError(f"mask input {t.name!r} must be [batch, seq], spec says {list(t.dims)}")
-    if lengths is None:
+    if len(shape) < 2:
+        return np.ones(shape, dtype=numpy_dtype(t.dtype))
+    if lengths is None or np.size(lengths) != shape[0]:
         lengths = _lengths(rng, (shape[0],), shape[1])
     m = np.arange(shape[1])[None, :] < np.asarray(lengths).reshape(-1, 1)
-    return m.astype(NP_DTYPES[t.dtype])
+    m = np.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - 2)), shape)
+    return np.ascontiguousarray(m).astype(numpy_dtype(t.dtype))
 
 
 def _values(rng: np.random.Generator, t: TensorSpec, shape: Tuple[int, ...]) -> np.ndarray:
-    dtype = NP_DTYPES[t.dtype]
+    dtype = numpy_dtype(t.dtype)
     if t.dtype == "bool":
         return rng.integers(0, 2, size=shape).astype(np.bool_)
     if t.dtype.startswith("int"):
