@@ -46,16 +46,18 @@ def test_every_zoo_graph_gets_a_repository_that_parses_and_passes_the_load_rules
     repo = tmp_path / "repo"
     written = {}
     for label, path in stateless_files(zoo_onnx):
-        # streaming files are served with explicit state here; their implicit-state form has its own test
-        written[label] = write_repository(path, str(repo), streaming=False)
+        written[label] = write_repository(path, str(repo))
     checks = {c.name: c for c in check_repository(str(repo))}
     assert len(checks) == len(written) == 14
     for label, w in written.items():
         assert checks[w.name].problems == (), (label, checks[w.name].problems)
         cfg = parse_pbtxt((w.directory / "config.pbtxt").read_text())
         assert cfg.platform == "onnxruntime_onnx" and cfg.name == w.name
-        assert (w.directory / "1" / "model.onnx").read_bytes() == Path(dict(stateless_files(zoo_onnx))[label]).read_bytes()
         io = onnx_io(str(w.model_file))
+        if w.streaming:  # the streaming form: see the tests below
+            assert label.split(":")[0] in STREAMING and cfg.HasField("sequence_batching")
+            continue
+        assert (w.directory / "1" / "model.onnx").read_bytes() == Path(dict(stateless_files(zoo_onnx))[label]).read_bytes()
         assert {i.name for i in cfg.input} == {t.name for t in io.inputs}
         assert {o.name for o in cfg.output} == {t.name for t in io.outputs}
     # batch-first models batch dynamically; models with [layers, batch, hidden] state tensors cannot
@@ -65,6 +67,108 @@ def test_every_zoo_graph_gets_a_repository_that_parses_and_passes_the_load_rules
     dec = written["s2s-lstm-2l:decoder_step"]
     assert dec.max_batch_size == 0 and any("batch axis is not the first axis of h, c" in n for n in dec.notes)
     assert "max_batch_size 0" in dec.config_text.splitlines()[1]
+
+
+STREAMING = ("charlm-lstm-state", "reg-gru-seq-state")
+
+
+@pytest.mark.parametrize("name", STREAMING)
+def test_streaming_zoo_model_gets_implicit_state_with_controls_and_zero_initial_state(zoo_onnx, tmp_path, name):
+    w = write_repository(zoo_onnx[name]["model"], str(tmp_path / "repo"))
+    assert w.streaming and w.max_batch_size == 32
+    cfg = parse_pbtxt(w.config_text)
+    seq = cfg.sequence_batching
+    assert not cfg.HasField("dynamic_batching") and seq.HasField("oldest")
+    pairs = [(s.input_name, s.output_name) for s in seq.state]
+    assert pairs == ([("h0", "hn"), ("c0", "cn")] if "lstm" in name else [("h0", "hn")])  # an LSTM keeps two states
+    for s in seq.state:
+        assert list(s.dims) == [1 if "reg" in name else 2, 8]  # [layers, hidden]: the batch axis is Triton's
+        assert len(s.initial_state) == 1 and s.initial_state[0].zero_data and list(s.initial_state[0].dims) == list(s.dims)
+    kinds = {c.name: type(c.control[0]).Kind.Name(c.control[0].kind) for c in seq.control_input}
+    assert kinds == {"START": "CONTROL_SEQUENCE_START", "END": "CONTROL_SEQUENCE_END",
+                     "READY": "CONTROL_SEQUENCE_READY", "CORRID": "CONTROL_SEQUENCE_CORRID"}
+    assert [i.name for i in cfg.input] == ["tokens" if "charlm" in name else "x"]  # clients send only new inputs
+    io = onnx_io(str(w.model_file))
+    assert io.input("h0").shape[0] == -1 and io.input("h0").batch_axis == 0 and io.input("START").shape == (-1, 1)
+    assert check_repository(str(tmp_path / "repo"))[0].problems == ()
+    assert "checked against the original in ONNX Runtime" in w.config_text
+
+
+def test_streaming_repository_model_driven_like_the_sequence_batcher_equals_each_sequence_alone(zoo_onnx, tmp_path):
+    """Interleave three sequences the way Triton's sequence batcher does with implicit state: each
+    execution stacks the rows of the sequences that have a request, states batch-first, zero initial
+    state (and START=1) on a sequence's first request, an empty slot with READY=0."""
+    import onnxruntime as ort
+
+    w = write_repository(zoo_onnx["charlm-lstm-state"]["model"], str(tmp_path / "repo"))
+    sess = ort.InferenceSession(str(w.model_file), providers=["CPUExecutionProvider"])
+    orig = ort.InferenceSession(zoo_onnx["charlm-lstm-state"]["model"], providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    seqs = [rng.integers(0, 12, (1, 9)).astype(np.int64) for _ in range(3)]
+    cuts = [(0, 3), (3, 7), (7, 9)]
+    state = {k: (np.zeros((1, 2, 8), np.float32), np.zeros((1, 2, 8), np.float32)) for k in range(3)}
+    got = {k: [] for k in range(3)}
+    # executions: (sequence, chunk) per row; sequence 2 starts late; a row of -1 is an empty slot
+    schedule = [[(0, 0), (1, 0), (-1, None)], [(1, 1), (0, 1), (2, 0)], [(2, 1), (-1, None), (0, 2)],
+                [(1, 2), (2, 2), (-1, None)]]
+    for rows in schedule:
+        width = max(b - a for k, c in rows if k >= 0 for a, b in [cuts[c]])
+        if len({cuts[c][1] - cuts[c][0] for k, c in rows if k >= 0}) > 1:  # Triton batches equal shapes only
+            groups = [[r] for r in rows if r[0] >= 0]
+        else:
+            groups = [rows]
+        for group in groups:
+            toks, h, c, start, ready = [], [], [], [], []
+            for k, ci in group:
+                if k < 0:
+                    toks.append(np.zeros((1, width), np.int64))
+                    h.append(rng.uniform(-1, 1, (1, 2, 8)).astype(np.float32))  # garbage in an empty slot
+                    c.append(rng.uniform(-1, 1, (1, 2, 8)).astype(np.float32))
+                    start.append(0.0)
+                    ready.append(0.0)
+                    continue
+                a, b = cuts[ci]
+                toks.append(seqs[k][:, a:b])
+                h.append(state[k][0])
+                c.append(state[k][1])
+                start.append(1.0 if ci == 0 else 0.0)
+                ready.append(1.0)
+            n = len(group)
+            logits, hn, cn = sess.run(["logits", "hn", "cn"], {
+                "tokens": np.concatenate(toks), "h0": np.concatenate(h), "c0": np.concatenate(c),
+                "START": np.reshape(np.float32(start), (n, 1)), "READY": np.reshape(np.float32(ready), (n, 1)),
+                "END": np.zeros((n, 1), np.float32), "CORRID": np.arange(n, dtype=np.int64).reshape(n, 1)})
+            for row, (k, _) in enumerate(group):
+                if k < 0:
+                    np.testing.assert_array_equal(hn[row], h[row][0])  # READY=0: the slot's state is held
+                    continue
+                got[k].append(logits[row:row + 1])
+                state[k] = (hn[row:row + 1], cn[row:row + 1])
+    z = np.zeros((2, 1, 8), np.float32)
+    for k in range(3):
+        alone = orig.run(["logits"], {"tokens": seqs[k], "h0": z, "c0": z})[0]
+        np.testing.assert_allclose(np.concatenate(got[k], axis=1), alone, rtol=1e-5, atol=1e-6)
+
+
+def test_streaming_tensorrt_repository_from_an_engine_of_the_streaming_form(zoo_onnx, tmp_path):
+    onnx_repo = write_repository(zoo_onnx["charlm-lstm-state"]["model"], str(tmp_path / "onnx-repo"))
+    engine = fake_engine(tmp_path, str(onnx_repo.model_file), batch=(1, 4, 16))
+    w = write_repository(str(engine), str(tmp_path / "trt-repo"))
+    cfg = parse_pbtxt(w.config_text)
+    assert w.streaming and cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 16
+    corrid = next(c for c in cfg.sequence_batching.control_input if c.name == "CORRID").control[0]
+    assert cfg.DESCRIPTOR.file.pool.FindEnumTypeByName("inference.DataType").values_by_number[corrid.data_type].name \
+        == "TYPE_INT32"  # TensorRT 8.6 narrowed the int64 CORRID input: the config follows the engine
+    assert list(cfg.sequence_batching.oldest.preferred_batch_size) == [4]
+    assert check_repository(str(tmp_path / "trt-repo"))[0].problems == ()
+
+
+def test_engine_of_a_streaming_model_without_controls_is_refused_with_the_way_forward(zoo_onnx, tmp_path):
+    engine = fake_engine(tmp_path, zoo_onnx["charlm-lstm-state"]["model"])
+    with pytest.raises(UsageError, match="built from an ONNX file without Triton's sequence controls"):
+        write_repository(str(engine), str(tmp_path / "repo"))
+    w = write_repository(str(engine), str(tmp_path / "repo"), streaming=False)
+    assert w.max_batch_size == 0  # explicit [layers, batch, hidden] state: no batching
 
 
 def test_batch_only_tensor_is_written_dims_1_with_empty_reshape(zoo_onnx, tmp_path):
@@ -228,7 +332,7 @@ def test_tensorrt_repository_from_engine_sidecar_uses_the_engine_types_and_profi
 
 def test_every_stateless_zoo_graph_gets_a_tensorrt_repository_from_its_sidecar(zoo_onnx, tmp_path):
     for label, path in stateless_files(zoo_onnx):
-        if "state" in label:
+        if label.split(":")[0] in STREAMING:
             continue
         engine = fake_engine(tmp_path, path, trt_version="10.3.0")
         w = write_repository(str(engine), str(tmp_path / "repo"))

@@ -3,21 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import click
 
-F = Callable[..., Any]
-
-
-def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    def apply(f: F) -> F:
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return apply
-
+from rnndeploy.cli.harness_options import _stack, dim_option
 
 # Batching and instance options shared by `triton` and `serve` (one ConfigOptions each).
 batching_options = _stack(
@@ -40,7 +30,7 @@ batching_options = _stack(
 
 def _config_options(max_batch_size: Optional[int], dynamic_batching: bool, preferred_batch: Optional[str],
                     max_queue_delay_us: int, instances: int, sequence_idle: float, **extra: Any) -> Any:
-    from rnndeploy.parity.inputs import parse_int_list
+    from rnndeploy.cli.harness_options import parse_int_list
     from rnndeploy.triton.config import ConfigOptions
 
     preferred = tuple(parse_int_list(preferred_batch, "--preferred-batch")) if preferred_batch else None
@@ -170,7 +160,7 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Per-request timeout, seconds.")
 @click.option("--reference-backend", default="ort-cpu", show_default=True, help="Runner computing the expected answers.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Size of another named axis (repeatable).")
+@dim_option
 @click.option("--json", "json_path", metavar="FILE", help="Write the result as an rnndeploy results JSON file.")
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown.")
 def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str], concurrency: str, requests: int,
@@ -188,9 +178,8 @@ def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str],
       rnndeploy loadtest 127.0.0.1:8000 --model sine-lstm --reference sine.onnx --concurrency 1,16
       rnndeploy loadtest grpc://127.0.0.1:8001 --model charlm-gru --reference charlm.onnx --json load.json
     """
-    from rnndeploy.cli.harness_options import command_line, emit_result, parse_dims
+    from rnndeploy.cli.harness_options import command_line, emit_result, parse_dims, parse_int_list
     from rnndeploy.errors import RnnDeployError
-    from rnndeploy.parity.inputs import parse_int_list
     from rnndeploy.triton.loadtest import LoadTestConfig, run_loadtest
 
     config = LoadTestConfig(url=url, model=model_name, protocol=protocol, concurrency=tuple(parse_int_list(concurrency, "--concurrency")),

@@ -24,9 +24,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.backends.base import NUMPY_DTYPES, check_feed
-from rnndeploy.errors import RnnDeployError, ShapeError
-from rnndeploy.spec import GraphSpec, TensorSpec
+from rnndeploy.backends.base import check_feed
+from rnndeploy.errors import RnnDeployError, ShapeError, first_line
+from rnndeploy.spec import GraphSpec, TensorSpec, numpy_dtype
 
 FLAG_START = 1  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_START
 FLAG_END = 2  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END
@@ -183,7 +183,7 @@ class Executor:
         if req.flags & FLAG_START:
             batch = _batch_size(self.client_graph, feed)
             states = tuple(np.zeros(self.graph.input(i).shape_for({"batch": batch}),
-                                    NUMPY_DTYPES[self.graph.input(i).dtype]) for i, _ in self.states)
+                                    numpy_dtype(self.graph.input(i).dtype)) for i, _ in self.states)
         else:
             states = self.store.get(cid)
             if states is None:
@@ -241,7 +241,7 @@ class Executor:
 
 
 def _message(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, RnnDeployError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return str(exc) if isinstance(exc, RnnDeployError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _shape_without(arr: np.ndarray, axis: Optional[int]) -> Tuple[int, ...]:

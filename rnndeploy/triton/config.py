@@ -27,6 +27,7 @@ own error messages; see the onnxruntime backend's ``ValidateInputs`` / ``Validat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -379,20 +380,16 @@ def check_config(cfg: Any, io: ModelIO) -> List[str]:
         problems.append(f"configuration expects {expected} inputs, model provides {len(io.inputs)}"
                         + (f" ({'; '.join(detail)})" if detail else ""))
 
-    for i in cfg.input:
-        t = io.input(i.name)
-        if t is None:
-            problems.append(f"input {i.name!r} is not an input of the model (it has {_names(io.inputs)})")
-            continue
-        problems += _check_tensor("input", i, t, mbs, exact=False)
-        if i.name in {s.input_name for s in states}:
-            problems.append(f"input {i.name!r} is also an implicit state input; clients must not send it")
-    for o in cfg.output:
-        t = io.output(o.name)
-        if t is None:
-            problems.append(f"output {o.name!r} is not an output of the model (it has {_names(io.outputs)})")
-            continue
-        problems += _check_tensor("output", o, t, mbs, exact=True)
+    for what, entries, find in (("input", cfg.input, io.input), ("output", cfg.output, io.output)):
+        for c in entries:
+            t = find(c.name)
+            if t is None:
+                have = _names(io.inputs if what == "input" else io.outputs)
+                problems.append(f"{what} {c.name!r} is not an {what} of the model (it has {have})")
+                continue
+            problems += _check_tensor(what, c, t, mbs, exact=what == "output")
+            if what == "input" and c.name in {s.input_name for s in states}:
+                problems.append(f"input {c.name!r} is also an implicit state input; clients must not send it")
     for name, (kind, dtype) in controls.items():
         t = io.input(name)
         if t is None:
@@ -449,13 +446,7 @@ def _check_tensor(what: str, c: Any, t: IoTensor, mbs: int, exact: bool) -> List
     dims = [int(d) for d in (c.reshape.shape if c.HasField("reshape") else c.dims)]
     model = list(t.shape[1:] if mbs > 0 else t.shape)
     if c.HasField("reshape"):
-        n_config = 1
-        for d in c.dims:
-            n_config *= int(d)
-        n_model = 1
-        for d in dims:
-            n_model *= d
-        if -1 not in list(c.dims) + dims and n_config != n_model:
+        if -1 not in list(c.dims) + dims and math.prod(int(d) for d in c.dims) != math.prod(dims):
             problems.append(f"{what} {c.name!r}: dims {list(c.dims)} and reshape {dims} hold different element counts")
     ok = len(dims) == len(model) and all(
         (m == d) if exact else (m == -1 or m == d) for m, d in zip(model, dims))

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import MissingDependencyError, RnnDeployError, UsageError
+from rnndeploy.errors import MissingDependencyError, RnnDeployError, UsageError, first_line
 from rnndeploy.triton.results import MAX_FAILURES_KEPT, Level, LoadTestResult
 
 PROTOCOLS = {"http": 8000, "grpc": 8001}
@@ -299,8 +299,8 @@ class LoadTest:
         return {n: self.server.to_wire(n, a, self._batch_axis(n)) for n, a in arrays.items() if n in keep}
 
     def _plan(self, level: int, n_requests: int) -> List[_Unit]:
-        from rnndeploy.backends.base import NUMPY_DTYPES
-        from rnndeploy.parity.inputs import generate_inputs, sizes_for
+        from rnndeploy.inputs import generate_inputs, sizes_for
+        from rnndeploy.spec import numpy_dtype
 
         cfg = self.config
         units: List[_Unit] = []
@@ -320,7 +320,7 @@ class LoadTest:
             self._counter += 1
             full = generate_inputs(self.feed_graph, sizes, cfg.seed + self._counter)
             states = {i: np.zeros(self.graph.input(i).shape_for({**sizes, "batch": cfg.batch}),
-                                  NUMPY_DTYPES[self.graph.input(i).dtype]) for i, _ in self.pairs}
+                                  numpy_dtype(self.graph.input(i).dtype)) for i, _ in self.pairs}
             steps = []
             for c in range(cfg.chunks):
                 chunk = {t.name: full[t.name] if t.time_axis is None else
@@ -480,8 +480,8 @@ class LoadTest:
 
 
 def _message(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if not text.startswith("[") else text
+    text = first_line(exc)
+    return text if text.startswith("[") else f"{type(exc).__name__}: {text}"
 
 
 def run_loadtest(model: str, config: LoadTestConfig, reference_backend: str = "ort-cpu", command: str = "",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import numpy as np
+from rnndeploy.bench.measurement import Measurement
 
 RESULT_VERSION = 1
 MAX_FAILURES_KEPT = 20
@@ -43,20 +43,22 @@ class Level:
     failures: Tuple[Mapping[str, Any], ...] = ()
     failure_counts: Mapping[str, int] = field(default_factory=dict)
 
-    def _q(self, q: float) -> float:
-        return float(np.percentile(np.asarray(self.latencies, dtype=np.float64), q)) if self.latencies else float("nan")
+    @property
+    def measurement(self) -> Measurement:
+        """The latencies as a bench Measurement (one set of percentile rules for every latency figure)."""
+        return Measurement(backend="triton", sizes={"batch": 1}, times=self.latencies)
 
     @property
     def p50(self) -> float:
-        return self._q(50)
+        return self.measurement.median
 
     @property
     def p90(self) -> float:
-        return self._q(90)
+        return self.measurement.p90
 
     @property
     def p99(self) -> float:
-        return self._q(99)
+        return self.measurement.p99
 
     @property
     def throughput(self) -> float:

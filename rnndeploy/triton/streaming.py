@@ -259,7 +259,7 @@ def verify_streaming(original: Any, triton_form: Any, streaming: Streaming, seed
         import onnxruntime as ort
     except ImportError:
         return None
-    from rnndeploy.parity.inputs import generate_inputs
+    from rnndeploy.inputs import generate_inputs
     from rnndeploy.spec import read_onnx_metadata
 
     spec, gname, _ = read_onnx_metadata(original)
