@@ -14,6 +14,7 @@ EXTRAS = {
     "tensorrt": ("gpu", "building and running TensorRT engines"),
     "safetensors": ("train", "reading and writing checkpoints"),
     "onnxslim": ("simplify", "graph simplification"),
+    "openvino": ("openvino", "the openvino runner"),
 }
 
 

@@ -58,7 +58,8 @@ OUTPUT_ROLES = (
     "other",
 )
 DYNAMIC_DIMS = ("batch", "seq", "src_seq")
-PRECISIONS = ("fp32", "fp16")
+# bf16: OpenVINO's CPU plugin on CPUs with AVX-512 BF16 / AMX (the openvino:bf16 backend).
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 Dim = Union[int, str]
 
@@ -100,6 +101,7 @@ class Tolerance:
 DEFAULT_TOLERANCES: Dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3, rel_l2=1e-4),
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, rel_l2=1e-3),
+    "bf16": Tolerance(atol=1e-1, rtol=1e-1, rel_l2=3e-2),
 }
 
 

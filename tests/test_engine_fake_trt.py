@@ -283,6 +283,8 @@ class Context:
     def _outputs(self):
         from onnx.reference import ReferenceEvaluator
 
+        from rnndeploy.graph.reference import recurrent_ops
+
         feed = {}
         for name, mode, vi in self.engine.io:
             if mode == "in":
@@ -291,7 +293,7 @@ class Context:
                 want = ONNX_TO_NP[vi.type.tensor_type.elem_type]
                 feed[name] = feed[name].astype(want)
         names = [n for n, m, _ in self.engine.io if m == "out"]
-        return dict(zip(names, ReferenceEvaluator(self.engine.model).run(names, feed)))
+        return dict(zip(names, ReferenceEvaluator(self.engine.model, new_ops=recurrent_ops()).run(names, feed)))
 
     def get_tensor_shape(self, name):
         if name in self.shapes:

@@ -67,6 +67,7 @@ BACKENDS: Dict[str, Backend] = {
     "ort-trt": Backend("rnndeploy.backends.onnxrt:OrtTrtRunner", "onnxruntime", "gpu", "onnx", gpu=True),
     "trt": Backend("rnndeploy.backends.tensorrt:TensorRTRunner", "tensorrt", "gpu", "engine", gpu=True),
     "onnx-ref": Backend("rnndeploy.backends.onnxref:OnnxReferenceRunner", "onnx", "cpu", "onnx"),
+    "openvino": Backend("rnndeploy.backends.openvino_runner:OpenVinoRunner", "openvino", "openvino", "onnx"),
 }
 
 
@@ -106,6 +107,7 @@ def parse_backend_label(label: str) -> Tuple[str, Dict[str, Any]]:
 
         torch            the backend as configured by the run's options
         torch:fp16       FP16 (torch: autocast on CUDA / .half() on CPU; ort-trt, trt: FP16 kernels)
+        openvino:bf16    bf16 (OpenVINO on a CPU with AVX-512 BF16 / AMX; plain openvino is FP32)
         torch:fp16:half  FP16 by .half() (``autocast`` selects autocast)
         torch:graph      CUDA graph capture and replay (``nograph`` turns it off)
         ort-cpu:t1       one intra-op thread (``tN``: N threads)
@@ -120,7 +122,7 @@ def parse_backend_label(label: str) -> Tuple[str, Dict[str, Any]]:
     changes: Dict[str, Any] = {}
     extra: Dict[str, Any] = {}
     for m in mods:
-        if m in ("fp16", "fp32"):
+        if m in ("fp16", "fp32", "bf16"):
             changes["precision"] = m
         elif m in ("graph", "nograph"):
             changes["cuda_graph"] = m == "graph"
@@ -132,7 +134,7 @@ def parse_backend_label(label: str) -> Tuple[str, Dict[str, Any]]:
             changes["threads"] = int(m[1:])
         else:
             raise UsageError(f"backend label {label!r}: modifier {m!r} is unknown",
-                             "modifiers: fp16, fp32, half, autocast, graph, nograph, copies, nocopies, tN (threads)")
+                             "modifiers: fp16, fp32, bf16, half, autocast, graph, nograph, copies, nocopies, tN (threads)")
     if extra:
         changes["extra"] = extra
     return name, changes

@@ -226,10 +226,15 @@ class Runner:
     # The registry name; ``create_runner`` sets it per instance to a label such as
     # "torch:fp16" when one run holds several configurations of a backend.
     backend: ClassVar[str] = "abstract"
+    # Precisions this backend computes in (RunnerOptions.precision / a label's fp16, bf16 modifier).
+    precisions: ClassVar[Tuple[str, ...]] = ("fp32", "fp16")
 
     def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
         self.source = source
         self.options = options or RunnerOptions()
+        if self.options.precision not in self.precisions:
+            raise UsageError(f"backend {type(self).backend!r} does not compute in {self.options.precision}",
+                             f"its precisions: {', '.join(self.precisions)}")
         self.graph_spec: GraphSpec = source.graph_spec
         self._active = False
 
