@@ -42,30 +42,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.bench.measurement import Measurement
+from rnndeploy.bench.results import BenchResult
+from rnndeploy.bench.sweep import BenchConfig, run_bench
+from rnndeploy.recipe import zoo_models
+from rnndeploy.report import fmt
 
-from rnndeploy.backends import ModelSource, RunnerOptions, create_runner  # noqa: E402
-from rnndeploy.bench.measurement import Measurement  # noqa: E402
-from rnndeploy.bench.results import BenchResult  # noqa: E402
-from rnndeploy.bench.sweep import BenchConfig, run_bench  # noqa: E402
-from rnndeploy.report import fmt  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TARGET_RATIO = 0.5
 OVERHEAD_TARGET = 0.05
-
-
-def zoo_models(only: Optional[List[str]]) -> List[Tuple[str, Optional[str]]]:
-    """(recipe name, variant) for every recipe and variant (the recipe's default first)."""
-    from rnndeploy.recipe import list_recipes
-
-    out = []
-    for r in list_recipes():
-        if only and r.name not in only:
-            continue
-        out.append((r.name, None))
-        out += [(r.name, v) for v in r.variants]
-    return out
 
 
 def build(recipe_name: str, variant: Optional[str], workdir: Path, cache: Dict[str, Any]) -> Tuple[Any, Any, Dict[str, str]]:
@@ -170,7 +157,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     cache: Dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         seen = set()
-        for recipe_name, variant in zoo_models(args.recipes.split(",") if args.recipes else None):
+        only = [n for r in args.recipes.split(",") for n in (r, f"{r}:*")] if args.recipes else None
+        for recipe_name, variant in zoo_models(only):
             label = recipe_name + (f"[{variant}]" if variant else "")
             t0 = time.perf_counter()
             recipe, model, paths = build(recipe_name, variant, Path(tmp), cache)

@@ -30,22 +30,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 TARGET_S = 20.0
 
 
 def cases(only: Optional[List[str]]) -> List[str]:
-    """ "RECIPE" or "RECIPE:VARIANT" for every recipe and variant."""
-    from rnndeploy.recipe import list_recipes
+    """ "RECIPE" or "RECIPE:VARIANT" for every recipe (``only``: these recipes) and variant."""
+    from rnndeploy.recipe import zoo_models
 
-    out = []
-    for r in list_recipes():
-        if only and r.name not in only:
-            continue
-        out.append(r.name)
-        out += [f"{r.name}:{v}" for v in r.variants]
-    return out
+    wanted = [n for r in only for n in (r, f"{r}:*")] if only else None
+    return [r if v is None else f"{r}:{v}" for r, v in zoo_models(wanted)]
 
 
 def run_one(case: str, workdir: str) -> Dict[str, Any]:

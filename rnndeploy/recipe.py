@@ -425,6 +425,20 @@ def list_recipes(directory: Optional[Path] = None) -> List[RecipeSummary]:
     return out
 
 
+def zoo_models(only: Optional[Sequence[str]] = None) -> List[Tuple[str, Optional[str]]]:
+    """(recipe, variant) for every recipe (its default first, variant None) and each of its variants.
+
+    ``only`` keeps the entries named "recipe" (its default model), "recipe:variant" (that
+    variant) or "recipe:*" (every variant of it)."""
+    out: List[Tuple[str, Optional[str]]] = []
+    for r in list_recipes():
+        for v in (None,) + tuple(r.variants):
+            wanted = {r.name} if v is None else {f"{r.name}:{v}", f"{r.name}:*"}
+            if only is None or wanted & set(only):
+                out.append((r.name, v))
+    return out
+
+
 # -- validation ------------------------------------------------------------------------------------
 def _schema_for(section: str, raw: Mapping[str, Any]) -> Optional[Dict[str, Param]]:
     if section == "data":

@@ -1,48 +1,48 @@
-"""The GPU verification scripts (benchmarks/gpu_prepare.py, gpu_verify.py) on one tiny model,
-on the CPU: planning, the resumable unit loop, and the dry run with CPU stand-ins end to end, so
-the one-shot GPU procedure does not rot while no GPU is around. Real GPU numbers come only from
-the device (benchmarks/GPU_RUNBOOK.md)."""
+"""The GPU verification procedure (rnndeploy.campaign, benchmarks/gpu_prepare.py, gpu_verify.py/.sh)
+on one tiny model, on the CPU: the prepared folder, unit planning, the resumable unit loop, the
+dry run with CPU stand-ins, and the device calls rehearsed end to end with a stand-in kit. No
+test here builds or runs a TensorRT engine: real GPU numbers come only from the device
+(benchmarks/GPU_RUNBOOK.md)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from rnndeploy.campaign import plan as cp
+from rnndeploy.campaign.schedule import State, run_units
+from tests.helpers import REPO
+
 BENCH = REPO / "benchmarks"
 KIT_PY = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
-sys.path.insert(0, str(BENCH))
+
+
+def _script(name: str, *args, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """A benchmark script as users run it (from the repo root, the package importable)."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, str(BENCH / name), *[str(a) for a in args]], capture_output=True, text=True,
+                          env=full, cwd=str(REPO), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def prep(tmp_path_factory):
     pytest.importorskip("torch")
-    import gpu_prepare
+    from rnndeploy.campaign.prepare import PrepareOptions, prepare
 
     root = tmp_path_factory.mktemp("gpuprep")
-    assert gpu_prepare.main(["--out", str(root), "--models", "sine", "--quick", "--epochs", "1"]) == 0
+    prepare(root, PrepareOptions(models=("sine",), quick=True, epochs=1), "test", lambda m: None)
     return root
 
 
-def _verify(*args):
-    import gpu_verify
-
-    return gpu_verify.main([str(a) for a in args])
-
-
 def test_prepared_folder_manifest_is_complete_and_checked(prep):
-    import gpu_common as gc
-
-    doc = gc.read_manifest(prep)
-    assert gc.verify_manifest(prep, doc) == []
-    (m,) = gc.models_of(doc)
+    doc = cp.read_manifest(prep)
+    assert cp.verify_manifest(prep, doc) == []
+    (m,) = cp.models_of(doc)
     assert m.name == "sine-lstm" and m.tier == 1 and m.cell == "lstm"
     (g,) = m.graphs
     assert set(g.fp16_onnx) == {"fp16", "fp16-keep-recurrence"}
@@ -54,21 +54,25 @@ def test_prepared_folder_manifest_is_complete_and_checked(prep):
     data = victim.read_bytes()
     try:
         victim.write_bytes(data + b"\0")
-        assert gc.verify_manifest(prep, doc) == [f"altered {g.onnx}"]
+        assert cp.verify_manifest(prep, doc) == [f"altered {g.onnx}"]
     finally:
         victim.write_bytes(data)
 
 
-def test_plan_orders_units_by_tier_and_plans_every_engine(prep, capsys):
-    assert _verify("plan", "--prep", prep, "--json") == 0
-    plan = json.loads(capsys.readouterr().out)
+def test_plan_orders_units_by_value_and_plans_every_engine(prep):
+    proc = _script("gpu_verify.py", "plan", "--prep", prep, "--json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
     ids = [u["id"] for u in plan["units"]]
     key = "sine-lstm.model"
     for v in ("fp16", "fp32", "fp16-keep"):
         assert ids.index(f"trt.build.{key}.{v}") < ids.index(f"trt.parity.{key}.{v}") < ids.index(f"trt.bench.{key}.{v}")
     tiers = [u["tier"] for u in plan["units"]]
     assert tiers == sorted(tiers)
-    assert {u["tier"] for u in plan["units"] if u["variant"] in ("fp16", "fp32") and u["kind"] == "build"} == {1}
+    tier = {u["id"]: u["tier"] for u in plan["units"]}
+    # FP16/FP32 engines of a tier-1 model first; the second policy and the hoisted rewrite after tier 2
+    assert tier[f"trt.build.{key}.fp16"] == tier[f"trt.build.{key}.fp32"] == 1
+    assert tier[f"trt.build.{key}.fp16-keep"] == tier[f"trt.build.{key}.fp16-hoist"] == 3
     engines = {e["unit"]: e for e in plan["engines"]}
     fp16 = engines[f"trt.build.{key}.fp16"]
     assert len(fp16["profiles"]) == 2 and "1..2048" in fp16["profiles"][0] and "1..256" in fp16["profiles"][1]
@@ -77,34 +81,73 @@ def test_plan_orders_units_by_tier_and_plans_every_engine(prep, capsys):
     assert engines[f"trt.build.{key}.fp16-hoist"]["hoisted"] == 1
 
 
-def test_unit_loop_respects_deadline_dependencies_and_crashes(prep, tmp_path):
-    import gpu_verify as gv
+def test_model_tiers_follow_the_issue_order():
+    assert [cp.model_tier(r, None) for r in ("sine", "charlm")] == [1, 1]
+    assert [cp.model_tier(r, None) for r in ("sentiment", "sunspots", "g2p")] == [2, 2, 2]
+    assert cp.model_tier("sine", "gru") == cp.OTHER_TIER > 3
+    assert cp.extra_tier(1) == cp.extra_tier(2) == 3 and cp.extra_tier(cp.OTHER_TIER) == cp.OTHER_TIER + 1
 
-    state = gv.State(tmp_path / "state")
-    args = argparse.Namespace(min_time=0.1, max_samples=5, build_timeout=60.0, models=None, variants=None)
-    ctx = gv.Context(prep, state, "trt", True, time.time() - 1, args)  # deadline already passed
-    counts = gv.run_side(ctx, 99)
-    assert counts["ran"] == 0 and counts["pending"] > 0 and state.records() == {}
-    # a unit whose process died twice is failed, and what needs it is skipped, not run
-    build = "trt.build.sine-lstm.model.fp16"
-    state.marker(build).write_text("2")
-    ctx = gv.Context(prep, state, "trt", True, None, args)
-    gv.run_side(ctx, 1, variants=["fp16"])
+
+def _unit(uid, kind="build", needs=(), est=1.0):
+    return cp.Unit(uid, "trt", kind, 1, "m", "g", "fp16", est, tuple(needs))
+
+
+def test_unit_loop_respects_deadline_dependencies_and_crashes(tmp_path):
+    state = State(tmp_path / "state")
+    ran = []
+
+    def do(u):
+        ran.append(u.id)
+        if u.id == "boom":
+            raise RuntimeError("first line of the error\nsecond line")
+        return {"status": "done"}
+
+    units = [_unit("a"), _unit("b", "parity", needs=("a",)), _unit("boom"), _unit("c", "parity", needs=("boom",))]
+    counts = run_units(state, units, do, deadline=time.time() - 1, say=lambda m: None)  # deadline already passed
+    assert counts["ran"] == 0 and counts["pending"] == 4 and state.records() == {} and ran == []
+    counts = run_units(state, units, do, say=lambda m: None)
     recs = state.records()
-    assert recs[build]["status"] == "failed" and "died" in recs[build]["error"]
-    assert recs["trt.parity.sine-lstm.model.fp16"]["status"] == "skipped"
-    assert not state.marker(build).exists()
+    assert ran == ["a", "b", "boom"] and recs["a"]["status"] == recs["b"]["status"] == "done"
+    assert recs["boom"] == {**recs["boom"], "status": "failed", "error": "RuntimeError: first line of the error"}
+    assert recs["c"]["status"] == "skipped" and "boom" in recs["c"]["error"]
+    assert (state.root / "logs" / "boom.traceback.txt").is_file()
+    # finished units are never redone; a unit whose process died twice is failed without running
+    ran.clear()
+    state.marker("d").write_text("2")
+    run_units(state, units + [_unit("d")], do, say=lambda m: None)
+    assert ran == [] and state.record("d")["status"] == "failed" and "died" in state.record("d")["error"]
+    assert not state.marker("d").exists()
+
+
+def test_gpu_lock_lets_the_preferred_side_go_first_and_ignores_a_dead_one(tmp_path):
+    from rnndeploy.campaign.schedule import GpuLock
+
+    torch_side, trt_side = GpuLock(tmp_path / "gpu.lock", "torch", 0.01), GpuLock(tmp_path / "gpu.lock", "trt", 0.01)
+    trt_side.prefer(True)
+    try:
+        with torch_side.held(deadline=time.time() + 0.2) as got:
+            assert got is False  # the TensorRT side asked to go first
+        with trt_side.held(deadline=time.time() + 0.2) as got:
+            assert got is True
+    finally:
+        trt_side.prefer(False)
+    # a preference left by a process that no longer exists does not block
+    trt_side.want_file("trt").write_text("999999999")
+    with torch_side.held(deadline=time.time() + 0.2) as got:
+        assert got is True
 
 
 def test_dry_run_end_to_end_writes_labelled_report(prep, tmp_path):
     out = tmp_path / "out"
-    assert _verify("dry-run", "--prep", prep, "--state", tmp_path / "state", "--out", out, "--variants", "fp16,fp32") == 0
+    proc = _script("gpu_verify.py", "dry-run", "--prep", prep, "--state", tmp_path / "state", "--out", out,
+                   "--variants", "fp16,fp32")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(os.listdir(out)) == ["gpu_logs.tar.xz", "gpu_report.html", "gpu_report.json", "gpu_report.md",
                                        "gpu_summary.json"]
     md = (out / "gpu_report.md").read_text()
     assert "DRY RUN" in md.splitlines()[0] and "NOT GPU results" in md
     summary = json.loads((out / "gpu_summary.json").read_text())
-    assert summary["dry_run"] is True
+    assert summary["dry_run"] is True and summary["mode"] == "dry-run"
     statuses = {u["id"]: u["status"] for u in summary["units"].values()}
     assert statuses and set(statuses.values()) == {"done"}, statuses
     assert "rnndeploy build-engine" in "\n".join(summary["commands"])
@@ -120,8 +163,11 @@ def test_dry_run_end_to_end_writes_labelled_report(prep, tmp_path):
     assert {"torch:fp16", "ort-cpu(dry-run stand-in for trt:fp16)", "ort-cpu(dry-run stand-in for trt:fp32)"} <= backends
     fp16_rows = summary["targets"]["fp16_parity"]
     assert fp16_rows and all(r["rel_l2_seq_le_512"] is not None for r in fp16_rows)
-    html = (out / "gpu_report.html").read_text()
-    assert "DRY RUN" in html
+    assert "DRY RUN" in (out / "gpu_report.html").read_text()
+    # a dry run's files are not results: publishing them is refused
+    pub = _script("gpu_verify.py", "publish", out, "--results", tmp_path / "results")
+    assert pub.returncode == 2 and "dry-run report, not GPU results" in pub.stderr
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.skipif(not KIT_PY.exists(), reason="the staged trt86 kit (.devkit/stage) is not here")
@@ -134,55 +180,30 @@ def test_kit_python39_imports_and_plans_the_tensorrt_side(prep):
     assert all(u["side"] == "trt" for u in plan["units"]) and len(plan["engines"]) >= 3
 
 
-def test_shell_driver_dry_run_resumes_and_reports(prep, tmp_path):
-    """benchmarks/gpu_verify.sh --dry-run: a call cut short by its budget leaves work pending, the
-    next call finishes it; both write the report. The TensorRT side runs under the staged kit's
-    Python 3.9 where it exists (else it is reported as skipped)."""
-    env = {**os.environ, "GPU_VERIFY_STATE": str(tmp_path / "state"), "OUT": str(tmp_path / "out"),
-           "TORCH_PY": sys.executable}
-    cmd = ["bash", str(BENCH / "gpu_verify.sh"), "--dry-run", "--prep", str(prep), "--no-pytest", "--max-tier", "2"]
-    first = subprocess.run(cmd + ["--budget", "20", "--reserve", "19"], capture_output=True, text=True, env=env,
-                           timeout=120)
-    assert first.returncode == 0, first.stderr[-2000:]
-    summary = json.loads((tmp_path / "out" / "gpu_summary.json").read_text())
-    assert summary["counts"]["pending"] > 0
-    second = subprocess.run(cmd + ["--budget", "300"], capture_output=True, text=True, env=env, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
-    summary = json.loads((tmp_path / "out" / "gpu_summary.json").read_text())
-    done = {u["id"] for u in summary["units"].values() if u["status"] == "done"}
-    assert any(u.startswith("torch.bench.") for u in done)
-    assert any(u.startswith("trt.bench.") for u in done) == KIT_PY.exists()
-    assert "DRY RUN" in (tmp_path / "out" / "gpu_report.md").read_text().splitlines()[0]
-
-
-def test_gpu_rows_are_real_tensorrt_runners_on_the_built_engines(prep, tmp_path):
-    """Outside a dry run the rows are TensorRT runners on the engines the build units wrote
-    (constructed only: activating one needs a GPU)."""
-    import gpu_verify as gv
-
+def test_engine_rows_outside_a_dry_run_are_tensorrt_runners_on_the_state_engines(prep, tmp_path):
+    """Outside a dry run the rows are TensorRT runners on the engines the build units write
+    (constructed only: activating one needs a GPU, and no engine is built here)."""
     from rnndeploy.backends.tensorrt import TensorRTRunner
+    from rnndeploy.campaign.steps import Context, engine_runner, trt_label
 
-    args = argparse.Namespace(min_time=0.1, max_samples=5, build_timeout=60.0, models=None, variants=None)
-    ctx = gv.Context(prep, gv.State(tmp_path / "state"), "trt", False, None, args)
+    ctx = Context(prep, State(tmp_path / "state"), "trt", False)
     g = next(iter(ctx.graphs.values()))
-    runner = gv.engine_runner(ctx, g, "fp16", "trt:fp16:graph", cuda_graph=True)("trt:fp16:graph", ctx.source(g), None)
+    runner = engine_runner(ctx, g, "fp16", "trt:fp16:graph", cuda_graph=True)("trt:fp16:graph", ctx.source(g), None)
     assert isinstance(runner, TensorRTRunner) and runner.backend == "trt:fp16:graph"
     assert runner.source.engine == str(tmp_path / "state" / "engines" / g.key / "fp16.plan")
     assert runner.options.precision == "fp16" and runner.options.cuda_graph and runner.options.device == "cuda"
-    assert gv.trt_label("fp32", dry=False) == "trt:fp32" and "stand-in" in gv.trt_label("fp32", dry=True)
+    assert trt_label("fp32", dry=False) == "trt:fp32" and "stand-in" in trt_label("fp32", dry=True)
 
 
 def test_hoisted_variant_only_where_the_rewrite_applies():
-    import gpu_common as gc
-
     def model(hoist):
-        g = gc.GraphPrep("m", "model", "default", "m.onnx", False, hoist=hoist)
-        return gc.ModelPrep("m", "r", None, "classifier", "lstm", 2, "ckpt", (g,))
+        g = cp.GraphPrep("m", "model", "default", "m.onnx", False, hoist=hoist)
+        return cp.ModelPrep("m", "r", None, "classifier", "lstm", 2, "ckpt", (g,))
 
     skipped = {"rewritten": {}, "skipped": {"/rnn/LSTM": "bidirectional with sequence_lens"}}
-    ids = [u.id for u in gc.plan_units([model(skipped)])]
+    ids = [u.id for u in cp.plan_units([model(skipped)])]
     assert "trt.build.m.model.fp16-keep" in ids and not any("fp16-hoist" in i for i in ids)
-    ids = [u.id for u in gc.plan_units([model({"rewritten": {"/rnn/LSTM": ["scan"]}, "skipped": {}})])]
+    ids = [u.id for u in cp.plan_units([model({"rewritten": {"/rnn/LSTM": ["scan"]}, "skipped": {}})])]
     assert "trt.build.m.model.fp16-hoist" in ids
 
 
@@ -193,8 +214,7 @@ def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypat
     import importlib.machinery
     import types
 
-    import gpu_common as gc
-    import gpu_verify as gv
+    from rnndeploy.campaign.steps import ort_labels
 
     calls = []
 
@@ -215,7 +235,7 @@ def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypat
     monkeypatch.setitem(sys.modules, "onnxruntime", fake)
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     monkeypatch.setattr(sys, "meta_path", [TorchFinder()] + sys.meta_path)
-    g = gc.GraphPrep("m", "model", "default", "m.onnx", False, fp16_onnx={"fp16": "m.fp16.onnx"})
-    labels, why = gv.ort_labels(types.SimpleNamespace(dry=False), g)
+    g = cp.GraphPrep("m", "model", "default", "m.onnx", False, fp16_onnx={"fp16": "m.fp16.onnx"})
+    labels, why = ort_labels(types.SimpleNamespace(dry=False), g)
     assert labels == ["ort-cuda", "ort-cuda:fp16"] and why is None
     assert calls == ["import torch", {"cuda": True, "cudnn": True, "msvc": False}]

@@ -27,6 +27,7 @@ TORCH_SIDE = (
     "rnndeploy/checkpoint.py",
     "rnndeploy/export/",
     "rnndeploy/backends/torch_runner.py",
+    "rnndeploy/campaign/prepare.py",
 )
 
 

@@ -58,6 +58,9 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
     an FP16 ONNX, flag as fallback; 11: strongly typed). Needs TensorRT and a GPU
     (exit 3 otherwise), except with --dry-run or --write-fp16-onnx alone.
 
+    Written to the TensorRT 8.6, 10 and 11 APIs but not yet run on a GPU with any of
+    them: the plan, the FP16 ONNX and the CPU-side checks are tested, the build is not.
+
     \b
       rnndeploy build-engine sine.onnx --fp16 -o sine.plan
       rnndeploy build-engine clf.onnx --fp16 --policy fp16-keep-recurrence --batch 1:8:64 --seq 1:128:1024 -o clf.plan
