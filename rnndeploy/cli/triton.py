@@ -52,11 +52,15 @@ def _config_options(max_batch_size: Optional[int], dynamic_batching: bool, prefe
 @click.option("--streaming/--no-streaming", default=None,
               help="Keep the recurrent state on the server (implicit state, sequence batcher). Default: when the "
                    "model file takes its optional state inputs.")
+@click.option("--keep-state-layout", is_flag=True,
+              help="Serve explicit state tensors ([layers, batch, hidden]) as exported, without batching. Default: "
+                   "make them batch-first (a Transpose inside) so Triton batches the model.")
 @click.option("--overwrite", is_flag=True, help="Replace REPO/<name> if it exists.")
 @click.option("--check", "check_repo", metavar="REPO/", default=None,
               help="Check every model of an existing repository against Triton's schema and load rules, and exit.")
 def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind: str, accelerator: Optional[str],
-           fp16: bool, streaming: Optional[bool], overwrite: bool, check_repo: Optional[str], **batching: Any) -> None:
+           fp16: bool, streaming: Optional[bool], keep_state_layout: bool, overwrite: bool, check_repo: Optional[str],
+           **batching: Any) -> None:
     """Write a Triton model repository entry for an rnndeploy ONNX file (onnxruntime backend)
     or TensorRT engine (tensorrt backend): REPO/<name>/config.pbtxt and REPO/<name>/1/model.*.
 
@@ -94,7 +98,8 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
     from rnndeploy.triton.repository import write_repository
 
     options = _config_options(kind=kind, accelerator=accelerator, fp16=fp16, **batching)
-    written = write_repository(model, repo, name=name, options=options, streaming=streaming, overwrite=overwrite)
+    written = write_repository(model, repo, name=name, options=options, streaming=streaming,
+                               keep_state_layout=keep_state_layout, overwrite=overwrite)
     click.echo(f"wrote {written.summary()}")
     for note in written.notes:
         click.echo(f"note: {note}")

@@ -65,7 +65,7 @@ def model_name(text: str) -> str:
 
 def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph: Optional[str] = None,
                      options: Optional[ConfigOptions] = None, streaming: Optional[bool] = None,
-                     overwrite: bool = False) -> RepositoryModel:
+                     keep_state_layout: bool = False, overwrite: bool = False) -> RepositoryModel:
     """Write ``REPO/<name>/`` for ``model`` (an rnndeploy ONNX file or TensorRT engine).
 
     Args:
@@ -73,6 +73,9 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
         graph: for a foreign ONNX file without metadata only; rnndeploy files name their graph.
         streaming: keep state on the server (default: when the file takes the model's optional
             state inputs); False serves the state tensors as plain inputs/outputs.
+        keep_state_layout: serve explicit state tensors ([layers, batch, hidden], e.g. a seq2seq
+            decoder step's) as they are, without batching; by default they are made batch-first
+            (a Transpose inside, checked in ONNX Runtime) so Triton can batch the model.
         overwrite: replace an existing ``REPO/<name>``.
 
     Raises:
@@ -97,7 +100,8 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
         raise UsageError(f"repository {repo} exists and is not a directory")
 
     if platform == ONNX_PLATFORM:
-        io, payload, spec, gname, stream, batch_hint, source_note = _onnx_model(path, graph, streaming)
+        io, payload, spec, gname, stream, batch_hint, source_note = _onnx_model(path, graph, streaming,
+                                                                                keep_state_layout)
     else:
         io, payload, spec, gname, stream, batch_hint, source_note = _engine_model(path, streaming)
 
@@ -141,11 +145,11 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
                 shutil.copyfile(sidecar_path(payload), sidecar_path(dst))
         else:
             dst.write_bytes(payload)
-    return RepositoryModel(name, target, platform, stream is not None, int(built.config["max_batch_size"]), text,
-                           built.notes)
+    notes = ((source_note,) if platform == ONNX_PLATFORM and source_note != "as exported" else ()) + built.notes
+    return RepositoryModel(name, target, platform, stream is not None, int(built.config["max_batch_size"]), text, notes)
 
 
-def _onnx_model(path: Path, graph: Optional[str], streaming: Optional[bool]) -> Tuple[Any, ...]:
+def _onnx_model(path: Path, graph: Optional[str], streaming: Optional[bool], keep_state_layout: bool) -> Tuple[Any, ...]:
     """(io, payload, spec, graph, Streaming|None, batch_hint, note) for an ONNX file."""
     import onnx
 
@@ -166,8 +170,20 @@ def _onnx_model(path: Path, graph: Optional[str], streaming: Optional[bool]) -> 
                          "export it with --with-state, or drop --streaming")
     model = onnx.load(str(path))  # external data included: the repository gets one self-contained file
     if not stream_wanted:
+        io = onnx_io(str(path), gspec)
+        states = {t.name for t in gspec.inputs + gspec.outputs if t.role == "state"}
+        not_first = [t.name for t in io.inputs + io.outputs if t.name in states and not t.batch_first]
+        if not_first and not keep_state_layout:
+            from rnndeploy.graph.normalize import state_batch_first
+            from rnndeploy.graph.verify import verify_same_function
+
+            rewritten, rewrites = state_batch_first(model)
+            verify_same_function(model, rewritten, {r.node: r.perm for r in rewrites if r.perm is not None})
+            note = (f"state tensors {', '.join(not_first)} made batch-first so Triton can batch them "
+                    "(Transpose inside; checked against the original)")
+            return onnx_io(rewritten), _single_file(rewritten), source.spec, source.graph, None, batch_hint, note
         payload: Any = path if not info.external_data else _single_file(model)
-        return onnx_io(str(path), gspec), payload, source.spec, source.graph, None, batch_hint, "as exported"
+        return io, payload, source.spec, source.graph, None, batch_hint, "as exported"
     triton_model, stream = prepare_streaming(model)
     checked = verify_streaming(model, triton_model, stream)
     payload = _single_file(triton_model)
