@@ -44,11 +44,16 @@ DEFAULT_TRT_PROFILE = {"min": {"batch": 1, "seq": 1}, "opt": {"batch": 8, "seq":
 
 
 def onnx_file_precision(path: Union[str, bytes]) -> str:
-    """"fp16" when the ONNX file (or in-memory model) stores float16 initializers (an
-    FP16-converted model), else "fp32"."""
+    """The precision an ONNX file (or in-memory model) computes in: a derived variant's own
+    ("int8", see rnndeploy.quantize), "fp16" when it stores float16 initializers, else "fp32"."""
     import onnx
 
+    from rnndeploy.quantize import variant_of
+
     model = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(path, load_external_data=False)
+    variant = variant_of(model) or {}
+    if isinstance(variant.get("recipe"), dict) and variant["recipe"].get("precision"):
+        return str(variant["recipe"]["precision"])
     fp16 = onnx.TensorProto.FLOAT16
     return "fp16" if any(i.data_type == fp16 for i in model.graph.initializer) else "fp32"
 

@@ -86,6 +86,8 @@ class ParityConfig:
     bos_id: Optional[int] = None
     eos_id: Optional[int] = None
     show_progress: Optional[bool] = None
+    data_split: Optional[str] = None
+    data_rows: Optional[int] = 256
 
     def options_for(self, backend: str) -> RunnerOptions:
         return self.backend_options.get(backend, self.options)
@@ -117,6 +119,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
 
     # 1. cases and (maybe) reference outputs from files
+    task_data: Any = None
     ref_outputs: Optional[List[Dict[str, np.ndarray]]] = None
     reference: Dict[str, Any]
     if config.golden:
@@ -143,6 +146,14 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
             reference = {"backend": "expected", "source": "expected", "path": config.expected_file}
         else:
             reference = {"backend": config.reference, "source": "run"}
+    elif config.data_split:
+        from rnndeploy.parity.task_eval import load_task_data
+
+        task_data = load_task_data(source, config.data_split, config.data_rows)
+        feed = dict(task_data.feeds)
+        cases = [Case(f"{config.data_split}[:{task_data.rows}]", infer_sizes(graph, feed), feed)]
+        seed = None
+        reference = {"backend": config.reference, "source": "run", "inputs": task_data.describe()}
     else:
         cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id)
         seed = config.seed
@@ -167,6 +178,9 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         finally:
             if not ((config.sample_steps or config.decoder) and tests):
                 ref_runner.deactivate()
+    task_metrics: Dict[str, Dict[str, Any]] = {}
+    if task_data is not None and task_data.task != "seq2seq":
+        task_metrics[f"{config.reference} (reference)"] = _task_metrics(task_data, ref_outputs[0], graph)
     for i, outs in enumerate(ref_outputs):
         check = [t.name for t in graph.outputs if t.name not in outs]
         if check:
@@ -198,6 +212,8 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
                 label = f"{backend} vs {reference['backend']}"
                 for case, ref in progress(list(zip(cases, ref_outputs)), label, enabled=config.show_progress):
                     results.append(_run_case(runner, backend, desc.precision, case, ref, graph, config, reference))
+                    if task_data is not None and task_data.task != "seq2seq" and results[-1].error is None:
+                        task_metrics[backend] = _task_metrics(task_data, runner.infer(case.inputs), graph)
                 tasks += _argmax_tasks(results, backend, graph, config.min_agreement)
                 if config.sample_steps and ref_runner is not None:
                     tasks.append(_guarded("sampling", backend, config, _sampling_task,
@@ -221,6 +237,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         seed=seed,
         cases=tuple(results),
         tasks=tuple(tasks),
+        task_metrics=task_metrics,
         warnings=tuple(warnings),
         tolerance_overrides=config.overrides.to_dict(),
         machine=describe_machine(),
@@ -229,7 +246,18 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     )
 
 
+def _task_metrics(data: Any, outputs: Mapping[str, np.ndarray], graph: GraphSpec) -> Dict[str, Any]:
+    from rnndeploy.parity.task_eval import score_task
+
+    scores = score_task(data, outputs, graph)
+    return {"metric": data.metric, "value": scores.get(data.metric), "split": data.split, "rows": data.rows,
+            "metrics": {k: float(v) for k, v in scores.items()}}
+
+
 def _check_config(config: ParityConfig) -> None:
+    if config.data_split and (config.golden or config.inputs_file):
+        raise UsageError("--inputs-from-recipe cannot be combined with --golden or --inputs",
+                         "choose one source of inputs")
     if config.expected_file and not config.inputs_file:
         raise UsageError("--expected needs --inputs (the outputs must come from known inputs)",
                          "pass --inputs FILE.npz as well")

@@ -142,18 +142,9 @@ def seq2seq_plan(encoder: GraphSpec, decoder: GraphSpec) -> Dict[str, Any]:
             "src_mask": _first(decoder.inputs, "mask")}
 
 
-def greedy_tokens(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray], bos_id: int, eos_id: int,
-                  max_len: int) -> List[Tuple[int, ...]]:
-    """Greedy output tokens per row (eos excluded) with ``encoder`` and ``decoder`` runners."""
-    from rnndeploy.decoding import greedy_decode
-
-    plan = seq2seq_plan(encoder.graph_spec, decoder.graph_spec)
-    enc = encoder.infer(feed)
-    memory = enc[plan["memory_out"].name]
-    states = tuple(enc[t.name] for t in plan["enc_states"])
-    batch = memory.shape[0]
-    len_in = _first(encoder.graph_spec.inputs, "lengths")
-    src_len = np.asarray(feed[len_in.name], dtype=np.int64) if len_in is not None else np.full((batch,), memory.shape[1])
+def decoder_step(decoder: Runner, plan: Dict[str, Any]) -> Any:
+    """A ``decoding.StepFn`` running ``decoder`` (a decoder-step graph, see ``seq2seq_plan``):
+    (tokens [batch], states, memory, source lengths) → (log-scores [batch, vocab], states, attention)."""
     probs = plan["logits"].role == "probs"
 
     def step(tokens: np.ndarray, st: Tuple[np.ndarray, ...], mem: np.ndarray, lens: np.ndarray) -> Any:
@@ -171,8 +162,49 @@ def greedy_tokens(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray],
         att = res[plan["attention"].name] if plan["attention"] is not None else None
         return scores, tuple(res[t.name] for t in plan["dec_states_out"]), att
 
-    hyps = greedy_decode(step, states, memory, src_len, bos_id=bos_id, eos_id=eos_id, max_len=max_len)
-    return [h.tokens for h in hyps]
+    return step
+
+
+def encode(encoder: Runner, plan: Dict[str, Any], feed: Dict[str, np.ndarray]) -> Tuple[np.ndarray, Tuple[np.ndarray, ...], np.ndarray]:
+    """(memory, initial decoder states, source lengths) from ``encoder`` on ``feed``."""
+    enc = encoder.infer(feed)
+    memory = enc[plan["memory_out"].name]
+    states = tuple(enc[t.name] for t in plan["enc_states"])
+    len_in = _first(encoder.graph_spec.inputs, "lengths")
+    src_len = (np.asarray(feed[len_in.name], dtype=np.int64) if len_in is not None
+               else np.full((memory.shape[0],), memory.shape[1]))
+    return memory, states, src_len
+
+
+def greedy_hypotheses(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray], bos_id: int, eos_id: int,
+                      max_len: int) -> List[Any]:
+    """Greedy ``decoding.Hypothesis`` per row with ``encoder`` and ``decoder`` runners."""
+    from rnndeploy.decoding import greedy_decode
+
+    plan = seq2seq_plan(encoder.graph_spec, decoder.graph_spec)
+    memory, states, src_len = encode(encoder, plan, feed)
+    return list(greedy_decode(decoder_step(decoder, plan), states, memory, src_len, bos_id=bos_id, eos_id=eos_id,
+                              max_len=max_len))
+
+
+def greedy_tokens(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray], bos_id: int, eos_id: int,
+                  max_len: int) -> List[Tuple[int, ...]]:
+    """Greedy output tokens per row (eos excluded) with ``encoder`` and ``decoder`` runners."""
+    return [h.tokens for h in greedy_hypotheses(encoder, decoder, feed, bos_id, eos_id, max_len)]
+
+
+def teacher_forced_scores(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray],
+                          tgt_in: np.ndarray) -> np.ndarray:
+    """Log-scores [batch, T, vocab] of the decoder step fed the target tokens ``tgt_in`` [batch, T]
+    (teacher forcing), after encoding ``feed``."""
+    plan = seq2seq_plan(encoder.graph_spec, decoder.graph_spec)
+    memory, states, src_len = encode(encoder, plan, feed)
+    step = decoder_step(decoder, plan)
+    out = []
+    for t in range(tgt_in.shape[1]):
+        scores, states, _ = step(np.ascontiguousarray(tgt_in[:, t]), states, memory, src_len)
+        out.append(scores)
+    return np.stack(out, axis=1)
 
 
 def sequence_agreement(ref: Sequence[Tuple[int, ...]], test: Sequence[Tuple[int, ...]]) -> Tuple[float, float, int]:

@@ -26,8 +26,8 @@ from rnndeploy.fileio import write_text_atomic
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
 
-Result = Any  # ParityResult | BenchResult | LoadTestResult (each has .kind and .to_dict())
-KINDS = ("parity", "bench", "loadtest")
+Result = Any  # ParityResult | BenchResult | TuneResult | LoadTestResult (each has .kind and .to_dict())
+KINDS = ("parity", "bench", "tune", "loadtest")
 
 
 def to_document(results: Sequence[Result]) -> Dict[str, Any]:
@@ -104,6 +104,10 @@ def load_results(doc: Dict[str, Any]) -> List[Result]:
             out.append(ParityResult.from_dict(r))
         elif kind == "bench":
             out.append(BenchResult.from_dict(r))
+        elif kind == "tune":
+            from rnndeploy.tune.results import TuneResult
+
+            out.append(TuneResult.from_dict(r))
         elif kind == "loadtest":
             out.append(LoadTestResult.from_dict(r))
         else:
