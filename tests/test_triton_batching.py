@@ -112,3 +112,27 @@ def test_layout_moves_the_batch_axis_of_state_tensors(models):
     assert lay.to_triton("h0", h).shape == (3, 2, 8)
     np.testing.assert_array_equal(lay.to_runner("h0", lay.to_triton("h0", h)), h)
     assert lay.to_triton("tokens", np.zeros((3, 5))).shape == (3, 5)
+
+
+def test_explicit_state_is_batch_first_for_triton_and_batched_requests_equal_each_alone(tmp_path):
+    """A seq2seq decoder step takes its state as a plain input ([layers, batch, hidden] in the model):
+    Triton sees it batch-first, the executor stacks requests and gives each its own rows back."""
+    paths = export_zoo_model(zoo_model("s2s-lstm-2l"), str(tmp_path / "s2s.onnx"), ExportOptions()).paths
+    ex, runner = executor(paths["decoder_step"])
+    assert ex.layout.batched and not ex.states
+    rng = np.random.default_rng(4)
+    reqs = []
+    for b in (2, 1, 3):
+        reqs.append(Request({"token": rng.integers(0, 15, (b,)).astype(np.int64),
+                             "h": rng.uniform(-1, 1, (b, 2, 8)).astype(np.float32),  # Triton's layout
+                             "c": rng.uniform(-1, 1, (b, 2, 8)).astype(np.float32),
+                             "memory": rng.uniform(-1, 1, (b, 6, 8)).astype(np.float32),
+                             "src_lengths": rng.integers(1, 7, (b,)).astype(np.int64)}))
+    results = ex.execute(reqs)
+    for req, res in zip(reqs, results):
+        feed = {k: (np.ascontiguousarray(np.moveaxis(v, 0, 1)) if k in ("h", "c") else v) for k, v in req.inputs.items()}
+        alone = runner.infer(feed)
+        assert res["h_next"].shape == req.inputs["h"].shape  # back in Triton's layout
+        np.testing.assert_allclose(res["h_next"], np.moveaxis(alone["h_next"], 1, 0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(res["logits"], alone["logits"], rtol=1e-5, atol=1e-6)
+    runner.deactivate()
