@@ -143,12 +143,12 @@ def _abs(path: Optional[str]) -> Optional[str]:
 def write_python_repository(root: Path, models: Sequence[str], options: ServeOptions,
                             names: Sequence[Optional[str]] = ()) -> List[ServedModel]:
     """Write one Python-backend model directory per MODEL under ``root``."""
-    from rnndeploy.backends import parse_backend_label
+    from rnndeploy.backends import BackendLabel
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.triton.repository import model_name
     from rnndeploy.triton.streaming import is_streaming
 
-    parse_backend_label(options.backend)  # unknown backend: one line before anything starts
+    BackendLabel.parse(options.backend)  # unknown backend: one line before anything starts
     served: List[ServedModel] = []
     for k, m in enumerate(models):
         source = resolve_source(m, auto_checkpoint=False)
