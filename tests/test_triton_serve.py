@@ -247,6 +247,45 @@ def test_serve_on_a_port_in_use_is_one_line(server, zoo):
     assert "Traceback" not in proc.stderr and time.monotonic() - t0 < 120
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "nosuch"], "backend 'nosuch' is unknown"),
+    (["--http-port", "{grpc}"], "are both"),
+    (["missing.onnx"], "missing.onnx does not exist"),
+    (["--instances", "0"], "Invalid value for '--instances'"),
+])
+def test_serve_bad_input_is_one_line_before_a_server_starts(zoo, tmp_path, args, message):
+    grpc = free_ports(1)[0]
+    args = [a.format(grpc=grpc) for a in args]
+    model = [] if "missing.onnx" in args else [zoo["reg-lstm-bi-mul-var"]]
+    proc = subprocess.run([serve_python(), "-m", "rnndeploy", "serve", *model, "--grpc-port", str(grpc), *args],
+                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "tritonserver" not in proc.stdout  # nothing was started
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nosuch"], "has no ready model 'nosuch'"),
+    (["--reference", "{charlm}"], "served model 'reg-lstm-bi-mul-var' takes inputs"),
+    (["--reference", "missing.onnx"], "missing.onnx does not exist"),
+    (["--url", "http://a b"], "is not host:port"),
+    (["--url", "127.0.0.1:{free}"], "no Triton server is ready at 127.0.0.1:"),
+    (["--concurrency", "0"], "--concurrency '0': give positive integers"),
+])
+def test_loadtest_bad_input_is_one_line(server, zoo, tmp_path, args, message):
+    opts = {"--url": server.url, "--model": "reg-lstm-bi-mul-var", "--reference": zoo["reg-lstm-bi-mul-var"],
+            "--concurrency": "1"}
+    for k, v in zip(args[::2], args[1::2]):
+        opts[k] = v.format(charlm=zoo["charlm-lstm-state"], free=free_ports(1)[0])
+    url = opts.pop("--url")
+    argv = ["loadtest", url, "--requests", "2", "--connect-timeout", "1"] + [x for kv in opts.items() for x in kv]
+    proc = run_cli(*argv, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_server_restart_during_a_sweep_is_reported_and_the_sweep_resumes(zoo, tmp_path):
     ports = free_ports(3)
     log = tmp_path / "serve.log"

@@ -163,6 +163,8 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
               help="Untimed (still checked) requests per client.")
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Per-request timeout, seconds.")
+@click.option("--connect-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the server to be ready before giving up.")
 @click.option("--reference-backend", default="ort-cpu", show_default=True, help="Runner computing the expected answers.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @dim_option
@@ -170,7 +172,7 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown.")
 def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str], concurrency: str, requests: int,
              max_seconds: float, batch: int, seq: int, chunks: int, warmup: int, timeout_s: float,
-             reference_backend: str, seed: int, dims: Sequence[str], json_path: Optional[str],
+             connect_timeout: float, reference_backend: str, seed: int, dims: Sequence[str], json_path: Optional[str],
              markdown_path: Optional[str]) -> None:
     """Sweep concurrency against a Triton server (HTTP or gRPC) and check EVERY answer against
     the local reference: each request has inputs of its own and a request id, so a lost,
@@ -189,7 +191,8 @@ def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str],
 
     config = LoadTestConfig(url=url, model=model_name, protocol=protocol, concurrency=tuple(parse_int_list(concurrency, "--concurrency")),
                             requests=requests, max_seconds=max_seconds, batch=batch, seq=seq, chunks=chunks,
-                            warmup=warmup, timeout_s=timeout_s, seed=seed, extra_dims=parse_dims(dims))
+                            warmup=warmup, timeout_s=timeout_s, seed=seed, extra_dims=parse_dims(dims),
+                            connect_timeout_s=connect_timeout)
 
     def progress(event: str, value: Any) -> None:
         if event == "start":

@@ -90,15 +90,14 @@ class LoadTestConfig:
 
 def split_url(url: str, protocol: Optional[str]) -> Tuple[str, str]:
     """(host:port, protocol) from "host[:port]", "http://host:port" or "grpc://host:port"."""
-    m = re.match(r"^(?:(http|grpc)://)?([^/]+?)/?$", url.strip())
+    m = re.match(r"^(?:(http|grpc)://)?([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\])(?::(\d{1,5}))?/?$", url.strip())
     if not m:
         raise UsageError(f"URL {url!r} is not host:port", "e.g. 127.0.0.1:8000 or grpc://127.0.0.1:8001")
-    scheme, hostport = m.group(1), m.group(2)
+    scheme, host, port = m.group(1), m.group(2), m.group(3)
     if scheme and protocol and scheme != protocol:
         raise UsageError(f"URL {url!r} says {scheme} but --protocol is {protocol}")
     proto = protocol or scheme or "http"
-    if not re.search(r":\d+$", hostport):
-        hostport = f"{hostport}:{PROTOCOLS[proto]}"
+    hostport = f"{host}:{port or PROTOCOLS[proto]}"
     return hostport, proto
 
 
