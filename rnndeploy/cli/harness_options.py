@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import click
 
 from rnndeploy.backends import BACKENDS
+from rnndeploy.cli.types import POSITIVE_INT, TOLERANCE, OutputPath
 from rnndeploy.errors import UsageError
 
 F = Callable[..., Any]
@@ -42,7 +43,7 @@ runner_options = _stack(
     click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                  help="Precision of the runtimes under test (torch: autocast or .half(); trt/ort-trt: FP16 kernels)."),
     click.option("--device", metavar="DEV", help="cpu, cuda or cuda:N (torch; GPU backends take cuda:N)."),
-    click.option("--threads", type=click.IntRange(min=1), help="Intra-op CPU threads (torch, ort-cpu). Default: library default."),
+    click.option("--threads", type=POSITIVE_INT, help="Intra-op CPU threads (torch, ort-cpu). Default: library default."),
     click.option("--cuda-graph", is_flag=True, help="Capture and replay a CUDA graph (GPU backends)."),
     click.option("--include-copies", is_flag=True,
                  help="GPU timings include host<->device copies (default: device-resident inputs and outputs)."),
@@ -57,8 +58,8 @@ runner_options = _stack(
 )
 
 tolerance_options = _stack(
-    click.option("--atol", type=float, help="Absolute tolerance for every output (overrides the spec)."),
-    click.option("--rtol", type=float, help="Relative tolerance for every output (overrides the spec)."),
+    click.option("--atol", type=TOLERANCE, help="Absolute tolerance for every output (overrides the spec)."),
+    click.option("--rtol", type=TOLERANCE, help="Relative tolerance for every output (overrides the spec)."),
     click.option("--tol", "tol_items", multiple=True, metavar="OUTPUT:ATOL:RTOL[:REL_L2]",
                  help="Tolerance for one output (repeatable); wins over --atol/--rtol."),
 )
@@ -67,8 +68,8 @@ dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
                           help="Size of a dynamic axis other than batch/seq (foreign models; repeatable).")
 
 output_options = _stack(
-    click.option("--json", "json_path", metavar="FILE", help="Write the result as an rnndeploy results JSON file."),
-    click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown."),
+    click.option("--json", "json_path", metavar="FILE", type=OutputPath(), help="Write the result as an rnndeploy results JSON file."),
+    click.option("--markdown", "markdown_path", metavar="FILE", type=OutputPath(), help="Write the result as Markdown."),
     click.option("--progress/--no-progress", "show_progress", default=None, help="Progress bars (default: on a terminal)."),
 )
 

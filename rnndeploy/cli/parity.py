@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options, tolerance_options
+from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, OutputPath
 
 
 @click.command()
@@ -16,7 +17,7 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
                                                   "or module is given, else ort-cpu).")
 @click.option("--shapes", default="1x1,1x16,3x37,8x128", show_default=True, metavar="BxS,...",
               help="batch x seq cases for generated inputs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs and sampling.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs and sampling.")
 @dim_option
 @click.option("--inputs", "inputs_file", metavar="FILE.npz", help="Inputs keyed by input name (any ONNX model).")
 @click.option("--expected", "expected_file", metavar="FILE.npz", help="Reference outputs keyed by output name.")
@@ -28,17 +29,17 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @click.option("--rows", "data_rows", type=click.IntRange(min=1), default=256, show_default=True,
               help="With --inputs-from-recipe: rows of the split (one case).")
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
-@click.option("--save-golden", metavar="DIR", help="Write the inputs and reference outputs as a golden directory.")
+@click.option("--save-golden", metavar="DIR", type=OutputPath(kind="dir"), help="Write the inputs and reference outputs as a golden directory.")
 @tolerance_options
-@click.option("--sample-steps", type=click.IntRange(min=0), default=None,
+@click.option("--sample-steps", type=NON_NEGATIVE_INT, default=None,
               help="char-LM: also compare N sampled tokens per row (fixed seed). Default 32 for char-LMs, else 0.")
-@click.option("--min-agreement", type=float, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
+@click.option("--min-agreement", type=FRACTION, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
 @click.option("--decoder", "decoder_path", metavar="FILE",
               help="seq2seq: the decoder_step ONNX file (or engine) beside MODEL = the encoder; adds greedy decoding "
                    "agreement with every backend. Default: NAME.decoder_step.onnx beside NAME.encoder.onnx.")
-@click.option("--decode-max-len", type=click.IntRange(min=1), default=64, show_default=True, help="seq2seq: decoding steps.")
-@click.option("--bos-id", type=int, help="seq2seq: start token id (default: the spec's).")
-@click.option("--eos-id", type=int, help="seq2seq: end token id (default: the spec's).")
+@click.option("--decode-max-len", type=POSITIVE_INT, default=64, show_default=True, help="seq2seq: decoding steps.")
+@click.option("--bos-id", type=NON_NEGATIVE_INT, help="seq2seq: start token id (default: the spec's).")
+@click.option("--eos-id", type=NON_NEGATIVE_INT, help="seq2seq: end token id (default: the spec's).")
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
 @output_options
 def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
@@ -128,6 +129,12 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         data_rows=data_rows,
     )
     result = run_parity(source, config, command=command_line())
+    if save_golden and not result.cases:  # only the reference ran: a golden, no comparison
+        click.echo(f"golden written to {save_golden} (only the reference ran: nothing compared"
+                   f"{'; no --json/--markdown written' if json_path or markdown_path else ''})")
+        return None
+    if result.status == "invalid":  # never written, never reported as passed
+        raise UsageError(f"parity is invalid: {result.invalid_reason()}", "give finite tolerances and inputs to compare")
     emit_result(result, json_path, markdown_path)
     if save_golden:
         click.echo(f"golden written to {save_golden}")

@@ -242,6 +242,9 @@ def _common(m: re.Match[str], text: str, option: str, roles: Sequence[str]):
     raw = m.group("dims").strip()
     for d in [x.strip() for x in raw.split(",")] if raw else []:
         if re.fullmatch(r"\d+", d):
+            if int(d) == 0:
+                raise UsageError(f"{option} {text!r}: a fixed size of 0 makes the tensor empty",
+                                 "give a positive size, or an axis name for a dynamic axis")
             dims.append(int(d))
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", d):
             dims.append(d)

@@ -60,15 +60,10 @@ class NormalizeReport:
 
 
 def load_model(path: str) -> Any:
-    """The ONNX model at ``path`` with its external data, or a UsageError."""
-    import onnx
+    """The ONNX model at ``path`` with its external data, or a UsageError (rnndeploy.onnx_file)."""
+    from rnndeploy.onnx_file import load_onnx
 
-    if not os.path.isfile(path):
-        raise UsageError(f"ONNX file {path} does not exist", "check the path")
-    try:
-        return onnx.load(path)
-    except Exception as exc:  # DecodeError and friends on a file that is not ONNX
-        raise UsageError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") from exc
+    return load_onnx(path)
 
 
 def normalize_model(model: Any, options: NormalizeOptions, verify: bool = True,

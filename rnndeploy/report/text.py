@@ -44,9 +44,16 @@ def parity_rows(result: Any) -> List[List[str]]:
                 fmt.err(s.max_abs if s else None), fmt.err(s.p99_abs if s else None), fmt.err(s.rel_l2 if s else None),
                 "—" if s is None else f"{s.cosine:.6f}",
                 fmt.err(s.atol_needed if s else None),
-                "ok" if o.passed else ("NaN/Inf" if o.failure and ("NaN" in o.failure or "Inf" in o.failure) else "FAIL"),
+                verdict(o),
             ])
     return rows
+
+
+def verdict(o: Any) -> str:
+    """The result column of one output comparison: ok, not checked (tolerance inf), NaN/Inf, FAIL."""
+    if o.passed:
+        return "ok" if o.checked else "not checked"
+    return "NaN/Inf" if o.failure and ("NaN" in o.failure or "Inf" in o.failure) else "FAIL"
 
 
 PARITY_HEADERS = ["backend", "case", "output", "max abs", "p99 abs", "rel L2", "cosine", "atol needed", "result"]
@@ -59,7 +66,7 @@ def _parity(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
         ref.get("source"), "run in this process")
     lines = [
         heading(f"Parity: {result.model.get('name')} (graph {result.model.get('graph')}) — "
-                f"{'PASSED' if result.passed else 'FAILED'}"),
+                f"{result.status.upper()}"),
         "",
         f"Reference: {ref.get('backend')} ({src}; {describe_run(ref_desc)})",
     ]

@@ -87,14 +87,25 @@ class Level:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Level:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "load test level") -> Level:
+        """Read a level back, every field checked (UsageError naming ``where`` and the field)."""
+        from rnndeploy.validation import Fields
+
+        f = Fields(d, where)
+        counts = f.mapping("failure_counts", required=False, default={})
+        for k, v in counts.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise f.fail(f"failure_counts.{k}", "an integer >= 0", v)
         return cls(
-            concurrency=int(d["concurrency"]), latencies=tuple(float(t) for t in d.get("latencies", [])),
-            sent=int(d.get("sent", 0)), verified=int(d.get("verified", 0)), wrong=int(d.get("wrong", 0)),
-            errors=int(d.get("errors", 0)), abandoned=int(d.get("abandoned", 0)), wall_s=float(d.get("wall_s", 0.0)),
-            steps_per_request=int(d.get("steps_per_request", 1)),
-            failures=tuple(dict(f) for f in d.get("failures", [])),
-            failure_counts={str(k): int(v) for k, v in d.get("failure_counts", {}).items()},
+            concurrency=f.int("concurrency", minimum=1), latencies=tuple(f.numbers("latencies", required=False, above=0.0)),
+            sent=f.int("sent", minimum=0), verified=f.int("verified", minimum=0),
+            wrong=f.int("wrong", required=False, default=0, minimum=0),
+            errors=f.int("errors", required=False, default=0, minimum=0),
+            abandoned=f.int("abandoned", required=False, default=0, minimum=0),
+            wall_s=f.number("wall_s", required=False, default=0.0, minimum=0.0),
+            steps_per_request=f.int("steps_per_request", required=False, default=1, minimum=1),
+            failures=tuple(r.data for r in f.records("failures", required=False)),
+            failure_counts=counts,
         )
 
 
@@ -124,6 +135,16 @@ class LoadTestResult:
     def passed(self) -> bool:
         return bool(self.levels) and all(lv.passed for lv in self.levels)
 
+    @property
+    def status(self) -> str:
+        """"passed", "failed", or "invalid" when no request was sent."""
+        if not any(lv.sent for lv in self.levels):
+            return "invalid"
+        return "passed" if self.passed else "failed"
+
+    def invalid_reason(self) -> Optional[str]:
+        return "it sent no request: nothing was checked" if self.status == "invalid" else None
+
     def failures(self) -> List[str]:
         out = []
         for lv in self.levels:
@@ -140,9 +161,17 @@ class LoadTestResult:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LoadTestResult:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "load test result") -> LoadTestResult:
+        """Read a result back, every field checked (UsageError naming ``where`` and the field)."""
+        from rnndeploy.validation import Fields
+
+        f = Fields(d, where)
         return cls(
-            model=dict(d.get("model", {})), levels=tuple(Level.from_dict(lv) for lv in d.get("levels", [])),
-            settings=dict(d.get("settings", {})), warnings=tuple(d.get("warnings", [])),
-            machine=dict(d.get("machine", {})), command=d.get("command", ""), created=d.get("created", ""),
+            model=f.mapping("model", required=False, default={}),
+            levels=tuple(Level.from_dict(r.data, r.where) for r in f.records("levels")),
+            settings=f.mapping("settings", required=False, default={}),
+            warnings=tuple(f.strs("warnings", required=False)),
+            machine=f.mapping("machine", required=False, default={}),
+            command=f.str("command", required=False, default=""),
+            created=f.str("created", required=False, default=""),
         )
