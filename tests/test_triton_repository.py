@@ -312,8 +312,10 @@ def fake_engine(tmp_path, onnx_path, batch=(1, 8, 32), seq=(1, 64, 256), trt_ver
     gspec = spec.graph(graph)
     file_inputs = {t.name for t in io.inputs}
     inputs = [t for t in gspec.inputs if t.name in file_inputs]
-    profiles, _ = derive_profiles(inputs, batch=":".join(map(str, batch)), seq=":".join(map(str, seq)),
-                                  dims=("src_seq=1:32:128",) if "src_seq" in gspec.dynamic_dims else ())
+    axes = {d for t in inputs for d in t.dims if isinstance(d, str)}
+    profiles, _ = derive_profiles(inputs, batch=":".join(map(str, batch)),
+                                  seq=":".join(map(str, seq)) if "seq" in axes else None,
+                                  dims=("src_seq=1:32:128",) if "src_seq" in axes else ())
     engine = tmp_path / (Path(onnx_path).stem + ".plan")
     engine.write_bytes(b"stand-in engine bytes " + Path(onnx_path).name.encode())
     narrow = {"int64": "int32"} if trt_version.startswith("8.") else {}
@@ -415,22 +417,28 @@ def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, args, code, message):
     assert not (tmp_path / "repo").exists()
 
 
-def test_cli_without_tritonclient_names_the_extra(zoo_onnx, tmp_path):
-    from tests.test_portability import block_imports
-
-    code = block_imports("tritonclient") + f"""
-from rnndeploy.cli import main
-import sys
-sys.argv = ["rnndeploy", "triton", {zoo_onnx['reg-rnn-tanh']['model']!r}, "-o", {str(tmp_path / 'repo')!r}]
-main()
-"""
+@pytest.mark.parametrize("blocked, argv, extra", [
+    ("tritonclient", ["triton", "{model}", "-o", "{repo}"], "triton"),
+    ("pytriton", ["serve", "{model}", "--http-port", "1", "--grpc-port", "2", "--metrics-port", "3"], "serve"),
+    ("tritonclient", ["loadtest", "127.0.0.1:9", "--model", "m", "--reference", "{model}"], "triton"),
+])
+def test_cli_without_its_package_names_the_extra(zoo_onnx, tmp_path, blocked, argv, extra):
     import subprocess
     import sys
 
+    from tests.test_portability import block_imports
+
+    argv = [a.format(model=zoo_onnx["reg-rnn-tanh"]["model"], repo=str(tmp_path / "repo")) for a in argv]
+    code = block_imports(blocked) + f"""
+from rnndeploy.cli import main
+import sys
+sys.argv = ["rnndeploy"] + {argv!r}
+main()
+"""
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
-    assert "pip install 'rnndeploy[triton]'" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "repo" / "reg-rnn-tanh").exists()
+    assert f"pip install 'rnndeploy[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "repo").exists()
 
 
 def test_loadtest_result_round_trips_through_the_results_format(tmp_path):

@@ -127,24 +127,30 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
     target = repo_path / name
     if target.exists() and not overwrite:
         raise UsageError(f"{target} already exists", "pass --overwrite to replace it, or choose another --name")
-    if not repo_path.exists():
+    created = not repo_path.exists()
+    if created:
         if not repo_path.parent.is_dir():
             raise UsageError(f"cannot create repository {repo}: directory {repo_path.parent} does not exist")
         repo_path.mkdir()
     from rnndeploy.fileio import atomic_dir
 
-    with atomic_dir(target) as tmp:
-        (tmp / "1").mkdir()
-        (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
-        dst = tmp / "1" / MODEL_FILES[platform]
-        if isinstance(payload, Path):
-            shutil.copyfile(payload, dst)
-            if platform == TRT_PLATFORM:  # the sidecar (TensorRT version, GPU, profiles, spec) travels with it
-                from rnndeploy.engine.sidecar import sidecar_path
+    try:
+        with atomic_dir(target) as tmp:
+            (tmp / "1").mkdir()
+            (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
+            dst = tmp / "1" / MODEL_FILES[platform]
+            if isinstance(payload, Path):
+                shutil.copyfile(payload, dst)
+                if platform == TRT_PLATFORM:  # the sidecar (TensorRT version, GPU, profiles, spec) travels with it
+                    from rnndeploy.engine.sidecar import sidecar_path
 
-                shutil.copyfile(sidecar_path(payload), sidecar_path(dst))
-        else:
-            dst.write_bytes(payload)
+                    shutil.copyfile(sidecar_path(payload), sidecar_path(dst))
+            else:
+                dst.write_bytes(payload)
+    except BaseException:
+        if created:  # a repository this call created holds nothing half-written
+            shutil.rmtree(repo_path, ignore_errors=True)
+        raise
     notes = ((source_note,) if platform == ONNX_PLATFORM and source_note != "as exported" else ()) + built.notes
     return RepositoryModel(name, target, platform, stream is not None, int(built.config["max_batch_size"]), text, notes)
 
