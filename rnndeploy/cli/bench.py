@@ -32,7 +32,8 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
           seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
           baseline: Optional[str], dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
           show_progress: Optional[bool]) -> Any:
-    """Measure latency of every --backend over a --batch x --seq sweep, side by side.
+    """Measure latency of every --backend (default: every runtime available here) over a
+    --batch x --seq sweep, side by side.
 
     Torch is added as a row whenever a checkpoint or module is known, so every ratio
     is measured in the same run. Each figure states what it includes (device,
@@ -48,6 +49,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.bench.sweep import BenchConfig, run_bench
     from rnndeploy.cli.harness_options import (
+        backends_or_defaults,
         command_line,
         emit_result,
         normalized_source,
@@ -64,6 +66,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
+    backends = backends_or_defaults(backends, source)
     config = BenchConfig(
         backends=tuple(backends),
         batches=tuple(parse_int_list(batches, "--batch")),

@@ -14,7 +14,8 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, 
 @model_options
 @runner_options
 @click.option("--reference", metavar="NAME", help="Backend whose outputs are the truth (default torch when a checkpoint "
-                                                  "or module is given, else ort-cpu).")
+                                                  "or module is given, else ort-cpu). Without --backend, every other "
+                                                  "runtime available here is checked against it.")
 @click.option("--shapes", default="1x1,1x16,3x37,8x128", show_default=True, metavar="BxS,...",
               help="batch x seq cases for generated inputs.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs and sampling.")
@@ -69,6 +70,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
 
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.cli.harness_options import (
+        backends_or_defaults,
         command_line,
         default_reference,
         emit_result,
@@ -102,8 +104,8 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         if source.graph != "encoder":
             raise UsageError(f"--decoder needs MODEL to be the encoder graph; {source.onnx or model} holds {source.graph!r}")
     ref = reference or default_reference(source)
-    if not backends and not save_golden:
-        raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
+    if not save_golden:
+        backends = backends_or_defaults(backends, source, ref if not (golden or expected_file) else None)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     config = ParityConfig(

@@ -72,6 +72,11 @@ def _parity(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
     ]
     for b, d in result.backends.items():
         lines.append(f"Under test: {b} ({describe_run(d)})")
+        details = d.get("details") or {}
+        for text in details.get("rewrites", []):  # what the runtime needed to compute it right
+            lines.append(f"  rewritten for {b}: {text}")
+        if details.get("ignored_inputs"):
+            lines.append(f"  {b} ignores input(s) {', '.join(details['ignored_inputs'])} (pruned from its model; not fed)")
     tols = {}
     for c in result.cases:
         for o in c.outputs:
