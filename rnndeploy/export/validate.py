@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -228,57 +228,94 @@ def validate_ort(
     exporter: str,
     label: str = "",
 ) -> ValidationReport:
-    """Run ``model_bytes`` in ONNX Runtime (CPU) and ``module`` in torch at every size set.
+    """Run ``model_bytes`` in ONNX Runtime (CPU) and ``module`` in torch at every size set
+    (see ``validate_cases``)."""
+    cases = ((dict(sizes), lambda s=dict(sizes), i=i: feeds(s, 100 + i), "") for i, sizes in enumerate(size_sets))
+
+    def reference(inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return {t.name: o for t, o in zip(graph.outputs, torch_outputs(module, graph, inputs))}
+
+    return validate_cases(model_bytes, graph, cases, reference, "torch", exporter, label)
+
+
+Feeds = Union[Mapping[str, np.ndarray], Callable[[], Mapping[str, np.ndarray]]]
+
+
+def validate_cases(
+    model_bytes: bytes,
+    graph: GraphSpec,
+    cases: Iterable[Tuple[Dict[str, int], Feeds, str]],
+    reference: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+    reference_name: str,
+    exporter: str,
+    label: str = "",
+) -> ValidationReport:
+    """Run ``model_bytes`` in ONNX Runtime (CPU, one thread) and ``reference`` on every case,
+    output by output.
+
+    Args:
+        cases: (sizes, feeds — or a callable making them, so only one case's inputs exist
+            at a time —, what else sets the case apart, e.g. "pre-padded").
+        reference: inputs → outputs by name (torch, Keras, ...); ``reference_name`` says who.
 
     A session that cannot be created, or a run that raises, becomes a failing check
-    for every output at that size (the graph froze a shape, an op is missing, ...).
+    for every output of that case (the graph froze a shape, an op is missing, ...); so
+    does a reference that cannot run at a size the spec calls dynamic.
     """
     from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
 
     t0 = time.perf_counter()
     checks: List[OutputCheck] = []
-    # one thread: small graphs, and spinning thread pools only fight torch and other jobs;
+    tol = {t.name: graph.tolerance(t.name, "fp32") for t in graph.outputs}
+    # one thread: small graphs, and spinning thread pools only fight the reference and other jobs;
     # ORT's own log is silenced: every shape mismatch or failing kernel is reported below
     runner = create_runner("ort-cpu", ModelSource.for_graph(graph, onnx_bytes=model_bytes),
                            RunnerOptions(threads=1, extra={"log_severity_level": 4}))
     runtime = f"onnxruntime {runner.describe().details.get('onnxruntime')} CPU"
+
+    def fail_all(sizes: Dict[str, int], case: str, err: str) -> None:
+        checks.extend(OutputCheck(dict(sizes), t.name, False, tol[t.name], error=err, case=case) for t in graph.outputs)
+
+    def report() -> ValidationReport:
+        return ValidationReport(graph.name, exporter, tuple(checks), time.perf_counter() - t0, runtime, label,
+                                reference=reference_name)
+
     try:
         runner.activate()
     except SpecError as exc:  # ORT cannot load the graph (or it lacks a declared tensor)
-        for sizes in size_sets:
-            for t in graph.outputs:
-                checks.append(OutputCheck(dict(sizes), t.name, False, graph.tolerance(t.name, "fp32"), error=exc.message))
-        return ValidationReport(graph.name, exporter, tuple(checks), time.perf_counter() - t0, runtime, label)
+        for sizes, _, case in cases:
+            fail_all(sizes, case, exc.message)
+        return report()
     try:
-        for i, sizes in enumerate(size_sets):
-            inputs = feeds(dict(sizes), 100 + i)
+        for sizes, make, case in cases:
+            inputs = make() if callable(make) else make
             try:
-                refs = torch_outputs(module, graph, inputs)
+                refs = reference(inputs)
             except ExportError:
                 raise
-            except Exception as exc:  # the module itself cannot run at a size its spec calls dynamic
-                err = f"torch itself failed: {type(exc).__name__}: {first_line(exc)}"
-                for t in graph.outputs:
-                    checks.append(OutputCheck(dict(sizes), t.name, False, graph.tolerance(t.name, "fp32"), error=err))
+            except Exception as exc:  # the reference itself cannot run at a size its spec calls dynamic
+                fail_all(sizes, case, f"{reference_name} itself failed: {type(exc).__name__}: {first_line(exc)}")
                 continue
             try:
                 outs: Optional[Dict[str, np.ndarray]] = runner.infer(inputs)
                 err = ""
             except Exception as exc:
                 outs, err = None, f"onnxruntime failed: {_ort_message(exc)}"
-            derived: Dict[str, int] = {}  # derived output axes: one size per shape, from torch
-            for k, t in enumerate(graph.outputs):
-                tol = graph.tolerance(t.name, "fp32")
-                spec_err = shape_problem(t, refs[k].shape, sizes, derived)
+            derived: Dict[str, int] = {}  # derived output axes: one size per shape, from the reference
+            for t in graph.outputs:
+                ref = np.asarray(refs[t.name])
+                spec_err = shape_problem(t, ref.shape, sizes, derived)
                 if spec_err:
-                    checks.append(OutputCheck(dict(sizes), t.name, False, tol, error=f"torch output {spec_err}"))
+                    checks.append(OutputCheck(dict(sizes), t.name, False, tol[t.name],
+                                              error=f"{reference_name} output {spec_err}", case=case))
                 elif outs is None:
-                    checks.append(OutputCheck(dict(sizes), t.name, False, tol, error=err))
+                    checks.append(OutputCheck(dict(sizes), t.name, False, tol[t.name], error=err, case=case))
                 else:
-                    checks.append(output_check(sizes, t.name, outs[t.name], refs[k], tol))
+                    checks.append(output_check(sizes, t.name, outs[t.name], ref, tol[t.name], reference=reference_name,
+                                               case=case))
     finally:
         runner.deactivate()
-    return ValidationReport(graph.name, exporter, tuple(checks), time.perf_counter() - t0, runtime, label)
+    return report()
 
 
 def torch_outputs(module: Any, graph: GraphSpec, inputs: Mapping[str, np.ndarray]) -> List[np.ndarray]:

@@ -15,9 +15,8 @@ module; ``rnndeploy.keras.export`` writes only when every check passes.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -91,46 +90,10 @@ def _padded(x: np.ndarray, pad: Mapping[str, Any], label: str, rng: np.random.Ge
 
 def validate_against_keras(model_bytes: bytes, reference: Any, graph: GraphSpec, cases: List[Case],
                            label: str = "keras") -> Any:
-    """Run ``model_bytes`` through the ``ort-cpu`` runner (one thread) and ``reference`` (a
-    ``reference.KerasModel``) on every case; returns an ``export.validate.ValidationReport``.
-
-    A graph onnxruntime cannot load, or a run that raises, becomes a failing check for
-    every output of that case.
-    """
-    from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
-    from rnndeploy.errors import SpecError
-    from rnndeploy.export.validate import OutputCheck, ValidationReport, _ort_message, output_check
+    """Run ``model_bytes`` in ONNX Runtime and ``reference`` (a ``reference.KerasModel``) on
+    every case, output by output; an ``export.validate.ValidationReport`` (see ``validate_cases``)."""
+    from rnndeploy.export.validate import validate_cases
     from rnndeploy.keras.reference import keras_version
 
-    t0 = time.perf_counter()
-    ref_name = keras_version()
-    checks: List[OutputCheck] = []
-    tol = {t.name: graph.tolerance(t.name, "fp32") for t in graph.outputs}
-    runner = create_runner("ort-cpu", ModelSource.for_graph(graph, onnx_bytes=model_bytes),
-                           RunnerOptions(threads=1, extra={"log_severity_level": 4}))
-    runtime = f"onnxruntime {runner.describe().details.get('onnxruntime')} CPU"
-    try:
-        runner.activate()
-    except SpecError as exc:  # ORT cannot load the graph (or it lacks a declared tensor)
-        checks = [OutputCheck(c.sizes, t.name, False, tol[t.name], error=exc.message, case=c.label)
-                  for c in cases for t in graph.outputs]
-        return ValidationReport(graph.name, "keras", tuple(checks), time.perf_counter() - t0, runtime, label,
-                                reference=ref_name)
-    try:
-        for case in cases:
-            refs = reference.run(case.feeds)
-            try:
-                outs: Optional[Dict[str, np.ndarray]] = runner.infer(case.feeds)
-                err = ""
-            except Exception as exc:
-                outs, err = None, f"onnxruntime failed: {_ort_message(exc)}"
-            for t in graph.outputs:
-                if outs is None:
-                    checks.append(OutputCheck(case.sizes, t.name, False, tol[t.name], error=err, case=case.label))
-                else:
-                    checks.append(output_check(case.sizes, t.name, outs[t.name], np.asarray(refs[t.name]), tol[t.name],
-                                               reference="Keras", case=case.label))
-    finally:
-        runner.deactivate()
-    return ValidationReport(graph.name, "keras", tuple(checks), time.perf_counter() - t0, runtime, label,
-                            reference=ref_name)
+    return validate_cases(model_bytes, graph, [(c.sizes, c.feeds, c.label) for c in cases], reference.run,
+                          keras_version(), "keras", label)
