@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from rnndeploy import __version__
+from rnndeploy.artefacts.checkpoint import MANIFEST
 from rnndeploy.errors import CheckpointError, RnnDeployError
 from rnndeploy.fileio import atomic_dir, sha256_file
 from rnndeploy.optional import require
@@ -44,7 +45,6 @@ from rnndeploy.spec import ModelSpec
 FORMAT = "rnndeploy-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
-MANIFEST = "manifest.json"
 JSON_FILES = ("model.json", "data_info.json", "spec.json", "recipe.json", "metrics.json")
 REQUIRED = (WEIGHTS,) + JSON_FILES
 # File types that are (or usually wrap) Python pickles: loading one can run arbitrary code.

@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from rnndeploy.errors import SpecError, UsageError, first_line
-from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims
+from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.spec import EXPORT_CHECKPOINT_SHA256, META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 LOOP_OPS = ("Loop", "Scan")
@@ -180,12 +180,9 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
     path: Optional[str] = None
     if isinstance(path_or_model, (str, os.PathLike)):
         path = os.fspath(path_or_model)
-        if not os.path.isfile(path):
-            raise UsageError(f"ONNX file {path} does not exist", "check the path")
-        try:
-            model = onnx.load(path, load_external_data=False)
-        except Exception as exc:  # onnx raises DecodeError / various on garbage
-            raise UsageError(f"{path} is not a readable ONNX model: {first_line(exc)}") from exc
+        from rnndeploy.artefacts.onnx_file import load_onnx
+
+        model = load_onnx(path)
         file_size = os.path.getsize(path)
     else:
         model = path_or_model
@@ -265,7 +262,7 @@ def render_onnx_info(info: OnnxInfo, width: int = 100) -> str:
             for key in ("exporter", "opset", "with_state", "simplified", "torch_version", "rnndeploy_version"):
                 if ei.get(key) is not None:
                     facts.append(f"{key}={ei[key]}")
-            sha = ei.get("checkpoint_sha256")
+            sha = ei.get(EXPORT_CHECKPOINT_SHA256)
             if sha:
                 facts.append(f"checkpoint={str(sha)[:12]}")
             lines.append("  export: " + "  ".join(facts))

@@ -39,7 +39,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 import numpy as np
 
 from rnndeploy.errors import UsageError, first_line
-from rnndeploy.fileio import PathLike, write_bytes_atomic
 from rnndeploy.onnx_info import node_attr
 
 POLICIES = ("fp16", "fp16-keep-recurrence")
@@ -426,27 +425,6 @@ def convert_to_fp16(
     )
     _set_metadata(m, META_PRECISION, json.dumps(report.to_dict(), sort_keys=True))
     return m, report
-
-
-def convert_file(src: PathLike, dst: PathLike, policy: str = "fp16", keep_io_types: bool = True) -> PrecisionReport:
-    """Read an FP32 ONNX file, convert it, write ``dst`` atomically. Metadata is kept."""
-    model = load_onnx(src)
-    converted, report = convert_to_fp16(model, policy, keep_io_types)
-    write_bytes_atomic(dst, converted.SerializeToString())
-    return report
-
-
-def load_onnx(path: PathLike) -> Any:
-    """``onnx.load`` with a clear error for a missing or unreadable file."""
-    import onnx
-
-    try:
-        return onnx.load(str(path))
-    except FileNotFoundError as exc:
-        raise UsageError(f"ONNX file {path} does not exist", "check the path") from exc
-    except Exception as exc:  # protobuf DecodeError and friends: the file is not ONNX
-        raise UsageError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})",
-                         "give the .onnx written by rnndeploy export or torch.onnx.export") from exc
 
 
 def is_fp16_model(model: Any) -> bool:
