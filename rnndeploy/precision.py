@@ -200,6 +200,21 @@ def out_of_range_tensors(model: Any) -> Tuple[OutOfRange, ...]:
     return tuple(found)
 
 
+def check_node_names(model: Any, names: Iterable[str], option: str = "--keep-node") -> None:
+    """Refuse node names the model's main graph does not have (a typo would keep nothing).
+
+    Raises:
+        UsageError: naming the unknown names and a few that exist.
+    """
+    known = node_names(model)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        close = [k for k in known if any(u.lower() in k.lower() or k.lower() in u.lower() for u in unknown)][:5]
+        sample = close or known[:5]
+        raise UsageError(f"{option} {', '.join(unknown)}: the model has no node of that name",
+                         f"its nodes include {', '.join(sample) or 'none'} (rnndeploy inspect lists them all)")
+
+
 def fp32_nodes(model: Any, policy: str, keep_nodes: Iterable[str] = (), keep_ops: Iterable[str] = ()) -> Dict[str, KeptNode]:
     """Name → KeptNode for every node of the main graph that ``policy`` leaves in FP32.
 

@@ -51,7 +51,7 @@ def onnx_file_precision(path: Union[str, bytes]) -> str:
     from rnndeploy.artefacts.onnx_file import load_onnx
     from rnndeploy.quantize import variant_of
 
-    model = load_onnx(path)
+    model = load_onnx(path, external_data=False)
     variant = variant_of(model) or {}
     if isinstance(variant.get("recipe"), dict) and variant["recipe"].get("precision"):
         return str(variant["recipe"]["precision"])

@@ -17,11 +17,11 @@ from rnndeploy.artefacts.naming import classify
 from rnndeploy.artefacts.onnx_file import OnnxMetadata, load_metadata, load_onnx
 from rnndeploy.artefacts.user_module import split_module_ref
 from rnndeploy.backends.base import ModelSource
-from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.errors import UsageError
 from rnndeploy.fileio import sha256_file
 from rnndeploy.spec import EXPORT_CHECKPOINT, EXPORT_CHECKPOINT_SHA256, ModelSpec, spec_from_onnx_io
 
-__all__ = ["classify", "model_hashes", "resolve_source"]
+__all__ = ["check_exported_from", "classify", "model_hashes", "resolve_source"]
 
 
 def resolve_source(
@@ -56,13 +56,16 @@ def resolve_source(
             raise UsageError(f"{key} {path} does not exist")
     if arts["module"]:
         split_module_ref(arts["module"], "--module")
+    ckpt_spec = checkpoint_spec(arts["checkpoint"]) if arts["checkpoint"] else None  # a damaged one fails now
 
     if arts["onnx"]:
         spec, meta_graph, state_default, info = _spec_from_onnx(arts["onnx"])
-        if auto_checkpoint and not (arts["checkpoint"] or arts["module"]):
+        if arts["checkpoint"]:
+            check_exported_from(arts["onnx"], info, arts["checkpoint"])
+        elif auto_checkpoint and not arts["module"]:
             arts["checkpoint"] = _exported_from(info)
-    elif arts["checkpoint"]:
-        spec, meta_graph, state_default = checkpoint_spec(arts["checkpoint"]), None, False
+    elif ckpt_spec is not None:
+        spec, meta_graph, state_default = ckpt_spec, None, False
     elif arts["engine"]:
         spec, meta_graph, state_default = _spec_from_engine_sidecar(arts["engine"])
     else:
@@ -107,8 +110,8 @@ def model_hashes(source: ModelSource) -> Dict[str, Optional[str]]:
 def _spec_from_onnx(path: str) -> Tuple[ModelSpec, Optional[str], bool, Dict[str, Any]]:
     """(spec, graph, streaming form, export info) of an ONNX file; a foreign file gets the
     spec of its declared inputs and outputs."""
-    model = load_onnx(path)
-    meta: Optional[OnnxMetadata] = load_metadata(model)
+    model = load_onnx(path, external_data=False)
+    meta: Optional[OnnxMetadata] = load_metadata(model, path)
     if meta is None:
         return spec_from_onnx_io(model, name=Path(path).stem), "model", False, {}
     init = {i.name for i in model.graph.initializer}
@@ -116,6 +119,29 @@ def _spec_from_onnx(path: str) -> Tuple[ModelSpec, Optional[str], bool, Dict[str
     optional = [t.name for t in meta.spec.graph(meta.graph).inputs if t.optional]
     with_state = bool(optional) and all(n in file_inputs for n in optional)
     return meta.spec, meta.graph, with_state, meta.export_info
+
+
+def check_exported_from(onnx_path: str, info: Dict[str, Any], checkpoint: str) -> None:
+    """Refuse a checkpoint that is not the one ``onnx_path`` records it was exported from.
+
+    rnndeploy export writes the sha256 of the checkpoint's manifest.json (which hashes
+    every file of it) into the ONNX metadata (``info``, key EXPORT_CHECKPOINT_SHA256); a
+    different checkpoint would make torch a reference for another model. Files without
+    that record (foreign, user modules) pass.
+
+    Raises:
+        UsageError: the hashes differ.
+    """
+    recorded = info.get(EXPORT_CHECKPOINT_SHA256)
+    actual = manifest_sha256(checkpoint)
+    if not isinstance(recorded, str) or actual is None:
+        return
+    if actual != recorded:
+        raise UsageError(
+            f"checkpoint {checkpoint} is not the model this ONNX file was exported from: {onnx_path} records "
+            f"checkpoint sha256 {recorded[:12]}…, {checkpoint} has {actual[:12]}…",
+            "give the checkpoint it was exported from, or export this checkpoint again (rnndeploy export)",
+        )
 
 
 def _exported_from(info: Dict[str, Any]) -> Optional[str]:
@@ -127,10 +153,7 @@ def _exported_from(info: Dict[str, Any]) -> Optional[str]:
 
 
 def _export_info(path: str) -> Dict[str, Any]:
-    try:
-        meta = load_metadata(load_onnx(path))
-    except SpecError:
-        return {}
+    meta = load_metadata(load_onnx(path, external_data=False), path)
     return {} if meta is None else meta.export_info
 
 
