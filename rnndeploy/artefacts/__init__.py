@@ -10,6 +10,7 @@ belongs in its loader.
     checkpoint (torch side)   load_model (hashes verified, safetensors)       rnndeploy/checkpoint.py
     user module FILE.py:FN    load_user_module (its folder on sys.path)       artefacts/user_module.py
     engine sidecar            read_sidecar (schema, size, sha256, TRT/GPU)    rnndeploy/engine/sidecar.py
+    Keras model (.keras/.h5)  load_keras_file (no TensorFlow, no pickles)     rnndeploy/keras/archive.py
     inputs / expected .npz    load_npz (never unpickles), save_npz            rnndeploy/fileio.py
     golden directory          load_golden / save_golden                       rnndeploy/parity/golden.py
     recipe (.toml)            load_recipe                                     rnndeploy/recipe.py

@@ -23,11 +23,11 @@ _ONNX_FIRST_BYTE = b"\x08"  # an ONNX protobuf starts with field 1 (ir_version, 
 
 
 def classify(model: str) -> str:
-    """"onnx", "checkpoint", "engine" or "module" for a MODEL argument.
+    """"onnx", "checkpoint", "engine", "module" or "keras" for a MODEL argument.
 
-    By name first (a directory is a checkpoint, ``.onnx``, ``.plan/.engine/.trt``,
-    ``file.py:factory``); an existing file with another name is an engine when it has
-    an engine sidecar, ONNX when its first byte is ONNX's.
+    By name first (a directory is a checkpoint, ``.onnx``, ``.keras/.h5``,
+    ``.plan/.engine/.trt``, ``file.py:factory``); an existing file with another name is
+    an engine when it has an engine sidecar, ONNX when its first byte is ONNX's.
 
     Raises:
         UsageError: the path does not exist, or what it is cannot be told.
@@ -37,13 +37,17 @@ def classify(model: str) -> str:
         return "checkpoint"
     if p.suffix.lower() == ".onnx":
         return "onnx"
+    from rnndeploy.keras.archive import is_keras_path
+
+    if is_keras_path(model):
+        return "keras"
     if p.suffix.lower() in ENGINE_SUFFIXES:
         return "engine"
     if ".py:" in model:
         return "module"
     if not p.exists():
-        raise UsageError(f"model {model} does not exist", "give an ONNX file, a checkpoint directory, an engine (.plan) "
-                                                           "or a module as path/to/file.py:factory")
+        raise UsageError(f"model {model} does not exist", "give an ONNX file, a checkpoint directory, an engine (.plan), "
+                                                           "a Keras model (.keras/.h5) or a module as path/to/file.py:factory")
     if Path(sidecar_path(p)).is_file():
         return "engine"
     try:

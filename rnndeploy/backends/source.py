@@ -34,6 +34,7 @@ def resolve_source(
     graph: Optional[str] = None,
     with_state: Optional[bool] = None,
     auto_checkpoint: bool = True,
+    keras: Optional[str] = None,
 ) -> ModelSource:
     """A ModelSource from the positional MODEL and/or the explicit artefact options.
 
@@ -42,7 +43,8 @@ def resolve_source(
     one the export recorded), brings that checkpoint along, so torch can be the
     reference without naming it.
     """
-    arts: Dict[str, Optional[str]] = {"onnx": onnx, "checkpoint": checkpoint, "module": module, "engine": engine}
+    arts: Dict[str, Optional[str]] = {"onnx": onnx, "checkpoint": checkpoint, "module": module, "engine": engine,
+                                      "keras": keras}
     if model:
         kind = classify(model)
         if arts[kind] and arts[kind] != model:
@@ -50,7 +52,7 @@ def resolve_source(
         arts[kind] = model
     if not any(arts.values()):
         raise UsageError("no model given", "pass MODEL (an ONNX file, checkpoint directory or engine)")
-    for key in ("onnx", "engine", "checkpoint"):
+    for key in ("onnx", "engine", "checkpoint", "keras"):
         path = arts[key]
         if path and not Path(path).exists():
             raise UsageError(f"{key} {path} does not exist")
@@ -68,6 +70,8 @@ def resolve_source(
         spec, meta_graph, state_default = ckpt_spec, None, False
     elif arts["engine"]:
         spec, meta_graph, state_default = _spec_from_engine_sidecar(arts["engine"])
+    elif arts["keras"]:
+        spec, meta_graph, state_default = _spec_from_keras(arts["keras"], bool(with_state))
     else:
         raise UsageError("a user module (--module) carries no input/output spec",
                          "also pass the ONNX file exported from it (--onnx FILE)")
@@ -155,6 +159,14 @@ def _exported_from(info: Dict[str, Any]) -> Optional[str]:
 def _export_info(path: str) -> Dict[str, Any]:
     meta = load_metadata(load_onnx(path, external_data=False), path)
     return {} if meta is None else meta.export_info
+
+
+def _spec_from_keras(path: str, with_state: bool) -> Tuple[ModelSpec, Optional[str], bool]:
+    """The spec the Keras converter derives from a .keras / .h5 file (numpy, onnx and h5py only)."""
+    from rnndeploy.keras import ConvertOptions, convert_keras, load_keras_file
+
+    conv = convert_keras(load_keras_file(path), ConvertOptions(with_state=with_state))
+    return conv.spec, "model", conv.streaming
 
 
 def _spec_from_engine_sidecar(path: str) -> Tuple[ModelSpec, Optional[str], bool]:
