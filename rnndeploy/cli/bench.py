@@ -55,12 +55,16 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         parse_int_list,
         runner_options_from,
     )
-    from rnndeploy.errors import UsageError
+    from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
-    if min_time <= 0 and iters is None:
-        raise UsageError("--min-time must be positive", "or give --iters N")
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state)
+    ctx = click.get_current_context()
+    ort_trt = any(b.split(":")[0] == "ort-trt" for b in backends)
+    refuse_ignored(ctx, [("min_time", iters is None, "applies when --iters is not given"),
+                         ("trt_profile", ort_trt, "applies to the ort-trt backend"),
+                         ("trt_cache_dir", ort_trt, "applies to the ort-trt backend")])
+    distinct_outputs(ctx, ["json_path", "markdown_path"])
     source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)

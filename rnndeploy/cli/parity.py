@@ -102,6 +102,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         if source.graph != "encoder":
             raise UsageError(f"--decoder needs MODEL to be the encoder graph; {source.onnx or model} holds {source.graph!r}")
     ref = reference or default_reference(source)
+    _refuse_ignored_options(source, decoder, backends, ref, bool(inputs_file or golden or from_recipe), from_recipe)
     if not backends and not save_golden:
         raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
@@ -150,3 +151,30 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
             hint = "see the table above; loosen with --tol OUTPUT:ATOL:RTOL only if the error is expected"
         raise ParityError(msg, hint)
     return None
+
+
+def _refuse_ignored_options(source: Any, decoder: Any, backends: Sequence[str], reference: str,
+                            own_inputs: bool, from_recipe: bool) -> None:
+    """Options given on the command line that this run would not use are errors (see cli.types)."""
+    from rnndeploy.cli.types import distinct_outputs, refuse_ignored
+
+    ctx = click.get_current_context()
+    names = {b.split(":")[0] for b in list(backends) + [reference]}
+    agreement = decoder is not None or source.spec.family == "charlm" or any(
+        t.role in ("logits", "probs") for t in source.graph_spec.outputs)
+    generated = "sets the shapes of generated inputs; --inputs, --golden and --inputs-from-recipe bring their own"
+    refuse_ignored(ctx, [
+        ("shapes", not own_inputs, generated),
+        ("dims", not own_inputs, generated),
+        ("bos_id", decoder is not None, "applies to seq2seq decoding (--decoder, or MODEL.encoder.onnx with its decoder)"),
+        ("eos_id", decoder is not None, "applies to seq2seq decoding (--decoder, or MODEL.encoder.onnx with its decoder)"),
+        ("decode_max_len", decoder is not None, "applies to seq2seq decoding (--decoder)"),
+        ("trt_profile", "ort-trt" in names, "applies to the ort-trt backend"),
+        ("trt_cache_dir", "ort-trt" in names, "applies to the ort-trt backend"),
+        ("data_split", from_recipe, "applies with --inputs-from-recipe"),
+        ("data_rows", from_recipe, "applies with --inputs-from-recipe"),
+        ("min_agreement", agreement, "applies to logits/probs outputs, char-LM sampling and seq2seq decoding; "
+                                     f"{source.spec.name!r} has none"),
+    ])
+    distinct_outputs(ctx, ["json_path", "markdown_path"])
+
