@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -151,7 +152,12 @@ def _snapshot(root: Path) -> Dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_dir():
+            out[rel] = "dir"
+        elif not p.is_file():  # a FIFO: reading it would block
+            out[rel] = "special"
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
@@ -431,6 +437,8 @@ CASES = [
     B("parity-markdown-sys", f"{P} --markdown /sys/r.md", 2, "/sys/r.md"),
     B("parity-json-prev-intact", f"{P} --json {{d}}/prev.json --tol y:nan:0", 2, "--tol", files={"prev.json": "old"}),
     B("parity-json-dir-and-bad-model", "parity {d}/nope.onnx --backend ort-cpu --json {d}/o.json", 2, "nope.onnx"),
+    B("parity-json-is-fifo", f"{P} --json {{d}}/pipe", 2, "--json", "not a regular file"),
+    B("report-markdown-is-fifo", "report {results} --markdown {d}/pipe", 2, "--markdown", "not a regular file"),
     B("bench-json-is-dir", f"{BE} --json {{d}}/out", 2, "--json", "directory", files={"out/keep": "k"}),
     B("bench-json-sys", f"{BE} --json /sys/b.json", 2, "/sys/b.json"),
     B("bench-markdown-no-parent", f"{BE} --markdown {{d}}/no/b.md", 2, "--markdown", "does not exist"),
@@ -718,6 +726,9 @@ def _fp16_bytes(a: Mapping[str, Any]) -> bytes:
 
 # rows whose scratch directory needs more than files
 _SETUP: Dict[str, Callable[[Mapping[str, Any], Path], None]] = {
+    # never a real device: a FIFO made here stands for /dev/null and friends
+    "parity-json-is-fifo": lambda a, d: os.mkfifo(d / "pipe"),
+    "report-markdown-is-fifo": lambda a, d: os.mkfifo(d / "pipe"),
     "export-checkpoint-tampered": _ckpt_copy(lambda ck: (ck / "weights.safetensors").write_bytes(
         (ck / "weights.safetensors").read_bytes()[:-8] + b"\x00" * 8)),
     "export-checkpoint-manifest-str": _ckpt_copy(lambda ck: (ck / "manifest.json").write_text('"x"')),

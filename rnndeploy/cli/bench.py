@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options
-from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS, SEED
+from rnndeploy.cli.types import CALLS, POSITIVE_SECONDS, SEED, WARMUP_CALLS
 
 
 @click.command()
@@ -15,10 +15,10 @@ from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS
 @runner_options
 @click.option("--batch", "batches", default="1", show_default=True, metavar="B,...", help="Batch sizes to sweep.")
 @click.option("--seq", "seqs", default="16,128", show_default=True, metavar="S,...", help="Sequence lengths to sweep.")
-@click.option("--iters", type=POSITIVE_INT, help="Timed calls per configuration (instead of --min-time).")
+@click.option("--iters", type=CALLS, help="Timed calls per configuration (instead of --min-time).")
 @click.option("--min-time", type=POSITIVE_SECONDS, default=1.0, show_default=True,
               help="Seconds of timed calls per configuration (when --iters is not given).")
-@click.option("--warmup", type=NON_NEGATIVE_INT, default=10, show_default=True, help="Untimed calls first.")
+@click.option("--warmup", type=WARMUP_CALLS, default=10, show_default=True, help="Untimed calls first.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--no-torch-row", is_flag=True, help="Do not add torch beside the other backends.")
 @click.option("--baseline", metavar="LABEL", help="Row that ratios are taken against (default torch).")

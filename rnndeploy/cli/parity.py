@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options, tolerance_options
-from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, OutputPath
+from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, SEED, TOKENS, TOKENS_OR_NONE, OutputPath
 
 
 @click.command()
@@ -31,13 +31,13 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, 
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
 @click.option("--save-golden", metavar="DIR", type=OutputPath(kind="dir"), help="Write the inputs and reference outputs as a golden directory.")
 @tolerance_options
-@click.option("--sample-steps", type=NON_NEGATIVE_INT, default=None,
+@click.option("--sample-steps", type=TOKENS_OR_NONE, default=None,
               help="char-LM: also compare N sampled tokens per row (fixed seed). Default 32 for char-LMs, else 0.")
 @click.option("--min-agreement", type=FRACTION, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
 @click.option("--decoder", "decoder_path", metavar="FILE",
               help="seq2seq: the decoder_step ONNX file (or engine) beside MODEL = the encoder; adds greedy decoding "
                    "agreement with every backend. Default: NAME.decoder_step.onnx beside NAME.encoder.onnx.")
-@click.option("--decode-max-len", type=POSITIVE_INT, default=64, show_default=True, help="seq2seq: decoding steps.")
+@click.option("--decode-max-len", type=TOKENS, default=64, show_default=True, help="seq2seq: decoding steps.")
 @click.option("--bos-id", type=NON_NEGATIVE_INT, help="seq2seq: start token id (default: the spec's).")
 @click.option("--eos-id", type=NON_NEGATIVE_INT, help="seq2seq: end token id (default: the spec's).")
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")

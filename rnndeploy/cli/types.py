@@ -78,6 +78,12 @@ def _without(message: str, name: str) -> str:
 
 POSITIVE_INT = Number(integer=True, minimum=1)
 THREADS = Number(integer=True, minimum=1, maximum=1024, metavar="N")
+# Loop counts are bounded (every loop rnndeploy runs is bounded in count): 10^6 timed calls or
+# untimed warm-up calls, 10^4 generated tokens per row.
+CALLS = Number(integer=True, minimum=1, maximum=10**6)
+WARMUP_CALLS = Number(integer=True, minimum=0, maximum=10**6)
+TOKENS = Number(integer=True, minimum=1, maximum=10**4)
+TOKENS_OR_NONE = Number(integer=True, minimum=0, maximum=10**4)
 NON_NEGATIVE_INT = Number(integer=True, minimum=0)
 SEED = Number(integer=True, minimum=0, maximum=2**63 - 1)
 DEVICE_INDEX = Number(integer=True, minimum=0, metavar="N")
