@@ -57,14 +57,14 @@ def sizes_for(graph: GraphSpec, batch: int, seq: int, extra: Optional[Mapping[st
         SpecError: the graph has a dynamic axis we cannot size (foreign models): name it with --dim.
     """
     sizes = {"batch": batch, "seq": seq}
-    if "src_seq" in graph.dynamic_dims:
+    if "src_seq" in graph.input_dims:
         sizes["src_seq"] = seq
     unknown_extra = [d for d in (extra or {}) if d not in graph.dynamic_dims]
     if unknown_extra:
         raise UsageError(f"--dim {unknown_extra[0]}: graph {graph.name!r} has no dynamic axis {unknown_extra[0]!r}",
                          f"its dynamic axes: {', '.join(graph.dynamic_dims) or 'none'}")
     sizes.update(extra or {})
-    unknown = [d for d in graph.dynamic_dims if d not in sizes]
+    unknown = [d for d in graph.input_dims if d not in sizes]
     if unknown:
         raise SpecError(f"graph {graph.name!r} has dynamic axes {', '.join(repr(u) for u in unknown)} of unknown size",
                         "give their sizes with --dim NAME=SIZE, or pass --inputs FILE.npz")

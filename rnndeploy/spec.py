@@ -252,6 +252,19 @@ class GraphSpec:
         )
 
     @property
+    def input_dims(self) -> Tuple[str, ...]:
+        """The dynamic axes a caller sizes (those of the inputs), first-seen order. An axis
+        name that only outputs use is *derived*: the model decides its size (e.g. rows =
+        seq × batch of a flattened ``view(-1, ntoken)``)."""
+        return named_dims(self.inputs)
+
+    @property
+    def derived_dims(self) -> Tuple[str, ...]:
+        """Output axis names that no input has (see ``input_dims``)."""
+        given = set(self.input_dims)
+        return tuple(d for d in named_dims(self.outputs) if d not in given)
+
+    @property
     def dynamic_dims(self) -> Tuple[str, ...]:
         """Every dynamic axis name used by this graph, in first-seen order."""
         return named_dims(self.inputs + self.outputs)
@@ -561,6 +574,30 @@ def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
     inputs = tuple(tensor(vi, True) for vi in model.graph.input if vi.name not in init_names)
     outputs = tuple(tensor(vi, False) for vi in model.graph.output)
     return ModelSpec(name=name, family="custom", graphs={"model": GraphSpec("model", inputs, outputs)})
+
+
+def shape_problem(t: TensorSpec, shape: Sequence[int], sizes: Mapping[str, int],
+                  derived: Optional[Dict[str, int]] = None) -> Optional[str]:
+    """Why ``shape`` does not fit ``t``'s dims at axis ``sizes`` (None when it fits).
+
+    Fixed axes must match; axes named in ``sizes`` must have that size; any other named
+    axis is derived, and takes one size per call: ``derived`` (updated in place) holds
+    the sizes seen so far, so two outputs sharing a derived axis must agree.
+    """
+    if len(shape) != len(t.dims):
+        return f"{t.name!r} has rank {len(shape)}, the spec says {len(t.dims)} {list(t.dims)}"
+    seen = derived if derived is not None else {}
+    for axis, (n, d) in enumerate(zip(shape, t.dims)):
+        if isinstance(d, int):
+            want: Optional[int] = d
+        elif d in sizes:
+            want = int(sizes[d])
+        else:
+            want = seen.setdefault(d, int(n))
+        if int(n) != want:
+            what = f"{d}" if isinstance(d, int) else f"{d!r} = {want}"
+            return f"{t.name!r} axis {axis} is {n}, the spec says {what} (shape {list(shape)} vs {list(t.dims)})"
+    return None
 
 
 # -- helpers --------------------------------------------------------------------------------

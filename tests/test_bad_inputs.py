@@ -80,6 +80,18 @@ def _onnx_add(opset: int = 17, dims=("batch", "seq", 2), name: str = "add", shif
     return m.SerializeToString()
 
 
+def _onnx_aten() -> bytes:
+    """An exporter's ATen fallback node (domain org.pytorch.aten): no runtime implements it."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("ATen", ["x"], ["y"], domain="org.pytorch.aten", name="aten_lstm", operator="lstm")
+    g = helper.make_graph([node], "aten", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("org.pytorch.aten", 1)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
 @contextlib.contextmanager
 def memory_cap(extra: int = 6 << 30) -> Any:
     """Cap this process's address space near its current size while a case runs, so a case
@@ -297,7 +309,8 @@ CASES = [
     B("parity-trt-profile-malformed", f"{P} --trt-profile seq=1:2", 2, "--trt-profile"),
     B("parity-trt-profile-order", f"{P} --trt-profile seq=4:2:1", 2, "--trt-profile"),
     # -- parity: models and backends ---------------------------------------------------------------
-    B("parity-no-backend", "parity {onnx}", 2, "--backend"),
+    # without --backend every available runtime runs; with only the reference available, nothing is compared
+    B("parity-no-backend-only-reference", "parity {ckpt}", 2, "nothing to compare"),
     B("parity-backend-unknown", "parity {onnx} --backend ort-gpu", 2, "ort-gpu", "ort-cpu"),
     B("parity-backend-modifier-unknown", "parity {onnx} --backend ort-cpu:zz", 2, "zz"),
     B("parity-reference-unknown", f"{P} --reference bogus", 2, "bogus"),
@@ -595,6 +608,16 @@ CASES = [
     B("engine-fp32-of-fp16", "build-engine {d}/h.onnx --fp32 --dry-run", 2, "fp16",
       files={"h.onnx": lambda a: _fp16_bytes(a)}),
     B("engine-fp16-onnx-without-fp16", "build-engine {onnx} --write-fp16-onnx {d}/h.onnx", 2, "fp16"),
+    # -- normalize ------------------------------------------------------------------------------------
+    B("normalize-missing", "normalize {d}/nope.onnx -o {d}/o.onnx", 2, "nope.onnx", "does not exist"),
+    B("normalize-zero-byte", "normalize {d}/z.onnx -o {d}/o.onnx", 2, "z.onnx", "empty", files={"z.onnx": b""}),
+    B("normalize-garbage", "normalize {d}/g.onnx -o {d}/o.onnx", 2, "g.onnx", files={"g.onnx": b"\xff" * 40}),
+    B("normalize-onto-itself", "normalize {d}/a.onnx -o {d}/a.onnx", 2, "is the input file",
+      files={"a.onnx": lambda a: _onnx_add()}),
+    B("normalize-output-dir-missing", "normalize {add} -o {d}/no/o.onnx", 2, "does not exist"),
+    B("normalize-no-runtime-runs-it", "normalize {d}/aten.onnx -o {d}/o.onnx", 2, "aten_lstm", "no runtime",
+      "ort-cpu refuses", "openvino refuses", "nothing written", files={"aten.onnx": lambda a: _onnx_aten()}),
+    B("normalize-for-unknown", "normalize {add} -o {d}/o.onnx --for tensorrt", 2, "--for"),
     # -- export -------------------------------------------------------------------------------------
     B("export-missing-checkpoint", "export {d}/nope -o {d}/m.onnx", 2, "nope"),
     B("export-no-source", "export -o {d}/m.onnx", 2, "checkpoint"),
@@ -700,6 +723,43 @@ CASES = [
     B("export-out-not-onnx", "export {ckpt} -o {d}/m.txt", 2, "m.txt"),
     B("train-batch-size-huge", "train sine --out {d}/r --set train.batch_size=100000000", 2, "memory"),
     B("inspect-results-json", "inspect {results}", 2, "p.json"),
+    # -- triton / serve / loadtest -------------------------------------------------------------------
+    B("triton-no-output", "triton {onnx}", 2, "-o REPO/"),
+    B("triton-missing-model", "triton {d}/none.onnx -o {d}/repo", 2, "none.onnx", "does not exist"),
+    B("triton-not-a-model", "triton {d}/m.txt -o {d}/repo", 2, "neither an ONNX file nor a TensorRT engine",
+      files={"m.txt": "x"}),
+    B("triton-garbage-onnx", "triton {d}/g.onnx -o {d}/repo", 2, "g.onnx", files={"g.onnx": b"garbage"}),
+    B("triton-repo-is-a-file", "triton {onnx} -o {d}/r", 2, "is not a directory", files={"r": "x"}),
+    B("triton-repo-no-parent", "triton {onnx} -o {d}/a/b", 2, "does not exist"),
+    B("triton-model-dir-exists", "triton {onnx} -o {d}/repo", 2, "already exists", "--overwrite",
+      files={"repo/sine-lstm/config.pbtxt": "old"}),
+    B("triton-fp16-without-accelerator", "triton {onnx} -o {d}/repo --fp16", 2, "--fp16 needs --accelerator tensorrt"),
+    B("triton-streaming-without-state", "triton {onnx} -o {d}/repo --streaming", 2, "no optional state inputs"),
+    B("triton-batch-with-kept-state-layout", "triton {connx} -o {d}/repo --no-streaming --keep-state-layout "
+      "--max-batch-size 4", 2, "batch axis is not the first axis"),
+    B("triton-preferred-over-max", "triton {onnx} -o {d}/repo --max-batch-size 4 --preferred-batch 8", 2,
+      "exceed max_batch_size 4"),
+    B("triton-preferred-zero", "triton {onnx} -o {d}/repo --preferred-batch 0", 2, "--preferred-batch"),
+    B("triton-bad-name", "triton {onnx} -o {d}/repo --name 'a b'", 2, "characters Triton does not accept"),
+    B("triton-sequence-idle-zero", "triton {connx} -o {d}/repo --sequence-idle 0", 2, "must be positive"),
+    B("triton-engine-without-sidecar", "triton {d}/e.plan -o {d}/repo", 2, "no sidecar", files={"e.plan": b"plan"}),
+    B("triton-check-with-model", "triton {onnx} --check {d}", 2, "--check takes the repository alone"),
+    B("triton-check-empty", "triton --check {d}", 2, "holds no model directory"),
+    B("triton-check-unparsable-config", "triton --check {d}", 1, "would not load",
+      files={"m/config.pbtxt": 'name: "m" platform: "onnxruntime_onnx" max_batch_sise: 2'}),
+    B("triton-check-config-without-model-file", "triton --check {d}", 1, "would not load",
+      files={"m/config.pbtxt": 'name: "m" platform: "onnxruntime_onnx"', "m/1/readme.txt": "x"}),
+    B("serve-no-model", "serve", 2, "no model given"),
+    B("loadtest-bad-url", "loadtest 'http://a b' --model m --reference {onnx}", 2, "is not host:port"),
+    B("loadtest-no-server", "loadtest 127.0.0.1:9 --model m --reference {onnx} --connect-timeout 0.2", 2,
+      "no Triton server is ready at 127.0.0.1:9"),
+    B("loadtest-missing-reference", "loadtest 127.0.0.1:9 --model m --reference {d}/none.onnx", 2, "none.onnx"),
+    B("loadtest-concurrency-zero", "loadtest 127.0.0.1:9 --model m --reference {onnx} --concurrency 0", 2,
+      "--concurrency"),
+    B("loadtest-max-seconds-zero", "loadtest 127.0.0.1:9 --model m --reference {onnx} --max-seconds 0", 2,
+      "must be positive"),
+    B("loadtest-protocol-mismatch", "loadtest grpc://127.0.0.1:9 --protocol http --model m --reference {onnx}", 2,
+      "says grpc but --protocol is http"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),
@@ -783,7 +843,7 @@ def test_the_table_is_large_and_unique() -> None:
 
 
 SUBPROCESS = ["parity-tol-nan", "inputs-zero-batch", "report-no-cases", "bench-min-time-nan", "engine-zero-byte",
-              "train-out-sys"]
+              "train-out-sys", "triton-model-dir-exists", "loadtest-no-server"]
 
 
 @pytest.mark.parametrize("case_id", SUBPROCESS)

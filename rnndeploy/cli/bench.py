@@ -25,14 +25,16 @@ from rnndeploy.cli.types import CALLS, POSITIVE_SECONDS, SEED, WARMUP_CALLS
 @dim_option
 @output_options
 def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
-          engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+          engine: Optional[str], keras_path: Optional[str], graph: Optional[str], with_state: Optional[bool],
+          backends: Sequence[str],
           precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
           fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
           trt_profile: Optional[str], batches: str,
           seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
           baseline: Optional[str], dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
           show_progress: Optional[bool]) -> Any:
-    """Measure latency of every --backend over a --batch x --seq sweep, side by side.
+    """Measure latency of every --backend (default: every runtime available here) over a
+    --batch x --seq sweep, side by side.
 
     Torch is added as a row whenever a checkpoint or module is known, so every ratio
     is measured in the same run. Each figure states what it includes (device,
@@ -48,6 +50,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.bench.sweep import BenchConfig, run_bench
     from rnndeploy.cli.harness_options import (
+        backends_or_defaults,
         command_line,
         emit_result,
         normalized_source,
@@ -58,7 +61,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
-                            graph=graph, with_state=with_state)
+                            graph=graph, with_state=with_state, keras=keras_path)
     ctx = click.get_current_context()
     ort_trt = any(b.split(":")[0] == "ort-trt" for b in backends)
     refuse_ignored(ctx, [("min_time", iters is None, "applies when --iters is not given"),
@@ -68,6 +71,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
+    backends = backends_or_defaults(backends, source)
     config = BenchConfig(
         backends=tuple(backends),
         batches=tuple(parse_int_list(batches, "--batch")),

@@ -87,7 +87,7 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
     from rnndeploy.graph.files import auto_normalize_path
 
     if os.path.isfile(onnx_file):
-        onnx_file, line = auto_normalize_path(onnx_file)
+        onnx_file, line = auto_normalize_path(onnx_file, use="building from")
         if line:
             click.echo(f"rnndeploy: {line}", err=True)
     plan = plan_build(onnx_file, options)

@@ -31,6 +31,7 @@ model_options = _stack(
     click.option("--checkpoint", metavar="DIR", help="rnndeploy checkpoint directory (torch backend)."),
     click.option("--module", "module_ref", metavar="FILE.py:FACTORY", help="Your own torch module (torch backend)."),
     click.option("--engine", metavar="FILE", help="Serialized TensorRT engine (trt backend)."),
+    click.option("--keras", "keras_path", metavar="FILE", help="Saved Keras model, .keras or .h5 (keras backend)."),
     click.option("--graph", metavar="NAME", help="Graph of a multi-graph model (e.g. encoder, decoder_step)."),
     click.option("--with-state/--without-state", "with_state", default=None,
                  help="Streaming form (states in/out). Default: whatever the ONNX file takes."),
@@ -39,7 +40,8 @@ model_options = _stack(
 runner_options = _stack(
     click.option("--backend", "backends", multiple=True, metavar="NAME[:MOD...]",
                  help=f"Runtime to run (repeatable): {', '.join(BACKENDS)}; modifiers give several configurations "
-                      "side by side, e.g. torch:fp16, torch:fp16:graph, ort-cpu:t1, ort-cuda:copies."),
+                      "side by side, e.g. torch:fp16, torch:fp16:graph, ort-cpu:t1, ort-cuda:copies, openvino:bf16. "
+                      "Default: every runtime available here (the command says which, and why others are skipped)."),
     click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                  help="Precision of the runtimes under test (torch: autocast or .half(); trt/ort-trt: FP16 kernels)."),
     click.option("--device", metavar="DEV", help="cpu, cuda or cuda:N (torch; GPU backends take cuda:N)."),
@@ -160,8 +162,10 @@ def command_line() -> str:
 
 
 def default_reference(source: Any) -> str:
-    """torch when the source has a torch artefact, else ort-cpu."""
-    return "torch" if (source.checkpoint or source.module) else "ort-cpu"
+    """torch when the source has a torch artefact, keras when it has a Keras model, else ort-cpu."""
+    if source.checkpoint or source.module:
+        return "torch"
+    return "keras" if getattr(source, "keras", None) else "ort-cpu"
 
 
 def emit_result(result: Any, json_path: Optional[str], markdown_path: Optional[str]) -> None:
@@ -185,3 +189,20 @@ def normalized_source(source: Any) -> Any:
     if line:
         click.echo(f"rnndeploy: {line}", err=True)
     return source
+
+
+def backends_or_defaults(backends: Sequence[str], source: Any, reference: Optional[str] = None) -> Sequence[str]:
+    """``backends`` as given, or — when none was named — every runtime that can run here on
+    ``source`` (rnndeploy.backends.default_backends), said in one line on stderr: which
+    were chosen and which were skipped, and why."""
+    if backends:
+        return backends
+    from rnndeploy.backends import default_backends
+
+    chosen, skipped = default_backends(source)
+    ref = f" ({reference} is the reference)" if reference in chosen else ""
+    line = f"no --backend given: running {', '.join(chosen) or 'none'}{ref}"
+    if skipped:
+        line += "; skipped " + "; ".join(f"{name}: {why}" for name, why in skipped.items())
+    click.echo(f"rnndeploy: {line}", err=True)
+    return chosen

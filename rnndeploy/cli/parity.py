@@ -14,7 +14,8 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, SEED, TOKENS, TOKENS
 @model_options
 @runner_options
 @click.option("--reference", metavar="NAME", help="Backend whose outputs are the truth (default torch when a checkpoint "
-                                                  "or module is given, else ort-cpu).")
+                                                  "or module is given, keras for a Keras model, else ort-cpu). Without --backend, every other "
+                                                  "runtime available here is checked against it.")
 @click.option("--shapes", default="1x1,1x16,3x37,8x128", show_default=True, metavar="BxS,...",
               help="batch x seq cases for generated inputs.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs and sampling.")
@@ -43,7 +44,8 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, SEED, TOKENS, TOKENS
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
 @output_options
 def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
-           engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+           engine: Optional[str], keras_path: Optional[str], graph: Optional[str], with_state: Optional[bool],
+           backends: Sequence[str],
            precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
            fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
            trt_profile: Optional[str],
@@ -69,6 +71,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
 
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.cli.harness_options import (
+        backends_or_defaults,
         command_line,
         default_reference,
         emit_result,
@@ -82,7 +85,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     from rnndeploy.parity.tolerances import ToleranceOverrides
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
-                            graph=graph, with_state=with_state)
+                            graph=graph, with_state=with_state, keras=keras_path)
     source = normalized_source(source)
     decoder = None
     if decoder_path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
@@ -102,9 +105,9 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         if source.graph != "encoder":
             raise UsageError(f"--decoder needs MODEL to be the encoder graph; {source.onnx or model} holds {source.graph!r}")
     ref = reference or default_reference(source)
+    if not save_golden:
+        backends = backends_or_defaults(backends, source, ref if not (golden or expected_file) else None)
     _refuse_ignored_options(source, decoder, backends, ref, bool(inputs_file or golden or from_recipe), from_recipe)
-    if not backends and not save_golden:
-        raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     config = ParityConfig(

@@ -131,7 +131,7 @@ def render_report(report: NormalizeReport) -> str:
 _TEMP_DIRS: List[str] = []
 
 
-def auto_normalize_path(path: str) -> Tuple[str, Optional[str]]:
+def auto_normalize_path(path: str, use: str = "running") -> Tuple[str, Optional[str]]:
     """(path to run, one line or None): a verified layout=0 copy of ``path`` when it has
     layout=1 recurrent nodes, else ``path`` itself. The copy lives in a temporary
     directory removed when the process exits."""
@@ -155,7 +155,7 @@ def auto_normalize_path(path: str) -> Tuple[str, Optional[str]]:
     names = ", ".join(repr(n) for n in nodes[:4]) + (f" and {len(nodes) - 4} more" if len(nodes) > 4 else "")
     checked = f"same outputs as the original, max |diff| {report.verification.max_abs:.1e}" \
         if report.verification else "unverified"
-    line = f"normalised {path}: layout=1 → 0 on {names} with Transposes ({checked}); running that copy"
+    line = f"normalised {path}: layout=1 → 0 on {names} with Transposes ({checked}); {use} that copy"
     return out, line
 
 
