@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from rnndeploy import jsonio
@@ -25,9 +23,12 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
       rnndeploy inspect sine.onnx
       rnndeploy inspect sine.plan --json
     """
-    if _is_onnx(path):
+    from rnndeploy.artefacts.naming import classify
+
+    if classify(path) == "onnx":
+        from rnndeploy.artefacts.onnx_file import load_onnx
         from rnndeploy.onnx_info import describe_onnx, render_onnx_info
-        from rnndeploy.precision import is_fp16_model, load_onnx, precision_report_of
+        from rnndeploy.precision import is_fp16_model, precision_report_of
 
         info = describe_onnx(path)
         model = load_onnx(path)
@@ -47,18 +48,3 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
 
     einfo = describe_engine_file(path, live=not no_live, device=device)
     click.echo(jsonio.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else render_engine_info(einfo))
-
-
-def _is_onnx(path: str) -> bool:
-    if path.lower().endswith(".onnx"):
-        return True
-    from rnndeploy.engine.sidecar import sidecar_path
-
-    if os.path.exists(sidecar_path(path)):
-        return False
-    # Neither an .onnx name nor a sidecar: an ONNX protobuf starts with field 1 (ir_version, varint) = 0x08.
-    try:
-        with open(path, "rb") as f:
-            return f.read(1) == b"\x08"
-    except OSError:
-        return False

@@ -93,7 +93,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         if Path(sibling).is_file():  # what `rnndeploy export -o NAME.onnx` writes for a seq2seq model
             decoder_path = sibling
     if decoder_path:
-        from rnndeploy.backends.source import classify
+        from rnndeploy.artefacts.naming import classify
 
         kind = classify(decoder_path)
         if kind not in ("onnx", "engine"):
