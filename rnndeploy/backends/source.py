@@ -43,6 +43,8 @@ def resolve_source(
     one the export recorded), brings that checkpoint along, so torch can be the
     reference without naming it.
     """
+    if graph is not None and not graph.strip():
+        raise UsageError("--graph is empty", "name a graph of the model (e.g. encoder, decoder_step), or leave it out")
     arts: Dict[str, Optional[str]] = {"onnx": onnx, "checkpoint": checkpoint, "module": module, "engine": engine,
                                       "keras": keras}
     if model:

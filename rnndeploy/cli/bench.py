@@ -7,7 +7,7 @@ from typing import Any, Optional
 import click
 
 from rnndeploy.cli.harness_options import DIMS, MODEL, OUTPUT, RUNNERS
-from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS, SEED
+from rnndeploy.cli.types import CALLS, POSITIVE_SECONDS, SEED, WARMUP_CALLS
 
 
 @click.command()
@@ -15,10 +15,10 @@ from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS
 @RUNNERS
 @click.option("--batch", "batches", default="1", show_default=True, metavar="B,...", help="Batch sizes to sweep.")
 @click.option("--seq", "seqs", default="16,128", show_default=True, metavar="S,...", help="Sequence lengths to sweep.")
-@click.option("--iters", type=POSITIVE_INT, help="Timed calls per configuration (instead of --min-time).")
+@click.option("--iters", type=CALLS, help="Timed calls per configuration (instead of --min-time).")
 @click.option("--min-time", type=POSITIVE_SECONDS, default=1.0, show_default=True,
               help="Seconds of timed calls per configuration (when --iters is not given).")
-@click.option("--warmup", type=NON_NEGATIVE_INT, default=10, show_default=True, help="Untimed calls first.")
+@click.option("--warmup", type=WARMUP_CALLS, default=10, show_default=True, help="Untimed calls first.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--no-torch-row", is_flag=True, help="Do not add torch beside the other backends.")
 @click.option("--baseline", metavar="LABEL", help="Row that ratios are taken against (default torch).")
@@ -40,14 +40,19 @@ def bench(batches: str, seqs: str, iters: Optional[int], min_time: float, warmup
       rnndeploy bench m.onnx --checkpoint ck --engine m.plan --device cuda --backend torch --backend torch:fp16 \
           --backend torch:fp16:graph --backend trt:fp16 --baseline torch:fp16 --batch 1,32,256 --seq 16,128,512
     """
+    from rnndeploy.backends import BackendLabel
     from rnndeploy.bench.sweep import BenchConfig, run_bench
     from rnndeploy.cli.harness_options import backends_or_defaults, command_line, parse_int_list
-    from rnndeploy.errors import UsageError
+    from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
-    if min_time <= 0 and iters is None:
-        raise UsageError("--min-time must be positive", "or give --iters N")
     source = MODEL.take(params)
     runners = RUNNERS.take(params)
+    ctx = click.get_current_context()
+    ort_trt = any(label is not None and label.name == "ort-trt" for label in map(BackendLabel.lookup, runners.backends))
+    refuse_ignored(ctx, [("min_time", iters is None, "applies when --iters is not given"),
+                         ("trt_profile", ort_trt, "applies to the ort-trt backend"),
+                         ("trt_cache_dir", ort_trt, "applies to the ort-trt backend")])
+    distinct_outputs(ctx, ["json_path", "markdown_path"])
     out = OUTPUT.take(params)
     config = BenchConfig(
         backends=tuple(backends_or_defaults(runners.backends, source)),

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from rnndeploy import jsonio
 from rnndeploy.cli.types import DEVICE_INDEX
 
 
@@ -35,7 +34,7 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
         model = load_onnx(path)
         precision = {"fp16_graph": is_fp16_model(model), "conversion": precision_report_of(model)}
         if as_json:
-            click.echo(json.dumps({**info.to_dict(), "precision": precision}, indent=2, sort_keys=True))
+            click.echo(jsonio.dumps({**info.to_dict(), "precision": precision}, indent=2, sort_keys=True))
             return
         click.echo(render_onnx_info(info))
         conv = precision["conversion"]
@@ -48,4 +47,4 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
     from rnndeploy.engine.inspect_engine import describe_engine_file, render_engine_info
 
     einfo = describe_engine_file(path, live=not no_live, device=device)
-    click.echo(json.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else render_engine_info(einfo))
+    click.echo(jsonio.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else render_engine_info(einfo))

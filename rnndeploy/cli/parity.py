@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import click
 
 from rnndeploy.cli.harness_options import DIMS, MODEL, OUTPUT, RUNNERS, TOLERANCES
-from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, OutputPath
+from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, SEED, TOKENS, TOKENS_OR_NONE, OutputPath
 
 
 @click.command()
@@ -32,13 +32,13 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, 
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
 @click.option("--save-golden", metavar="DIR", type=OutputPath(kind="dir"), help="Write the inputs and reference outputs as a golden directory.")
 @TOLERANCES
-@click.option("--sample-steps", type=NON_NEGATIVE_INT, default=None,
+@click.option("--sample-steps", type=TOKENS_OR_NONE, default=None,
               help="char-LM: also compare N sampled tokens per row (fixed seed). Default 32 for char-LMs, else 0.")
 @click.option("--min-agreement", type=FRACTION, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
 @click.option("--decoder", "decoder_path", metavar="FILE",
               help="seq2seq: the decoder_step ONNX file (or engine) beside MODEL = the encoder; adds greedy decoding "
                    "agreement with every backend. Default: NAME.decoder_step.onnx beside NAME.encoder.onnx.")
-@click.option("--decode-max-len", type=POSITIVE_INT, default=64, show_default=True, help="seq2seq: decoding steps.")
+@click.option("--decode-max-len", type=TOKENS, default=64, show_default=True, help="seq2seq: decoding steps.")
 @click.option("--bos-id", type=NON_NEGATIVE_INT, help="seq2seq: start token id (default: the spec's).")
 @click.option("--eos-id", type=NON_NEGATIVE_INT, help="seq2seq: end token id (default: the spec's).")
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
@@ -79,6 +79,7 @@ def parity(reference: Optional[str], shapes: str, seed: int, inputs_file: Option
     backends = runners.backends
     if not save_golden:
         backends = backends_or_defaults(backends, source, ref if not (golden or expected_file) else None)
+    _refuse_ignored_options(source, decoder, backends, ref, bool(inputs_file or golden or from_recipe), from_recipe)
     config = ParityConfig(
         backends=tuple(backends),
         reference=ref,
@@ -118,3 +119,32 @@ def parity(reference: Optional[str], shapes: str, seed: int, inputs_file: Option
             return None
         raise verdict
     return None
+
+
+def _refuse_ignored_options(source: Any, decoder: Any, backends: Sequence[str], reference: str,
+                            own_inputs: bool, from_recipe: bool) -> None:
+    """Options given on the command line that this run would not use are errors (see cli.types)."""
+    from rnndeploy.cli.types import distinct_outputs, refuse_ignored
+
+    ctx = click.get_current_context()
+    from rnndeploy.backends import BackendLabel
+
+    names = {label.name for label in map(BackendLabel.lookup, list(backends) + [reference]) if label is not None}
+    agreement = decoder is not None or source.spec.family == "charlm" or any(
+        t.role in ("logits", "probs") for t in source.graph_spec.outputs)
+    generated = "sets the shapes of generated inputs; --inputs, --golden and --inputs-from-recipe bring their own"
+    refuse_ignored(ctx, [
+        ("shapes", not own_inputs, generated),
+        ("dims", not own_inputs, generated),
+        ("bos_id", decoder is not None, "applies to seq2seq decoding (--decoder, or MODEL.encoder.onnx with its decoder)"),
+        ("eos_id", decoder is not None, "applies to seq2seq decoding (--decoder, or MODEL.encoder.onnx with its decoder)"),
+        ("decode_max_len", decoder is not None, "applies to seq2seq decoding (--decoder)"),
+        ("trt_profile", "ort-trt" in names, "applies to the ort-trt backend"),
+        ("trt_cache_dir", "ort-trt" in names, "applies to the ort-trt backend"),
+        ("data_split", from_recipe, "applies with --inputs-from-recipe"),
+        ("data_rows", from_recipe, "applies with --inputs-from-recipe"),
+        ("min_agreement", agreement, "applies to logits/probs outputs, char-LM sampling and seq2seq decoding; "
+                                     f"{source.spec.name!r} has none"),
+    ])
+    distinct_outputs(ctx, ["json_path", "markdown_path"])
+
