@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,8 @@ from rnndeploy.campaign.schedule import State, run_units
 from tests.helpers import REPO
 
 BENCH = REPO / "benchmarks"
-KIT_PY = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
+# the trt86 kit's Python 3.9 (RNNDEPLOY_PY39, as tests/test_portability.py reads it, else the staged kit)
+KIT_PY = Path(os.environ.get("RNNDEPLOY_PY39") or REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9")
 
 
 def _script(name: str, *args, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -170,7 +172,7 @@ def test_dry_run_end_to_end_writes_labelled_report(prep, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.skipif(not KIT_PY.exists(), reason="the staged trt86 kit (.devkit/stage) is not here")
+@pytest.mark.skipif(not KIT_PY.exists(), reason="no trt86 kit Python 3.9 (RNNDEPLOY_PY39 or .devkit/stage)")
 def test_kit_python39_imports_and_plans_the_tensorrt_side(prep):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([str(KIT_PY), str(BENCH / "gpu_verify.py"), "plan", "--prep", str(prep), "--side", "trt", "--json"],

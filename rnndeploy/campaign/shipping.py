@@ -75,7 +75,7 @@ def pack_kit(stage: Path, archive: Path, prune: Sequence[Pruned] = (), replace: 
     def skipped(rel: str) -> bool:
         return any(rel == s or rel.startswith(s + "/") for s in skip)
 
-    tar_path = archive.with_suffix(".tar.tmp")
+    tar_path = archive.with_name(archive.name + ".tar.tmp")
     unpacked = 0
     with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as tar:
         for p in _walk(stage):
