@@ -209,9 +209,18 @@ def test_hoisted_variant_only_where_the_rewrite_applies():
     assert "trt.build.m.model.fp16-hoist" in ids
 
 
-def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypatch):
-    """onnxruntime-gpu's helper is preload_dlls(cuda, cudnn, msvc, directory) (onnxruntime
-    >= 1.21, onnxruntime/__init__.py); a misspelt name would silently skip it."""
+def test_preload_dlls_is_onnxruntimes_real_name_and_signature():
+    """ort_labels calls onnxruntime.preload_dlls(cuda=, cudnn=, msvc=) (onnxruntime >= 1.21); checked
+    against the installed package, since a misspelt name would silently skip the preload."""
+    import inspect
+
+    ort = pytest.importorskip("onnxruntime")
+    assert {"cuda", "cudnn", "msvc"} <= set(inspect.signature(ort.preload_dlls).parameters)
+
+
+def test_ort_labels_import_torch_before_preloading_cuda_libraries(monkeypatch):
+    """onnxruntime-gpu finds CUDA/cuDNN when torch was imported first; a stand-in onnxruntime
+    that lists the CUDA provider records the order of the two calls."""
     import importlib.abc
     import importlib.machinery
     import types
@@ -221,7 +230,7 @@ def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypat
     calls = []
 
     class TorchFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        """Records the moment ``import torch`` runs (torch loads CUDA/cuDNN before onnxruntime needs them)."""
+        """Records the moment ``import torch`` runs."""
 
         def find_spec(self, name, path=None, target=None):
             return importlib.machinery.ModuleSpec(name, self) if name == "torch" else None
