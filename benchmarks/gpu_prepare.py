@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from rnndeploy.campaign import shipping
+from rnndeploy.campaign.plan import read_manifest
 from rnndeploy.campaign.prepare import PrepareOptions, prepare
 from rnndeploy.errors import RnnDeployError, UsageError
 
@@ -101,6 +102,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--max-mib", type=float, default=30.0, help="fail when the folder exceeds this (default 30)")
     ap.add_argument("--quick", action="store_true", help="tiny shapes, no streaming forms (tests, development)")
     ap.add_argument("--no-kit", action="store_true", help="the prepared folder only (no kit, no plan)")
+    ap.add_argument("--replan", action="store_true",
+                    help="keep the prepared folder and the kit archive as they are; cut the parts and plan the calls "
+                         "again (e.g. with other --mib-per-s / --call-s assumptions)")
     ap.add_argument("--xz", default="9e", help="xz preset of the kit archive (default 9e)")
     ap.add_argument("--budget", type=float, default=900.0, help="device seconds for all calls (default 900)")
     ap.add_argument("--start-s", type=float, default=120.0, help="assumed machine start, s (default 120)")
@@ -117,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                               stream_golden_mib=args.stream_golden_mib, test_golden_mib=args.test_golden_mib,
                               max_mib=args.max_mib, quick=args.quick)
         prep = Path(args.out).resolve()
-        doc = prepare(prep, opts, command, _log)
+        doc = read_manifest(prep) if args.replan else prepare(prep, opts, command, _log)
         if args.no_kit:
             return 0
         ship = Path(args.ship).resolve()

@@ -225,6 +225,9 @@ def plan_calls(tree: int, prep_bytes: int, kit_bytes: int, meta_bytes: int, prep
     ``extra_args`` are appended to every command (e.g. " --models sine-lstm")."""
     capacity = limit - tree - CALL_MARGIN - meta_bytes
     sizes = part_sizes_for(kit_bytes, prep_bytes, capacity)
+    # the device script looks for .gpuprep and .gpuship unless told otherwise
+    extra_args = (f" --prep {prep_path}" if prep_path != ".gpuprep" else "") \
+        + (f" --ship {ship_dir}" if ship_dir != ".gpuship" else "") + extra_args
     meta = [f"{ship_dir}/{SUMS_FILE}", f"{ship_dir}/{PARTS_FILE}"]
     calls: List[Call] = []
     t = timing.start_s
