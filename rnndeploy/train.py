@@ -28,11 +28,11 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 import numpy as np
 
 from rnndeploy.data import Dataset, load_dataset
-from rnndeploy.data.series import denormalize
 from rnndeploy.errors import RecipeError
 from rnndeploy.optional import require
 from rnndeploy.progress import progress as progress_bar
 from rnndeploy.recipe import METRICS, QualityBar, Recipe
+from rnndeploy.task_metrics import TokenScores, classification_metrics, greedy_metrics, regression_metrics
 
 EVAL_BATCH = 512
 Log = Callable[[str], None]
@@ -147,34 +147,6 @@ class RegressionTask(Task):
         return regression_metrics(pred, arrays["y"], arrays["baseline"], self.data_info)
 
 
-def regression_metrics(
-    pred: np.ndarray, y: np.ndarray, baseline: np.ndarray, data_info: Mapping[str, Any]
-) -> Dict[str, float]:
-    """MSE/RMSE/MAE in model units and original units, and against the persistence forecast."""
-    pred = np.asarray(pred, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    baseline = np.asarray(baseline, dtype=np.float64)
-    err = pred - y
-    mse = float(np.mean(err**2))
-    base_mse = float(np.mean((baseline - y) ** 2))
-    err_orig = denormalize(pred, dict(data_info)) - denormalize(y, dict(data_info))
-    base_orig = denormalize(baseline, dict(data_info)) - denormalize(y, dict(data_info))
-    mse_orig = float(np.mean(err_orig**2))
-    return {
-        "loss": mse,
-        "mse": mse,
-        "rmse": math.sqrt(mse),
-        "mae": float(np.mean(np.abs(err))),
-        "mse_orig": mse_orig,
-        "rmse_orig": math.sqrt(mse_orig),
-        "mae_orig": float(np.mean(np.abs(err_orig))),
-        "mse_ratio": mse / base_mse if base_mse > 0 else float("inf"),
-        "baseline_mse": base_mse,
-        "baseline_mse_orig": float(np.mean(base_orig**2)),
-        "baseline_mae_orig": float(np.mean(np.abs(base_orig))),
-    }
-
-
 class ClassificationTask(Task):
     def loss(self, model: Any, batch: Dict[str, Any]) -> Any:
         torch = require("torch")
@@ -184,13 +156,7 @@ class ClassificationTask(Task):
         self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
     ) -> Dict[str, float]:
         logits = _predict(model, arrays, lambda b: model(b["tokens"], b["lengths"]), ("tokens", "lengths"))
-        labels = arrays["labels"]
-        majority = np.bincount(labels, minlength=logits.shape[1]).max() / max(1, len(labels))
-        return {
-            "accuracy": float(np.mean(logits.argmax(axis=1) == labels)),
-            "loss": _cross_entropy(logits, labels),
-            "majority_accuracy": float(majority),
-        }
+        return classification_metrics(logits, arrays["labels"])
 
 
 class LanguageModelTask(Task):
@@ -202,21 +168,10 @@ class LanguageModelTask(Task):
     def evaluate(
         self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
     ) -> Dict[str, float]:
-        total, correct, count = 0.0, 0, 0
+        scores = TokenScores()
         for b in _eval_batches(arrays, ("inputs", "targets")):
-            logits = model(b["inputs"]).double()
-            flat = logits.reshape(-1, logits.shape[-1])
-            tgt = b["targets"].reshape(-1)
-            total += float(require("torch").nn.functional.cross_entropy(flat, tgt, reduction="sum"))
-            correct += int((flat.argmax(-1) == tgt).sum())
-            count += int(tgt.numel())
-        ce = total / count
-        return {
-            "loss": ce,
-            "bits_per_char": ce / math.log(2),
-            "perplexity": math.exp(min(ce, 50.0)),
-            "accuracy": correct / count,
-        }
+            scores.add(model(b["inputs"]).detach().cpu().numpy(), b["targets"].numpy())
+        return scores.lm_metrics()
 
 
 class Seq2SeqTask(Task):
@@ -234,17 +189,11 @@ class Seq2SeqTask(Task):
     def evaluate(
         self, model: Any, arrays: Mapping[str, np.ndarray], metric: str, final: bool = False
     ) -> Dict[str, float]:
-        torch = require("torch")
-        pad = int(self.data_info["pad_id"])
-        total, correct, count = 0.0, 0, 0
+        scores = TokenScores(ignore=int(self.data_info["pad_id"]))
         for b in _eval_batches(arrays, ("src", "src_lengths", "tgt_in", "tgt_out")):
-            logits = model(b["src"], b["src_lengths"], b["tgt_in"]).double()
-            flat, tgt = logits.reshape(-1, logits.shape[-1]), b["tgt_out"].reshape(-1)
-            keep = tgt != pad
-            total += float(torch.nn.functional.cross_entropy(flat[keep], tgt[keep], reduction="sum"))
-            correct += int((flat[keep].argmax(-1) == tgt[keep]).sum())
-            count += int(keep.sum())
-        out = {"loss": total / count, "token_accuracy": correct / count}
+            logits = model(b["src"], b["src_lengths"], b["tgt_in"])
+            scores.add(logits.detach().cpu().numpy(), b["tgt_out"].numpy())
+        out = scores.seq2seq_metrics()
         # Greedy decoding runs the decoder step by step: per epoch only when it is monitored.
         if final or metric in self.GREEDY:
             out.update(self.greedy_metrics(model, arrays))
@@ -252,20 +201,10 @@ class Seq2SeqTask(Task):
 
     def greedy_metrics(self, model: Any, arrays: Mapping[str, np.ndarray]) -> Dict[str, float]:
         """Exact-match and position-wise accuracy of greedy decodes against tgt_out."""
-        eos, pad = int(self.data_info["eos_id"]), int(self.data_info["pad_id"])
         max_len = int(arrays["tgt_out"].shape[1])
-        seq_ok, tok_ok, tok_n = 0, 0, 0
-        for b in _eval_batches(arrays, ("src", "src_lengths")):
-            decoded = greedy_decode(model, b["src"], b["src_lengths"], max_len)
-            for row, ref in zip(decoded, arrays["tgt_out"][b["_slice"]]):
-                ref_l = [int(t) for t in ref if t != pad]  # target tokens + eos
-                hyp = list(row[: row.index(eos) + 1]) if eos in row else list(row)
-                seq_ok += int(hyp == ref_l)
-                n = max(len(hyp), len(ref_l))
-                tok_ok += sum(1 for a, r in zip(hyp, ref_l) if a == r)
-                tok_n += n
-        n_rows = len(arrays["src"])
-        return {"sequence_accuracy": seq_ok / n_rows, "greedy_token_accuracy": tok_ok / max(1, tok_n)}
+        decoded = [row for b in _eval_batches(arrays, ("src", "src_lengths"))
+                   for row in greedy_decode(model, b["src"], b["src_lengths"], max_len)]
+        return greedy_metrics(decoded, arrays["tgt_out"], int(self.data_info["eos_id"]), int(self.data_info["pad_id"]))
 
 
 TASK_CLASSES = {
@@ -281,13 +220,6 @@ def greedy_decode(model: Any, src: Any, src_lengths: Any, max_len: int) -> List[
     out = model.greedy_decode(src, src_lengths, max_len=max_len)
     tokens = out[0] if isinstance(out, tuple) else out
     return [[int(t) for t in row] for row in np.asarray(tokens.cpu() if hasattr(tokens, "cpu") else tokens)]
-
-
-def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-np.mean(logp[np.arange(len(labels)), labels]))
 
 
 def _eval_batches(arrays: Mapping[str, np.ndarray], names: tuple) -> Iterator[Dict[str, Any]]:

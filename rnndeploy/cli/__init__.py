@@ -28,6 +28,8 @@ COMMANDS: Dict[str, str] = {
     "normalize": "rnndeploy.cli.normalize:normalize",
     "parity": "rnndeploy.cli.parity:parity",
     "bench": "rnndeploy.cli.bench:bench",
+    "quantize": "rnndeploy.cli.tune:quantize",
+    "tune": "rnndeploy.cli.tune:tune",
     "report": "rnndeploy.cli.report:report",
     "doctor": "rnndeploy.cli.doctor:doctor",
 }

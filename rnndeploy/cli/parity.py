@@ -20,6 +20,13 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @dim_option
 @click.option("--inputs", "inputs_file", metavar="FILE.npz", help="Inputs keyed by input name (any ONNX model).")
 @click.option("--expected", "expected_file", metavar="FILE.npz", help="Reference outputs keyed by output name.")
+@click.option("--inputs-from-recipe", "from_recipe", is_flag=True,
+              help="Inputs: the real data split the model was trained on (rebuilt from its metadata); adds the "
+                   "recipe's task metric per backend.")
+@click.option("--split", "data_split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
+              help="With --inputs-from-recipe: which split.")
+@click.option("--rows", "data_rows", type=click.IntRange(min=1), default=256, show_default=True,
+              help="With --inputs-from-recipe: rows of the split (one case).")
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
 @click.option("--save-golden", metavar="DIR", help="Write the inputs and reference outputs as a golden directory.")
 @tolerance_options
@@ -40,7 +47,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
            fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
            trt_profile: Optional[str],
            reference: Optional[str], shapes: str, seed: int, dims: Sequence[str], inputs_file: Optional[str],
-           expected_file: Optional[str], golden: Optional[str], save_golden: Optional[str], atol: Optional[float],
+           expected_file: Optional[str], from_recipe: bool, data_split: str, data_rows: int, golden: Optional[str], save_golden: Optional[str], atol: Optional[float],
            rtol: Optional[float], tol_items: Sequence[str], sample_steps: Optional[int], min_agreement: Optional[float],
            decoder_path: Optional[str], decode_max_len: int, bos_id: Optional[int], eos_id: Optional[int], warn_only: bool, json_path: Optional[str], markdown_path: Optional[str], show_progress: Optional[bool]) -> Any:
     """Run the same inputs through every --backend and compare each output with the reference.
@@ -49,6 +56,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     Examples:
       rnndeploy parity model.onnx --checkpoint runs/sine --backend ort-cpu      (torch is the reference)
       rnndeploy parity model.onnx --backend ort-cpu --inputs in.npz --expected out.npz
+      rnndeploy parity sine.int8.onnx --checkpoint runs/sine --backend ort-cpu --inputs-from-recipe   (real test split)
       rnndeploy parity runs/sine --onnx model.onnx --backend torch --save-golden golden/   (training box)
       rnndeploy parity model.onnx --engine model.plan --backend trt --golden golden/ --precision fp16
       rnndeploy parity g2p.encoder.onnx --decoder g2p.decoder_step.onnx --checkpoint runs/g2p --backend ort-cpu
@@ -56,10 +64,8 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     Exit status: 0 all outputs within tolerance, 1 a check failed (or NaN/Inf), 2 bad input,
     3 a backend's package or GPU is missing.
     """
-    from dataclasses import replace
     from pathlib import Path
 
-    from rnndeploy.backends import RunnerOptions
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.cli.harness_options import (
         command_line,
@@ -68,7 +74,6 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         normalized_source,
         parse_dims,
         parse_shapes,
-        per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import ParityError, UsageError
@@ -100,17 +105,12 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
-    ref_options = per_backend_options([ref], replace(options, precision="fp32", cuda_graph=False))[ref]
-    if ref.split(":")[0] == "torch" and device is None:
-        ref_options = replace(ref_options, device=None)
     config = ParityConfig(
         backends=tuple(backends),
         reference=ref,
         shapes=tuple(parse_shapes(shapes)),
         seed=seed,
         options=options,
-        backend_options=per_backend_options(backends, options),
-        reference_options=ref_options if isinstance(ref_options, RunnerOptions) else RunnerOptions(),
         overrides=ToleranceOverrides.parse(atol, rtol, tol_items),
         golden=golden,
         save_golden=save_golden,
@@ -124,6 +124,8 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         bos_id=bos_id,
         eos_id=eos_id,
         show_progress=show_progress,
+        data_split=data_split if from_recipe else None,
+        data_rows=data_rows,
     )
     result = run_parity(source, config, command=command_line())
     emit_result(result, json_path, markdown_path)

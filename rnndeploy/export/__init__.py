@@ -179,6 +179,7 @@ def export_checkpoint(
         # the recipe's [engine] table: build-engine reads its profiles and precision from here
         "engine": defaults.get("engine"),
         "recipe": defaults.get("recipe"),
+        "quality": defaults.get("quality"),
     }
     jobs = zoo_jobs(loaded.model, options.with_state, info, checkpoint=str(directory))
     return export_jobs(jobs, out, options)

@@ -51,6 +51,10 @@ def checkpoint_defaults(loaded: Any) -> Dict[str, Any]:
     out["sha256"] = getattr(loaded, "manifest_sha256", None)
     out["weights_sha256"] = getattr(loaded, "weights_sha256", None)
     out["recipe"] = recipe_name
+    # the recipe's promise: the deploy side measures a deployed model on the same metric and split
+    bar = getattr(recipe, "quality_bar", None) if recipe is not None and getattr(recipe, "quality", None) else None
+    out["quality"] = ({"metric": bar.metric, "split": bar.split, "bound": bar.bound,
+                       "higher_is_better": bar.higher_is_better} if bar is not None else None)
     engine = getattr(recipe, "engine", None)
     out["engine"] = {k: v for k, v in dict(engine).items() if v is not None} if engine else None
     return out

@@ -13,12 +13,12 @@ backends still run, so one report shows everything that is wrong.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, natural_options
 from rnndeploy.backends.base import Runner, check_feed
 from rnndeploy.errors import ParityError, RnnDeployError, UsageError, first_line
 from rnndeploy.fileio import load_npz
@@ -29,14 +29,12 @@ from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
 from rnndeploy.parity.task import (
     greedy_tokens,
     sample_tokens,
-    sampling_plan,
-    seq2seq_plan,
     sequence_agreement,
     token_agreement,
 )
 from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
 from rnndeploy.progress import progress
-from rnndeploy.spec import GraphSpec
+from rnndeploy.spec import GraphSpec, LanguageModelIO, Seq2SeqIO
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,11 @@ class ParityConfig:
             ``expected_file`` or ``golden``.
         shapes: (batch, seq) cases for generated inputs.
         seed: generation seed.
-        options: RunnerOptions for the runtimes under test (precision, device, ...);
-            ``backend_options`` overrides them per backend.
-        reference_options: RunnerOptions for the reference (default FP32 on its natural device).
+        options: RunnerOptions for the runtimes under test (precision, device, ...), each
+            on its natural device (``BackendLabel.natural_options``); ``backend_options``
+            overrides them per backend.
+        reference_options: RunnerOptions for the reference (default: ``options`` at FP32,
+            without a CUDA graph, on the reference's natural device).
         overrides: tolerance overrides (--atol/--rtol/--tol).
         golden / save_golden: golden directory to check against / to write.
         inputs_file / expected_file: .npz files (any ONNX model).
@@ -71,7 +71,7 @@ class ParityConfig:
     seed: int = 0
     options: RunnerOptions = field(default_factory=RunnerOptions)
     backend_options: Mapping[str, RunnerOptions] = field(default_factory=dict)
-    reference_options: RunnerOptions = field(default_factory=RunnerOptions)
+    reference_options: Optional[RunnerOptions] = None
     overrides: ToleranceOverrides = field(default_factory=ToleranceOverrides)
     golden: Optional[str] = None
     save_golden: Optional[str] = None
@@ -86,9 +86,18 @@ class ParityConfig:
     bos_id: Optional[int] = None
     eos_id: Optional[int] = None
     show_progress: Optional[bool] = None
+    data_split: Optional[str] = None
+    data_rows: Optional[int] = 256
 
     def options_for(self, backend: str) -> RunnerOptions:
-        return self.backend_options.get(backend, self.options)
+        if backend in self.backend_options:
+            return self.backend_options[backend]
+        return natural_options(backend, self.options)
+
+    def options_for_reference(self) -> RunnerOptions:
+        if self.reference_options is not None:
+            return self.reference_options
+        return natural_options(self.reference, replace(self.options, precision="fp32", cuda_graph=False))
 
 
 RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
@@ -109,14 +118,15 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     config.overrides.check_outputs(graph)
     _check_config(config)
     if config.sample_steps:
-        sampling_plan(graph)  # a model that cannot be sampled fails now, not after every backend ran
+        LanguageModelIO.resolve(graph)  # a model that cannot be sampled fails now, not after every backend ran
     if config.decoder is not None:
-        seq2seq_plan(graph, config.decoder.graph_spec)
+        Seq2SeqIO.resolve(graph, config.decoder.graph_spec, source.spec.attrs)
     warnings: List[str] = []
     hashes = model_hashes(source)
     pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
 
     # 1. cases and (maybe) reference outputs from files
+    task_data: Any = None
     ref_outputs: Optional[List[Dict[str, np.ndarray]]] = None
     reference: Dict[str, Any]
     if config.golden:
@@ -143,6 +153,14 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
             reference = {"backend": "expected", "source": "expected", "path": config.expected_file}
         else:
             reference = {"backend": config.reference, "source": "run"}
+    elif config.data_split:
+        from rnndeploy.parity.task_eval import load_task_data
+
+        task_data = load_task_data(source, config.data_split, config.data_rows)
+        feed = dict(task_data.feeds)
+        cases = [Case(f"{config.data_split}[:{task_data.rows}]", infer_sizes(graph, feed), feed)]
+        seed = None
+        reference = {"backend": config.reference, "source": "run", "inputs": task_data.describe()}
     else:
         cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id)
         seed = config.seed
@@ -157,7 +175,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     # 2. reference outputs by running the reference backend
     ref_runner: Optional[Runner] = None
     if ref_outputs is None:
-        ref_runner = runner_factory(config.reference, source, config.reference_options)
+        ref_runner = runner_factory(config.reference, source, config.options_for_reference())
         ref_runner.activate()
         try:
             ref_outputs = []
@@ -167,6 +185,9 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         finally:
             if not ((config.sample_steps or config.decoder) and tests):
                 ref_runner.deactivate()
+    task_metrics: Dict[str, Dict[str, Any]] = {}
+    if task_data is not None and task_data.task != "seq2seq":
+        task_metrics[f"{config.reference} (reference)"] = _task_metrics(task_data, ref_outputs[0], graph)
     for i, outs in enumerate(ref_outputs):
         check = [t.name for t in graph.outputs if t.name not in outs]
         if check:
@@ -185,7 +206,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         if ref_runner is None:
             warnings.append("decoding agreement needs a reference backend run (not a golden / expected file)")
         else:
-            ref_decoder = runner_factory(config.reference, config.decoder, config.reference_options).activate()
+            ref_decoder = runner_factory(config.reference, config.decoder, config.options_for_reference()).activate()
     bos_eos = _special_ids(source, config) if ref_decoder is not None else None
     if config.sample_steps and tests and ref_runner is None:
         warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
@@ -198,6 +219,8 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
                 label = f"{backend} vs {reference['backend']}"
                 for case, ref in progress(list(zip(cases, ref_outputs)), label, enabled=config.show_progress):
                     results.append(_run_case(runner, backend, desc.precision, case, ref, graph, config, reference))
+                    if task_data is not None and task_data.task != "seq2seq" and results[-1].error is None:
+                        task_metrics[backend] = _task_metrics(task_data, runner.infer(case.inputs), graph)
                 tasks += _argmax_tasks(results, backend, graph, config.min_agreement)
                 if config.sample_steps and ref_runner is not None:
                     tasks.append(_guarded("sampling", backend, config, _sampling_task,
@@ -221,6 +244,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         seed=seed,
         cases=tuple(results),
         tasks=tuple(tasks),
+        task_metrics=task_metrics,
         warnings=tuple(warnings),
         tolerance_overrides=config.overrides.to_dict(),
         machine=describe_machine(),
@@ -229,7 +253,18 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     )
 
 
+def _task_metrics(data: Any, outputs: Mapping[str, np.ndarray], graph: GraphSpec) -> Dict[str, Any]:
+    from rnndeploy.parity.task_eval import score_task
+
+    scores = score_task(data, outputs, graph)
+    return {"metric": data.metric, "value": scores.get(data.metric), "split": data.split, "rows": data.rows,
+            "metrics": {k: float(v) for k, v in scores.items()}}
+
+
 def _check_config(config: ParityConfig) -> None:
+    if config.data_split and (config.golden or config.inputs_file):
+        raise UsageError("--inputs-from-recipe cannot be combined with --golden or --inputs",
+                         "choose one source of inputs")
     if config.expected_file and not config.inputs_file:
         raise UsageError("--expected needs --inputs (the outputs must come from known inputs)",
                          "pass --inputs FILE.npz as well")
@@ -298,16 +333,16 @@ def _argmax_tasks(results: Iterable[CaseResult], backend: str, graph: GraphSpec,
 
 def _sampling_task(ref_runner: Runner, runner: Runner, backend: str, cases: Sequence[Case],
                    config: ParityConfig) -> TaskAgreement:
-    plan = sampling_plan(runner.graph_spec)
-    base = np.asarray(cases[0].inputs[plan["tokens"].name])
+    io = LanguageModelIO.resolve(runner.graph_spec)
+    base = np.asarray(cases[0].inputs[io.tokens.name])
     prompt = base[:, : max(1, min(8, base.shape[1]))]
     ref_tokens = sample_tokens(ref_runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
     test_tokens = sample_tokens(runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
     agree, first = token_agreement(ref_tokens, test_tokens)
-    return TaskAgreement("sampling", backend, plan["logits"].name, agree, int(ref_tokens.size),
+    return TaskAgreement("sampling", backend, io.scores.name, agree, int(ref_tokens.size),
                          {"steps": config.sample_steps, "rows": int(prompt.shape[0]), "prompt_len": int(prompt.shape[1]),
                           "seed": config.seed, "temperature": config.sample_temperature, "first_divergence": first,
-                          "stateful": bool(plan["state_in"])},
+                          "stateful": io.stateful},
                          config.min_agreement)
 
 

@@ -117,6 +117,8 @@ class ParityResult:
     seed: Optional[int]
     cases: Tuple[CaseResult, ...]
     tasks: Tuple[TaskAgreement, ...] = ()
+    # backend → {"metric", "value", "split", "rows", "metrics"}: the recipe's metric on real data
+    task_metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     warnings: Tuple[str, ...] = ()
     tolerance_overrides: Mapping[str, Any] = field(default_factory=dict)
     machine: Mapping[str, Any] = field(default_factory=dict)
@@ -215,6 +217,7 @@ class ParityResult:
             "seed": self.seed,
             "cases": [c.to_dict() for c in self.cases],
             "tasks": [t.to_dict() for t in self.tasks],
+            "task_metrics": {k: dict(v) for k, v in self.task_metrics.items()},
             "warnings": list(self.warnings),
             "tolerance_overrides": dict(self.tolerance_overrides),
             "machine": dict(self.machine),
@@ -231,6 +234,7 @@ class ParityResult:
             seed=d.get("seed"),
             cases=tuple(CaseResult.from_dict(c) for c in d.get("cases", [])),
             tasks=tuple(TaskAgreement.from_dict(t) for t in d.get("tasks", [])),
+            task_metrics={k: dict(v) for k, v in d.get("task_metrics", {}).items()},
             warnings=tuple(d.get("warnings", [])),
             tolerance_overrides=dict(d.get("tolerance_overrides", {})),
             machine=dict(d.get("machine", {})),

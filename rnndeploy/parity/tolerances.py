@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Mapping, Optional, Sequence
 
 from rnndeploy.errors import UsageError
-from rnndeploy.spec import GraphSpec, Tolerance
+from rnndeploy.spec import PRECISIONS, GraphSpec, Tolerance
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,12 @@ class ToleranceOverrides:
 
 def resolve_tolerance(graph: GraphSpec, output: str, precision: str,
                       overrides: Optional[ToleranceOverrides] = None) -> Tolerance:
-    """The tolerance for ``output`` when the runtime under test runs at ``precision``."""
-    tol = graph.tolerance(output, precision)
+    """The tolerance for ``output`` when the runtime under test runs at ``precision``.
+
+    Specs declare fp32 and fp16 tolerances; other reduced precisions (int8, bf16) are
+    held to the fp16 ones, the loosest the model declares.
+    """
+    tol = graph.tolerance(output, precision if precision in PRECISIONS else "fp16")
     if overrides is None:
         return tol
     if output in overrides.per_output:

@@ -228,7 +228,12 @@ def render_html(results: Sequence[Any], title: str = "rnndeploy report") -> str:
     body.append(f'<h2 id="{sid}">Summary</h2>{_summary(results)}')
     for i, r in enumerate(results):
         name = _model_label(r)
-        if r.kind == "bench":
+        if r.kind == "tune":
+            from rnndeploy.report.tune import render_tune_html
+
+            head = f"Tune — {name} on {machine_label(dict(r.machine))}"
+            body.append(f'<h2 id="{_slug(head, used)}">{escape(head)}</h2>{render_tune_html(r, i)}')
+        elif r.kind == "bench":
             head = f"Latency — {name} on {machine_label(dict(r.machine))}"
             body.append(f'<h2 id="{_slug(head, used)}">{escape(head)}</h2>{_bench_section(r, i)}')
         else:

@@ -25,14 +25,15 @@ from rnndeploy.fileio import write_text_atomic
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
 
-Result = Any  # ParityResult | BenchResult (both have .kind and .to_dict())
+Result = Any  # ParityResult | BenchResult | TuneResult (each has .kind and .to_dict())
+KINDS = ("parity", "bench", "tune")
 
 
 def to_document(results: Sequence[Result]) -> Dict[str, Any]:
     """A results document holding ``results`` (objects with ``to_dict`` or plain dicts)."""
     items = [r if isinstance(r, dict) else r.to_dict() for r in results]
     for item in items:
-        if item.get("kind") not in ("parity", "bench"):
+        if item.get("kind") not in KINDS:
             raise ValueError(f"result of unknown kind {item.get('kind')!r}")
     return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "results": items}
 
@@ -101,6 +102,10 @@ def load_results(doc: Dict[str, Any]) -> List[Result]:
             out.append(ParityResult.from_dict(r))
         elif kind == "bench":
             out.append(BenchResult.from_dict(r))
+        elif kind == "tune":
+            from rnndeploy.tune.results import TuneResult
+
+            out.append(TuneResult.from_dict(r))
         else:
             raise UsageError(f"results document holds a result of unknown kind {kind!r}")
     return out

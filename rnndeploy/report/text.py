@@ -83,6 +83,10 @@ def _parity(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
     if agreement_rows:
         lines += ["", table(["backend", "check", "output", "agreement", "n", "required", "result", "note"],
                             agreement_rows, "llllrrll")]
+    for b, tm in result.task_metrics.items():
+        value = tm.get("value")
+        lines.append(f"task metric on the {tm.get('split')} split ({tm.get('rows')} rows): {b}: {tm.get('metric')} = "
+                     + ("—" if value is None else f"{value:.6g}"))
     long_profiles = []
     for b in result.backend_names():
         for out in result.output_names():
@@ -151,7 +155,15 @@ def render_text(result: Any) -> str:
     """A terminal rendering of one ParityResult or BenchResult."""
     heading = lambda s: s  # noqa: E731
     tab = lambda h, r, a: fmt.table(h, r, a)  # noqa: E731
-    return _parity(result, tab, heading) if result.kind == "parity" else _bench(result, tab, heading)
+    return _body(result, tab, heading)
+
+
+def _body(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
+    if result.kind == "tune":
+        from rnndeploy.report.tune import render_tune
+
+        return render_tune(result, table, heading)
+    return _parity(result, table, heading) if result.kind == "parity" else _bench(result, table, heading)
 
 
 def render_markdown(results: Sequence[Any]) -> str:
@@ -160,7 +172,7 @@ def render_markdown(results: Sequence[Any]) -> str:
     tab = lambda h, r, a: fmt.md_table(h, r, a)  # noqa: E731
     parts = ["# rnndeploy report", ""]
     for r in results:
-        body = _parity(r, tab, heading) if r.kind == "parity" else _bench(r, tab, heading)
+        body = _body(r, tab, heading)
         # plain lines between tables read better as a list in Markdown
         out = []
         for line in body.split("\n"):

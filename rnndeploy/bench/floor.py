@@ -1,0 +1,262 @@
+"""A floor for CPU latency: the fastest a recurrent model could run at (batch, seq) on this CPU.
+
+The model (written down in the README, "The floor"):
+
+- **input projection** — every layer's ``X·Wᵀ`` over all timesteps is one GEMM
+  (rows = batch × seq, 2·rows·I·G·H·dirs FLOPs) at the CPU's peak FP32 rate;
+- **recurrence** — each of the ``seq`` steps of a layer is sequential: it reads the
+  layer's recurrent weights R (G·H·H·dirs floats) once, from the nearest cache level
+  that holds them, and does 2·batch·G·H·H·dirs FLOPs; a step takes the longer of the
+  two (read at that level's bandwidth, compute at peak);
+- **other weights** (heads, attention projections: MatMul/Gemm with a weight
+  initializer) — one GEMM each over batch rows, or batch × seq rows when the model
+  has a per-step output;
+- layers run one after another; nothing else (activations, gate arithmetic, call
+  overhead, thread hand-off) is counted: that is what makes it a floor.
+
+G is 4 for LSTM, 3 for GRU, 1 for RNN; H the hidden size, I the input size, dirs 1 or
+2. The CPU's numbers come from ``probe_cpu``: cores (this process's affinity), clock
+(/proc/cpuinfo), peak FP32 FLOPs per cycle from the vector ISA (AVX-512: 64 per
+core, AVX2+FMA: 32, else 8), cache sizes from sysfs, cache bandwidths at their
+nominal per-core rates (L1 128, L2 64, L3 32 bytes per cycle per core) and DRAM read
+bandwidth measured once (a streaming numpy reduction over 64 MiB, times cores).
+``percent_of_floor = floor / median × 100``: 100 % would be the floor itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+NOMINAL_BYTES_PER_CYCLE = {1: 128.0, 2: 64.0, 3: 32.0}  # per core, per cache level
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class CacheLevel:
+    """One data cache level: ``size`` bytes (per core unless ``shared``) and read bandwidth (bytes/s per core)."""
+
+    level: int
+    size: int
+    shared: bool
+    bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    """What the floor assumes about this CPU (see the module docstring for where each number comes from)."""
+
+    cores: int
+    ghz: float
+    flops_per_cycle: float  # FP32, per core
+    caches: Tuple[CacheLevel, ...]
+    dram_bytes_per_s: float  # all cores together
+    isa: str = ""
+
+    @property
+    def peak_flops(self) -> float:
+        """FP32 FLOP/s of all cores."""
+        return self.cores * self.ghz * 1e9 * self.flops_per_cycle
+
+    def read_level(self, nbytes: float) -> Tuple[str, float]:
+        """(name, bytes/s over all cores) of the nearest level that holds ``nbytes``."""
+        for c in self.caches:
+            capacity = c.size if c.shared else c.size * self.cores
+            if nbytes <= capacity:
+                return f"L{c.level}", c.bytes_per_s * self.cores
+        return "DRAM", self.dram_bytes_per_s
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["caches"] = [asdict(c) for c in self.caches]
+        d["peak_gflops"] = self.peak_flops / 1e9
+        return d
+
+
+@dataclass(frozen=True)
+class RecurrentLayer:
+    """One LSTM/GRU/RNN node: ``gates`` × ``hidden`` outputs per direction over ``input_size`` features."""
+
+    name: str
+    op: str
+    directions: int
+    hidden: int
+    input_size: int
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.op]
+
+    @property
+    def r_bytes(self) -> int:
+        return self.directions * self.gates * self.hidden * self.hidden * FLOAT_BYTES
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The floor at one (batch, seq): seconds in total and by part, and where R was read from."""
+
+    batch: int
+    seq: int
+    seconds: float
+    parts: Mapping[str, float] = field(default_factory=dict)
+    weights_from: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"batch": self.batch, "seq": self.seq, "seconds": self.seconds, "parts": dict(self.parts),
+                "weights_from": dict(self.weights_from)}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the floor needs from an ONNX graph: its recurrent layers and other weight GEMMs (K, N)."""
+
+    layers: Tuple[RecurrentLayer, ...]
+    gemms: Tuple[Tuple[int, int], ...]
+    per_step_output: bool
+
+    def floor(self, batch: int, seq: int, cpu: CpuModel) -> Floor:
+        peak = cpu.peak_flops
+        proj = rec = other = 0.0
+        where: Dict[str, str] = {}
+        for layer in self.layers:
+            g_h = layer.gates * layer.hidden * layer.directions
+            proj += 2.0 * batch * seq * layer.input_size * g_h / peak
+            level, bw = cpu.read_level(layer.r_bytes)
+            where[layer.name] = level
+            step = max(layer.r_bytes / bw, 2.0 * batch * g_h * layer.hidden / peak)
+            rec += seq * step
+        rows = batch * seq if self.per_step_output else batch
+        for k, n in self.gemms:
+            _, bw = cpu.read_level(k * n * FLOAT_BYTES)
+            other += max(2.0 * rows * k * n / peak, k * n * FLOAT_BYTES / bw)
+        return Floor(batch, seq, proj + rec + other,
+                     {"input_projection": proj, "recurrence": rec, "other_gemms": other}, where)
+
+
+def model_shape(model: Any) -> ModelShape:
+    """Recurrent layers and weight GEMMs of an ``onnx.ModelProto`` (main graph)."""
+    from rnndeploy.onnx_info import node_attr
+
+    inits = {i.name: i for i in model.graph.initializer}
+    layers: List[RecurrentLayer] = []
+    gemms: List[Tuple[int, int]] = []
+    for i, n in enumerate(model.graph.node):
+        name = n.name or f"{n.op_type}_{i}"
+        if n.op_type in GATES:
+            hidden = int(node_attr(n, "hidden_size", 0) or 0)
+            w = inits.get(n.input[1]) if len(n.input) > 1 else None
+            dirs = 2 if node_attr(n, "direction") in ("bidirectional", b"bidirectional") else 1
+            in_size = int(w.dims[2]) if w is not None and len(w.dims) == 3 else hidden
+            layers.append(RecurrentLayer(name, n.op_type, dirs, hidden, in_size))
+        elif n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits:
+            dims = list(inits[n.input[1]].dims)
+            if len(dims) == 2:
+                trans_b = n.op_type == "Gemm" and node_attr(n, "transB")
+                gemms.append((dims[1], dims[0]) if trans_b else (dims[0], dims[1]))
+        elif n.op_type == "Gather" and n.input and n.input[0] in inits:
+            continue  # an embedding lookup reads batch × seq rows: negligible
+    heads = _head_outputs(model)
+    per_step = any("seq" in [d.dim_param for d in o.type.tensor_type.shape.dim]
+                   for o in model.graph.output if heads is None or o.name in heads)
+    return ModelShape(tuple(layers), tuple(gemms), per_step)
+
+
+def _head_outputs(model: Any) -> Optional[set]:
+    """Names of the prediction / logits / probs outputs per the rnndeploy spec (None without one)."""
+    from rnndeploy.errors import SpecError
+    from rnndeploy.spec import read_onnx_metadata
+
+    try:
+        spec, graph, _ = read_onnx_metadata(model)
+    except SpecError:
+        return None
+    return {t.name for t in spec.graph(graph).outputs if t.role in ("prediction", "logits", "probs")}
+
+
+def probe_cpu(cores: Optional[int] = None, measure_dram: bool = True) -> CpuModel:
+    """This machine's CpuModel (see the module docstring); ``cores`` defaults to the affinity mask."""
+    n = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    flags, mhz = _cpuinfo()
+    if "avx512f" in flags:
+        isa, fpc = "avx512", 64.0
+    elif "avx2" in flags and "fma" in flags:
+        isa, fpc = "avx2+fma", 32.0
+    else:
+        isa, fpc = "sse", 8.0
+    ghz = (mhz or 2000.0) / 1000.0
+    caches = tuple(CacheLevel(level, size, shared, NOMINAL_BYTES_PER_CYCLE.get(level, 16.0) * ghz * 1e9)
+                   for level, size, shared in _caches())
+    dram = _dram_bandwidth() * n if measure_dram else 10e9 * n
+    return CpuModel(n, ghz, fpc, caches, dram, isa)
+
+
+def _cpuinfo() -> Tuple[set, Optional[float]]:
+    flags: set = set()
+    mhz = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key == "flags" and not flags:
+                    flags = set(value.split())
+                elif key == "cpu mhz" and mhz is None:
+                    try:
+                        mhz = float(value)
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return flags, mhz
+
+
+def _caches() -> List[Tuple[int, int, bool]]:
+    """(level, bytes, shared by several cores) of each data/unified cache of cpu0, from sysfs."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    out = []
+    try:
+        entries = sorted(e for e in os.listdir(base) if e.startswith("index"))
+    except OSError:
+        entries = []
+    for e in entries:
+        try:
+            with open(f"{base}/{e}/type") as f:
+                kind = f.read().strip()
+            with open(f"{base}/{e}/level") as f:
+                level = int(f.read())
+            with open(f"{base}/{e}/size") as f:
+                size = _parse_size(f.read().strip())
+            try:
+                with open(f"{base}/{e}/shared_cpu_list") as f:
+                    shared = any(c in f.read() for c in ",-")
+            except OSError:
+                shared = level >= 3
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            out.append((level, size, shared))
+    if not out:  # no sysfs (containers, macOS): typical sizes
+        out = [(1, 32 * 1024, False), (2, 1024 * 1024, False), (3, 32 * 1024 * 1024, True)]
+    return sorted(out)
+
+
+def _parse_size(text: str) -> int:
+    mult = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    return int(text[:-1]) * mult[text[-1].upper()] if text and text[-1].upper() in mult else int(text)
+
+
+def _dram_bandwidth() -> float:
+    """Single-core streaming read rate (bytes/s): the best of 3 reductions over a 64 MiB array."""
+    buf = np.ones(16 * 1024 * 1024, dtype=np.float32)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        np.add.reduce(buf)
+        best = min(best, time.perf_counter() - t)
+    return buf.nbytes / best

@@ -1,0 +1,446 @@
+"""``run_tune``: the fastest correct CPU deployment of one ONNX model, per (batch, seq).
+
+1. **Candidates**: every CPU runtime here (``runtimes``) × precision variant (FP32, the
+   INT8 policies of rnndeploy.quantize, runtime precisions such as OpenVINO bf16) ×
+   intra-op thread count. ONNX Runtime with its defaults (``InferenceSession(path)``)
+   is always a candidate and the baseline row.
+2. **Accuracy, once per (runtime, variant)** (numerics do not depend on the thread
+   count): run on the model's real test split when its metadata records the data
+   (else on generated inputs), compared with the FP32 ONNX Runtime reference: tensor
+   errors, argmax agreement, error versus timestep, and the recipe's task metric. An
+   FP32 candidate passes within the model's FP32 tolerances; a reduced-precision one
+   passes within ``max_accuracy_drop`` percent of the reference's task metric when
+   that budget is given, else only within the model's reduced-precision (fp16)
+   tolerances.
+3. **Latency**: at each (batch, seq), every passing candidate side by side (the
+   bench timing loop), until ``budget`` seconds have passed; the fastest is chosen.
+4. **Floor**: rnndeploy.bench.floor's estimate per shape, reported as % of floor.
+5. **Deploy**: with ``out_dir``, the chosen artefacts are copied there with
+   ``deploy.json``: per shape, the file (sha256), backend label and runner settings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends.base import Runner
+from rnndeploy.bench.measurement import Measurement
+from rnndeploy.bench.timing import measure
+from rnndeploy.errors import DataError, RnnDeployError, UsageError
+from rnndeploy.inputs import generate_inputs, sizes_for
+from rnndeploy.progress import progress
+from rnndeploy.tune.results import AccuracyCheck, Candidate, Choice, TuneResult
+
+BASELINE = "ort-cpu default"
+FP32 = "fp32"
+# How a runtime label runs a precision that is a runtime setting rather than a file.
+RUNTIME_PRECISIONS = {("openvino", "bf16"): "openvino:bf16"}
+MAX_PROFILE_POINTS = 64  # error-vs-timestep points kept per output (evenly spaced)
+
+RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What to try and how.
+
+    Attributes:
+        batches, seqs: the grid (every combination is a shape).
+        runtimes: CPU runtimes to try (default: those installed of ``cpu_runtimes()``).
+        variants: precision variants: "fp32", INT8 policies ("int8", "int8-keep-recurrence",
+            "int8-keep-head"), "bf16" (OpenVINO).
+        threads: intra-op thread counts to try (default 1 and every core of the affinity mask).
+        max_accuracy_drop: allowed worsening of the task metric in percent of the FP32
+            reference's value (None: reduced precision must meet the model's tolerances).
+        split / rows: the data split the accuracy check runs on, and rows of it at most.
+        budget: seconds for the whole run; measurements that would start later are skipped.
+        min_time / warmup: timing per candidate and shape (seconds of calls; untimed calls).
+        out_dir: where chosen artefacts and deploy.json go (None: nothing written).
+        decoder: a seq2seq model's decoder-step ONNX (FP32, for the task metric).
+    """
+
+    batches: Tuple[int, ...] = (1, 32)
+    seqs: Tuple[int, ...] = (16, 128)
+    runtimes: Optional[Tuple[str, ...]] = None
+    variants: Tuple[str, ...] = (FP32, "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
+    threads: Optional[Tuple[int, ...]] = None
+    max_accuracy_drop: Optional[float] = None
+    split: str = "test"
+    rows: Optional[int] = 512
+    budget: Optional[float] = None
+    min_time: float = 0.3
+    warmup: int = 5
+    seed: int = 0
+    out_dir: Optional[str] = None
+    decoder: Optional[str] = None
+    show_progress: Optional[bool] = None
+
+
+def cpu_runtimes() -> List[str]:
+    """CPU runtimes that run ONNX files and are installed here (TensorRT is a GPU matter)."""
+    from rnndeploy.backends import BACKENDS
+    from rnndeploy.optional import available
+
+    return [n for n in ("ort-cpu", "openvino") if n in BACKENDS and available(BACKENDS[n].module)]
+
+
+def default_threads() -> Tuple[int, ...]:
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return tuple(sorted({1, n}))
+
+
+# -- 1. candidates ------------------------------------------------------------------------------------
+def make_variants(onnx_path: str, variants: Sequence[str], workdir: str) -> Tuple[Dict[str, str], List[str]]:
+    """{variant: ONNX path} for the file-based variants (FP32 itself, INT8 policies), and warnings."""
+    from rnndeploy.quantize import INT8_POLICIES, quantize_int8
+
+    files: Dict[str, str] = {}
+    warnings: List[str] = []
+    for v in variants:
+        if v == FP32:
+            files[v] = onnx_path
+        elif v in INT8_POLICIES:
+            dst = os.path.join(workdir, f"{Path(onnx_path).stem}.{v}.onnx")
+            try:
+                report = quantize_int8(onnx_path, dst, v)
+            except UsageError as exc:  # e.g. a GRU model under int8-keep-head: nothing left to quantize
+                warnings.append(f"variant {v} not made: {exc.message}")
+                continue
+            files[v] = dst
+            for k in report.kept:
+                if k.op in ("GRU", "RNN"):
+                    warnings.append(f"{v}: {k.name} stays FP32: {k.reason}")
+    return files, list(dict.fromkeys(warnings))
+
+
+def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes: Sequence[str],
+                    threads: Sequence[int]) -> Tuple[List[Candidate], List[str]]:
+    """The baseline plus every runtime × variant × thread count that can exist, and why others cannot."""
+    cands = [Candidate(BASELINE, "ort-cpu", FP32, files[FP32], None)]
+    notes: List[str] = []
+    for rt in runtimes:
+        for v in variants:
+            if (rt, v) in RUNTIME_PRECISIONS:
+                backend, artefact = RUNTIME_PRECISIONS[(rt, v)], files[FP32]
+            elif v in files:
+                backend, artefact = rt, files[v]
+            else:
+                continue
+            if rt != "ort-cpu" and v not in (FP32,) and (rt, v) not in RUNTIME_PRECISIONS:
+                continue  # ONNX Runtime's INT8 contrib ops run on ONNX Runtime only
+            for t in threads:
+                label = f"{backend}:t{t}" + ("" if v == FP32 or (rt, v) in RUNTIME_PRECISIONS else f" {v}")
+                cands.append(Candidate(label, f"{backend}:t{t}", v, artefact, int(t)))
+    wanted_bf16 = "bf16" in variants
+    if wanted_bf16 and "openvino" not in runtimes:
+        notes.append("bf16 needs the openvino runtime, which is not installed (pip install openvino)")
+    return cands, notes
+
+
+# -- 2. accuracy -------------------------------------------------------------------------------------------
+def _source_for(source: ModelSource, artefact: str) -> ModelSource:
+    return replace(source, onnx=artefact, engine=None)
+
+
+def _runtime_backend(candidate: Candidate) -> str:
+    return candidate.backend.split(":t")[0]
+
+
+def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config: TuneConfig,
+                   runner_factory: RunnerFactory = create_runner) -> Tuple[List[AccuracyCheck], List[str]]:
+    """One AccuracyCheck per (runtime, variant) against FP32 ONNX Runtime (see module docstring)."""
+    from rnndeploy.parity.task_eval import load_task_data, metric_change, run_task, score_task
+
+    warnings: List[str] = []
+    graph = source.graph_spec
+    data = None
+    try:
+        data = load_task_data(source, config.split, config.rows)
+    except DataError as exc:
+        warnings.append(f"no task metric: {exc.message}; accuracy judged on generated inputs by tolerances")
+    decoder_src = _decoder_source(source, config)
+    if data is not None and data.task == "seq2seq" and decoder_src is None:
+        warnings.append("no task metric: a seq2seq encoder needs its decoder step (--decoder FILE)")
+        data = None
+
+    def outputs_of(backend: str, artefact: str) -> Dict[str, np.ndarray]:
+        with runner_factory(backend, _source_for(source, artefact), RunnerOptions()) as r:
+            if data is None:
+                sizes = sizes_for(graph, max(1, min(config.batches[-1], 8)), min(max(config.seqs), 128))
+                return r.infer(generate_inputs(graph, sizes, config.seed, _pad_id(source)))
+            if decoder_src is not None:
+                with runner_factory("ort-cpu", decoder_src, RunnerOptions()) as dec:
+                    return run_task(r, data, decoder=dec)
+            return run_task(r, data)
+
+    fp32_path = next(c.artefact for c in candidates if c.variant == FP32)
+    reference = outputs_of("ort-cpu", fp32_path)
+    ref_scores = score_task(data, reference, graph) if data is not None else None
+    inputs = data.describe() if data is not None else "generated inputs (no data recorded in the model)"
+    checks: List[AccuracyCheck] = []
+    unique = list({c.key: c for c in reversed(candidates)}.values())[::-1]  # first candidate per (runtime, variant)
+    for c in progress(unique, "accuracy", enabled=config.show_progress):
+        runtime, variant = c.key
+        try:
+            outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact)
+        except RnnDeployError:
+            raise
+        except Exception as exc:  # a runtime that cannot run this variant is a finding, not a crash
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"raised {type(exc).__name__}: {first}"))
+            continue
+        per_output, within = _compare(graph, outs, reference, variant)
+        scores = score_task(data, outs, graph) if data is not None else None
+        metric = data.metric if data is not None else None
+        value = ref_value = change = None
+        if scores is not None and ref_scores is not None and metric in scores:
+            value, ref_value = float(scores[metric]), float(ref_scores[metric])
+            change = metric_change(ref_value, value, data.higher_is_better)  # type: ignore[union-attr]
+        passed, reason = _verdict(variant, within, change, config.max_accuracy_drop)
+        checks.append(AccuracyCheck(runtime, variant, inputs, per_output, passed, reason, metric, value, ref_value,
+                                    change, config.max_accuracy_drop if variant != FP32 else None,
+                                    {k: float(v) for k, v in (scores or {}).items()}))
+    return checks, warnings
+
+
+def _verdict(variant: str, within: bool, change: Optional[float], budget: Optional[float]) -> Tuple[bool, str]:
+    if variant == FP32:
+        return (True, "within the model's FP32 tolerances") if within else (
+            False, "outside the model's FP32 tolerances")
+    if budget is not None and change is not None:
+        if change <= budget:
+            return True, f"task metric {change:+.3g}% vs FP32, within the {budget:g}% budget"
+        return False, f"task metric {change:+.3g}% vs FP32, beyond the {budget:g}% budget"
+    if within:
+        return True, "within the model's reduced-precision (fp16) tolerances"
+    hint = "" if budget is not None else "; give --max-accuracy-drop PCT to judge it by the task metric"
+    return False, f"outside the model's reduced-precision (fp16) tolerances{hint}"
+
+
+def _compare(graph: Any, outs: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
+             variant: str) -> Tuple[Dict[str, Dict[str, Any]], bool]:
+    from rnndeploy.metrics import compare_output
+    from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
+
+    per: Dict[str, Dict[str, Any]] = {}
+    ok = True
+    for t in graph.outputs:
+        tol = resolve_tolerance(graph, t.name, variant if variant in (FP32, "bf16") else "int8", ToleranceOverrides())
+        time_axis = t.time_axis if t.time_axis is not None else (t.dims.index("seq") if "seq" in t.dims else None)
+        comp = compare_output(t.name, outs[t.name], ref[t.name], tol, backend=variant, reference="fp32",
+                              time_axis=time_axis, role=t.role)
+        s = comp.stats
+        prof = comp.time_profile
+        curve = None
+        if prof is not None:
+            idx = np.unique(np.linspace(0, len(prof.rel_l2) - 1, min(MAX_PROFILE_POINTS, len(prof.rel_l2))).astype(int))
+            curve = {"timesteps": [int(i) for i in idx], "rel_l2": [float(f"{prof.rel_l2[i]:.4g}") for i in idx]}
+        per[t.name] = {"max_abs": s.max_abs if s else None, "rel_l2": s.rel_l2 if s else None,
+                       "tolerance": {"atol": tol.atol, "rtol": tol.rtol}, "within": bool(comp.passed),
+                       "argmax_agreement": comp.argmax_agreement, "error_vs_timestep": curve}
+        ok = ok and comp.passed
+    return per, ok
+
+
+# -- 3. latency and the choice -----------------------------------------------------------------------------
+def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
+             runner_factory: RunnerFactory = create_runner,
+             clock: Callable[[], float] = time.monotonic) -> TuneResult:
+    """Try every candidate, choose per shape; see the module docstring.
+
+    Raises:
+        UsageError: a model that is not an ONNX file, an empty grid or unknown variant.
+    """
+    import onnx
+
+    from rnndeploy.backends.source import model_hashes
+    from rnndeploy.bench.floor import model_shape, probe_cpu
+    from rnndeploy.report.machine import describe_machine
+
+    start = clock()
+    if not source.onnx:
+        raise UsageError("tune needs an ONNX model", "export one first: rnndeploy export CHECKPOINT -o model.onnx")
+    _check_config(config)
+    runtimes = list(config.runtimes) if config.runtimes is not None else cpu_runtimes()
+    if "ort-cpu" not in runtimes:
+        runtimes.insert(0, "ort-cpu")  # the baseline and the reference run on it
+    threads = config.threads or default_threads()
+    warnings: List[str] = []
+    skipped: List[str] = []
+    work = tempfile.mkdtemp(prefix="rnndeploy-tune-")
+    try:
+        files, notes = make_variants(source.onnx, config.variants, work)
+        warnings += notes
+        candidates, notes = make_candidates(files, config.variants, runtimes, threads)
+        warnings += notes
+        checks, notes = check_accuracy(source, candidates, config, runner_factory)
+        warnings += notes
+        passed = {(a.runtime, a.variant) for a in checks if a.passed}
+        timed = [c for c in candidates if c.key in passed or c.label == BASELINE]
+        for c in candidates:
+            if c not in timed:
+                skipped.append(f"{c.label}: failed the accuracy check")
+        measurements, skip_t = _measure_all(source, timed, config, runner_factory, clock, start)
+        skipped += skip_t
+        cpu = probe_cpu()
+        shape = model_shape(onnx.load(source.onnx, load_external_data=False))
+        floors = {f"b{b}-s{s}": shape.floor(b, s, cpu).to_dict() for s in config.seqs for b in config.batches}
+        choices = choose(measurements, config.batches, config.seqs, floors)
+        deploy = write_deploy(config.out_dir, source, candidates, choices, measurements) if config.out_dir else {}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return TuneResult(
+        model={"name": source.spec.name, "family": source.spec.family, "graph": source.graph, "onnx": source.onnx,
+               **model_hashes(source)},
+        baseline=BASELINE, candidates=tuple(candidates), accuracy=tuple(checks), measurements=tuple(measurements),
+        floors=floors, cpu=cpu.to_dict(), choices=tuple(choices), skipped=tuple(skipped), deploy=deploy,
+        settings={"batches": list(config.batches), "seqs": list(config.seqs), "threads": list(threads),
+                  "runtimes": runtimes, "variants": list(config.variants), "max_accuracy_drop": config.max_accuracy_drop,
+                  "split": config.split, "rows": config.rows, "budget": config.budget, "min_time": config.min_time,
+                  "warmup": config.warmup, "seconds": round(clock() - start, 3)},
+        warnings=tuple(warnings), machine=describe_machine(), command=command,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneConfig, runner_factory: RunnerFactory,
+                 clock: Callable[[], float], start: float) -> Tuple[List[Measurement], List[str]]:
+    graph = source.graph_spec
+    runners: Dict[str, Runner] = {}
+    measurements: List[Measurement] = []
+    skipped: List[str] = []
+    try:
+        for c in timed:
+            try:
+                r = runner_factory(c.backend if c.label != BASELINE else "ort-cpu", _source_for(source, c.artefact),
+                                   RunnerOptions())
+                r.backend = c.label  # type: ignore[misc]  # measurements are labelled by candidate
+                runners[c.label] = r.activate()
+            except RnnDeployError:
+                raise
+            except Exception as exc:
+                skipped.append(f"{c.label}: could not start: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        shapes = [(b, s) for s in config.seqs for b in config.batches]
+        work = [(b, s, label) for b, s in shapes for label in runners]
+        feeds: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
+        for b, s, label in progress(work, f"tune {source.spec.name}", enabled=config.show_progress):
+            shape_id = f"b{b}-s{s}"
+            if config.budget is not None and clock() - start > config.budget:
+                skipped.append(f"{label} @ {shape_id}: the --budget of {config.budget:g} s was spent")
+                continue
+            if (b, s) not in feeds:
+                feeds[(b, s)] = generate_inputs(graph, sizes_for(graph, b, s), config.seed, _pad_id(source))
+            try:
+                measurements.append(measure(runners[label], feeds[(b, s)], warmup=config.warmup,
+                                            min_time=config.min_time, min_samples=5, max_samples=200,
+                                            metadata={"model": source.spec.name}))
+            except RnnDeployError:
+                raise
+            except Exception as exc:
+                skipped.append(f"{label} @ {shape_id}: raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            time.sleep(0.02)  # let spinning worker threads of the previous runner go idle
+    finally:
+        for r in runners.values():
+            r.deactivate()
+    return measurements, skipped
+
+
+def choose(measurements: Sequence[Measurement], batches: Sequence[int], seqs: Sequence[int],
+           floors: Mapping[str, Mapping[str, Any]]) -> List[Choice]:
+    """The fastest measured candidate per shape (only passing candidates are measured)."""
+    out = []
+    for s in seqs:
+        for b in batches:
+            here = [m for m in measurements if m.batch == b and m.seq == s]
+            best = min(here, key=lambda m: m.median) if here else None
+            base = next((m for m in here if m.backend == BASELINE), None)
+            f = floors.get(f"b{b}-s{s}")
+            out.append(Choice(b, s, best.backend if best else None, best.median if best else None,
+                              base.median if base else None, float(f["seconds"]) if f else None))
+    return out
+
+
+# -- 5. deploy -----------------------------------------------------------------------------------------
+def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candidate], choices: Sequence[Choice],
+                 measurements: Sequence[Measurement]) -> Dict[str, Any]:
+    """Copy the chosen artefacts into ``out_dir`` and write ``deploy.json``; returns what was written."""
+    from rnndeploy.fileio import atomic_dir, sha256_file, write_json_atomic
+
+    by_label = {c.label: c for c in candidates}
+    chosen = [by_label[c.label] for c in choices if c.label in by_label]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names: Dict[str, str] = {}
+    for c in chosen:
+        if c.artefact not in names:
+            stem = Path(source.onnx or "model").stem
+            names[c.artefact] = f"{stem}.onnx" if c.variant in (FP32, "bf16") else f"{stem}.{c.variant}.onnx"
+    with atomic_dir(out / "artefacts") as tmp:
+        for src, name in names.items():
+            shutil.copyfile(src, tmp / name)
+    entries = []
+    for ch in choices:
+        c = by_label.get(ch.label or "")
+        if c is None:
+            continue
+        path = out / "artefacts" / names[c.artefact]
+        m = next((x for x in measurements if x.backend == c.label and x.batch == ch.batch and x.seq == ch.seq), None)
+        entries.append({
+            "batch": ch.batch, "seq": ch.seq, "candidate": c.label, "variant": c.variant,
+            "artefact": str(path.relative_to(out)), "sha256": sha256_file(path),
+            "runner": {"backend": c.backend if c.label != BASELINE else "ort-cpu", "threads": c.threads,
+                       "description": dict(m.description) if m else {}},
+            "median_s": ch.median, "ort_default_median_s": ch.baseline_median,
+        })
+    doc = {"format": "rnndeploy.deploy", "model": source.spec.name, "source_onnx": source.onnx,
+           "source_sha256": sha256_file(source.onnx) if source.onnx else None, "choices": entries,
+           "how": "run each shape with the named backend label and artefact, e.g. "
+                  "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads"}
+    write_json_atomic(out / "deploy.json", doc)
+    return {"dir": str(out), "deploy_json": str(out / "deploy.json"), "artefacts": sorted(names.values())}
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _check_config(config: TuneConfig) -> None:
+    from rnndeploy.quantize import INT8_POLICIES
+
+    if not config.batches or not config.seqs:
+        raise UsageError("tune needs at least one batch size and one sequence length", "e.g. --batch 1,32 --seq 128")
+    known = (FP32, "bf16") + INT8_POLICIES
+    bad = [v for v in config.variants if v not in known]
+    if bad or FP32 not in config.variants:
+        raise UsageError(f"variants {', '.join(bad) or '(none)'}: unknown, or fp32 missing",
+                         f"use fp32 plus any of {', '.join(known[1:])}")
+    if config.max_accuracy_drop is not None and config.max_accuracy_drop < 0:
+        raise UsageError(f"--max-accuracy-drop {config.max_accuracy_drop:g} is negative", "give a percentage ≥ 0")
+    if config.budget is not None and config.budget <= 0:
+        raise UsageError(f"--budget {config.budget:g} is not a positive number of seconds")
+    if config.min_time <= 0:
+        raise UsageError("--min-time must be positive")
+
+
+def _pad_id(source: ModelSource) -> Optional[int]:
+    pad = source.spec.attrs.get("pad_id")
+    return pad if isinstance(pad, int) else None
+
+
+def _decoder_source(source: ModelSource, config: TuneConfig) -> Optional[ModelSource]:
+    from rnndeploy.backends.source import resolve_source
+
+    path = config.decoder
+    if path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
+        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
+        path = sibling if Path(sibling).is_file() else None
+    return resolve_source(onnx=path, graph="decoder_step") if path else None
+
+

@@ -1,0 +1,202 @@
+"""INT8 variants, task metrics on the real test split, the floor model and ``rnndeploy tune``.
+
+Zoo models with random weights, built with a real (small) sine dataset's facts so the
+ONNX metadata records the data: the deploy side rebuilds the test split from it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+import onnx  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from rnndeploy.backends import create_runner  # noqa: E402
+from rnndeploy.backends.source import resolve_source  # noqa: E402
+from rnndeploy.bench.floor import CacheLevel, CpuModel, model_shape  # noqa: E402
+from rnndeploy.cli import cli  # noqa: E402
+from rnndeploy.data import load_dataset  # noqa: E402
+from rnndeploy.errors import UsageError  # noqa: E402
+from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
+from rnndeploy.models import build_model  # noqa: E402
+from rnndeploy.parity.task_eval import load_task_data, run_task, score_task  # noqa: E402
+from rnndeploy.quantize import head_nodes, quantize_int8, variant_of  # noqa: E402
+from rnndeploy.report.schema import load_results, read_document  # noqa: E402
+
+DATA = {"source": "sine", "n_series": 120, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load_dataset(DATA)
+
+
+def export(tmp_path, dataset, cell):
+    model = build_model({"family": "regressor", "cell": cell, "hidden_size": 16}, dataset.data_info, seed=1).eval()
+    path = tmp_path / f"sine-{cell}.onnx"
+    export_zoo_model(model, str(path), ExportOptions())
+    return model, str(path)
+
+
+@pytest.fixture(scope="module")
+def lstm(tmp_path_factory, dataset):
+    return export(tmp_path_factory.mktemp("lstm"), dataset, "lstm")
+
+
+@pytest.fixture(scope="module")
+def gru(tmp_path_factory, dataset):
+    return export(tmp_path_factory.mktemp("gru"), dataset, "gru")
+
+
+def ops(path):
+    return [n.op_type for n in onnx.load(path).graph.node]
+
+
+def test_int8_policies_decide_per_node_and_record_the_recipe(tmp_path, lstm):
+    _, path = lstm
+    every = quantize_int8(path, tmp_path / "all.onnx", "int8")
+    assert "DynamicQuantizeLSTM" in ops(tmp_path / "all.onnx") and "LSTM" not in ops(tmp_path / "all.onnx")
+    assert every.gemm_rewritten == 1 and "MatMulInteger" in ops(tmp_path / "all.onnx")  # the Gemm head, via MatMul
+    rec = quantize_int8(path, tmp_path / "rec.onnx", "int8-keep-recurrence")
+    assert "LSTM" in ops(tmp_path / "rec.onnx") and [k.op for k in rec.kept] == ["LSTM"]
+    head = quantize_int8(path, tmp_path / "head.onnx", "int8-keep-head")
+    assert "DynamicQuantizeLSTM" in ops(tmp_path / "head.onnx") and "MatMulInteger" not in ops(tmp_path / "head.onnx")
+    assert [k.reason for k in head.kept] == ["policy: output head kept FP32"]
+    variant = variant_of(str(tmp_path / "all.onnx"))
+    assert variant["policy"] == "int8" and variant["recipe"]["source_sha256"] == every.recipe["source_sha256"]
+    assert variant_of(path) is None
+    src = resolve_source(str(tmp_path / "all.onnx"))  # the spec survived: runners still load it
+    with create_runner("ort-cpu", src) as r:
+        assert r.describe().precision == "int8"
+
+
+def test_gru_has_no_int8_kernel_and_says_so(tmp_path, gru):
+    _, path = gru
+    report = quantize_int8(path, tmp_path / "g.onnx", "int8")
+    kept = {k.op: k.reason for k in report.kept}
+    assert "onnxruntime#9796" in kept["GRU"] and "GRU" in ops(tmp_path / "g.onnx")
+    with pytest.raises(UsageError, match="leaves nothing to quantize"):
+        quantize_int8(path, tmp_path / "h.onnx", "int8-keep-head")
+    assert not (tmp_path / "h.onnx").exists()
+
+
+def test_head_is_the_last_weight_gemm_before_the_prediction(lstm):
+    model = onnx.load(lstm[1])
+    heads = head_nodes(model, {"y": "prediction"})
+    assert len(heads) == 1 and "head" in next(iter(heads))
+    assert head_nodes(model, {"y": "state"}) == set()
+
+
+def test_task_metric_on_the_test_split_matches_training_evaluation(lstm, dataset):
+    from rnndeploy.train import RegressionTask
+
+    model, path = lstm
+    src = resolve_source(path)
+    data = load_task_data(src, "test")
+    assert data.rows == len(dataset.test["x"]) and data.metric == "mse"
+    with create_runner("ort-cpu", src) as r:
+        scores = score_task(data, run_task(r, data, batch=7), src.graph_spec)  # batching must not matter
+    with torch.no_grad():
+        expected = RegressionTask(dataset.data_info).evaluate(model, dataset.test, "mse")
+    assert scores["mse"] == pytest.approx(expected["mse"], rel=1e-5)
+    assert scores["mse_ratio"] == pytest.approx(expected["mse_ratio"], rel=1e-5)
+
+
+def test_floor_reads_recurrent_weights_from_the_nearest_cache_that_holds_them(lstm):
+    cpu = CpuModel(cores=1, ghz=1.0, flops_per_cycle=2.0,
+                   caches=(CacheLevel(1, 2048, False, 100e9), CacheLevel(2, 1 << 20, False, 50e9)),
+                   dram_bytes_per_s=10e9)
+    shape = model_shape(onnx.load(lstm[1]))
+    (layer,) = shape.layers
+    assert (layer.op, layer.hidden, layer.directions, layer.r_bytes) == ("LSTM", 16, 1, 4 * 16 * 16 * 4)
+    f1, f2 = shape.floor(1, 10, cpu), shape.floor(1, 20, cpu)
+    assert f1.weights_from[layer.name] == "L2"  # 4 KiB of R does not fit a 2 KiB L1
+    bigger_l1 = CpuModel(1, 1.0, 2.0, (CacheLevel(1, 8192, False, 100e9),), 10e9)
+    assert shape.floor(1, 10, bigger_l1).weights_from[layer.name] == "L1"
+    step = max(layer.r_bytes / 50e9, 2 * 4 * 16 * 16 / 2e9)
+    assert f1.parts["recurrence"] == pytest.approx(10 * step)
+    assert f2.seconds > f1.seconds and f2.parts["recurrence"] == pytest.approx(2 * f1.parts["recurrence"])
+
+
+def test_tune_cli_chooses_per_shape_writes_deploy_and_round_trips(tmp_path, lstm):
+    _, path = lstm
+    out, js = tmp_path / "deploy", tmp_path / "tune.json"
+    res = CliRunner().invoke(cli, ["tune", path, "--batch", "1,4", "--seq", "8", "--threads", "1",
+                                   "--variant", "int8", "--max-accuracy-drop", "50", "--min-time", "0.01",
+                                   "--out", str(out), "--json", str(js), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "% of floor" in res.output and "ort-cpu default" in res.output
+    (result,) = load_results(read_document(js))
+    assert result.kind == "tune" and len(result.choices) == 2
+    checks = {a.variant: a for a in result.accuracy}
+    assert checks["fp32"].passed and checks["int8"].metric == "mse" and checks["int8"].value is not None
+    for ch in result.choices:
+        here = [m for m in result.measurements if m.batch == ch.batch and m.seq == ch.seq]
+        assert ch.label == min(here, key=lambda m: m.median).backend  # times are stored to 4 digits
+    deploy = json.loads((out / "deploy.json").read_text())
+    assert len(deploy["choices"]) == 2
+    from rnndeploy.fileio import sha256_file
+
+    for entry in deploy["choices"]:
+        assert sha256_file(out / entry["artefact"]) == entry["sha256"]
+
+
+def test_tune_budget_stops_measuring_and_lists_what_it_skipped(lstm):
+    from rnndeploy.tune import TuneConfig, run_tune
+
+    ticks = iter(range(1000))
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(batches=(1,), seqs=(4,), variants=("fp32",), threads=(1,),
+                                                        budget=0.5, min_time=0.01, show_progress=False),
+                   clock=lambda: float(next(ticks)))  # every clock read is a second later: the budget is gone
+    assert res.measurements == () and res.choices[0].label is None
+    assert any("--budget of 0.5 s was spent" in s for s in res.skipped)
+
+
+def test_reduced_precision_without_a_budget_must_meet_the_tolerances(lstm):
+    from rnndeploy.tune.sweep import _verdict
+
+    assert _verdict("int8", False, -1.0, None)[0] is False
+    assert "--max-accuracy-drop" in _verdict("int8", False, -1.0, None)[1]
+    assert _verdict("int8", False, 0.4, 0.5)[0] is True
+    assert _verdict("int8", True, 0.6, 0.5)[0] is False
+    assert _verdict("fp32", False, 0.0, 10.0)[0] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "-1"], "--budget"),
+    (["--max-accuracy-drop", "-2"], "--max-accuracy-drop"),
+    (["--batch", "0"], "--batch"),
+])
+def test_tune_bad_options_are_one_line(lstm, args, message):
+    res = CliRunner().invoke(cli, ["tune", lstm[1], "--no-progress", *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_parity_inputs_from_recipe_adds_the_task_metric(tmp_path, lstm):
+    js = tmp_path / "p.json"
+    res = CliRunner().invoke(cli, ["parity", lstm[1], "--backend", "ort-cpu:t1", "--reference", "ort-cpu",
+                                   "--inputs-from-recipe", "--rows", "5", "--json", str(js), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    (result,) = load_results(read_document(js))
+    assert result.cases[0].case == "test[:5]" and result.cases[0].sizes["batch"] == 5
+    values = {k: v["value"] for k, v in result.task_metrics.items()}
+    assert set(values) == {"ort-cpu (reference)", "ort-cpu:t1"}
+    assert np.isclose(values["ort-cpu:t1"], values["ort-cpu (reference)"], rtol=1e-5)
+
+
+def test_tune_html_has_the_trade_off_chart(tmp_path, lstm):
+    from rnndeploy.report import write_html
+    from rnndeploy.tune import TuneConfig, run_tune
+
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(batches=(2,), seqs=(4,), variants=("fp32", "int8"),
+                                                        threads=(1,), max_accuracy_drop=50, min_time=0.01,
+                                                        show_progress=False))
+    write_html(str(tmp_path / "r.html"), [res])
+    page = (tmp_path / "r.html").read_text()
+    assert "Trade-off: task metric versus latency" in page and "<svg" in page
