@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(BIN)/rnndeploy demo --out runs/demo
 
 test: $(STAMP) $(SERVE_STAMP) browser
-	RNNDEPLOY_SERVE_PYTHON=$(SERVE_VENV)/bin/python $(BIN)/python -m pytest -q -n 2 --durations=15
+	RNNDEPLOY_SERVE_PYTHON=$(abspath $(SERVE_VENV))/bin/python $(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check rnndeploy tests benchmarks

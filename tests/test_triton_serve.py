@@ -40,7 +40,9 @@ def serve_python() -> str:
     if env:
         if not Path(env).exists():
             pytest.fail(f"RNNDEPLOY_SERVE_PYTHON={env} does not exist (make serve-env builds it)")
-        return env
+        # Absolute, not resolved: some tests run the server from a temporary cwd, and resolving
+        # the venv's symlinked python would leave the venv.
+        return os.path.abspath(env)
     default = REPO / ".venv-serve" / "bin" / "python"
     if not default.exists():
         pytest.skip("no serve environment (make serve-env, or set RNNDEPLOY_SERVE_PYTHON)")
