@@ -25,7 +25,7 @@ from rnndeploy.fileio import load_npz
 from rnndeploy.input_checks import axis_sizes, check_expected, check_input_values
 from rnndeploy.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes
 from rnndeploy.metrics import OutputComparison, compare_output
-from rnndeploy.parity.golden import check_golden_matches, load_golden, save_golden
+from rnndeploy.parity.golden import check_golden_matches, check_golden_target, load_golden, save_golden
 from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
 from rnndeploy.parity.task import (
     greedy_tokens,
@@ -268,6 +268,8 @@ def _task_metrics(data: Any, outputs: Mapping[str, np.ndarray], graph: GraphSpec
 
 
 def _check_config(config: ParityConfig) -> None:
+    if config.save_golden:
+        check_golden_target(config.save_golden)
     if config.data_split and (config.golden or config.inputs_file):
         raise UsageError("--inputs-from-recipe cannot be combined with --golden or --inputs",
                          "choose one source of inputs")
