@@ -647,6 +647,8 @@ CASES = [
     B("report-prev-intact", "report {d}/r.json -o {d}/prev.html --markdown {d}/prev.md", 2, "cases",
       files={**REPORT_PREV, "r.json": _set("results.0.cases", "<del>")}),
     B("report-same-output-twice", "report {results} -o {d}/same --markdown {d}/same", 2, "same"),
+    B("report-json-is-input", "report {d}/r.json --json {d}/r.json", 2, "overwritten",
+      files={"r.json": lambda a: Path(a["results"]).read_text()}),
     # -- inspect ------------------------------------------------------------------------------------
     B("inspect-zero-byte", "inspect {d}/z.onnx", 2, "z.onnx", "empty", files={"z.onnx": b""}),
     B("inspect-garbage", "inspect {d}/g.onnx", 2, "g.onnx", files={"g.onnx": b"\x08\xff\xff\xff" * 5}),
