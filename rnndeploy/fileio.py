@@ -149,6 +149,42 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+def write_files_atomic(files: Mapping[PathLike, Union[bytes, str]]) -> None:
+    """Write several files all or nothing: every one goes to a temporary name first, and
+    only when all are complete are they renamed into place (a report's HTML, Markdown and
+    JSON; a seq2seq model's encoder and decoder). On failure no file is new or changed.
+
+    Raises:
+        UsageError: a file-system error, naming the path.
+    """
+    staged: list = []
+    try:
+        for path, data in files.items():
+            p = check_parent_dir(path)
+            check_not_special(p)
+            if p.is_dir():
+                raise UsageError(f"cannot write {p}: it is a directory", "give a file name")
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+            except OSError as exc:
+                raise output_error(p, exc) from None
+            staged.append((tmp, p))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o666 & ~_umask())
+            except OSError as exc:
+                raise output_error(p, exc) from None
+        for tmp, p in staged:
+            os.replace(tmp, p)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path, "wb") as f:

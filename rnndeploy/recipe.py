@@ -48,7 +48,7 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
     "train": {
         "epochs": Param("int", 10, "maximum passes over the training split", minimum=1),
         "batch_size": Param("int", 64, "examples per optimisation step", minimum=1),
-        "lr": Param("float", 1e-3, "learning rate", minimum=0.0),
+        "lr": Param("float", 1e-3, "learning rate", minimum=0.0, maximum=10.0),
         "weight_decay": Param("float", 0.0, "L2 penalty (decoupled with optimizer adamw)", minimum=0.0),
         "optimizer": Param("str", "adam", "optimisation algorithm", choices=("adam", "adamw", "sgd")),
         "clip_grad_norm": Param("float", 1.0, "clip the global gradient norm to this value (0 disables)", minimum=0.0),
@@ -471,6 +471,8 @@ def _unknown(where: str, kind: str, shown: str, key: str, allowed: Sequence[str]
     raise RecipeError(f"{where}: unknown {kind} {shown!r}{suffix}", f"{hint}allowed: {', '.join(allowed)}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
 _TYPE_NAMES = {
     "int": "an integer",
     "float": "a number",
@@ -501,8 +503,9 @@ def check_value(where: str, param: Param, value: Any) -> Any:
         )
     if t == "float":
         value = float(value)
-        if not math.isfinite(value):  # TOML reads nan / inf: neither is a setting
-            raise RecipeError(f"{where} must be a finite number, got {value!r}", f"write {_example(param)}")
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:  # TOML reads nan / inf; torch computes in float32
+            raise RecipeError(f"{where} must be a finite number (|x| <= {FLOAT32_MAX:.3g}), got {value!r}",
+                              f"write {_example(param)}")
     if param.choices is not None:
         vals = value if t == "str_list" else [value]
         for v in vals:

@@ -268,3 +268,16 @@ def test_a_recorded_pass_must_follow_from_its_numbers():
     no_stats = dict(d, stats=None)
     with pytest.raises(UsageError, match="no stats"):
         OutputComparison.from_dict(no_stats)
+
+
+def test_several_outputs_are_written_all_or_nothing(tmp_path):
+    from rnndeploy.fileio import write_files_atomic
+
+    (tmp_path / "a.html").write_text("old")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(UsageError, match="is a directory"):
+        write_files_atomic({tmp_path / "a.html": "new", tmp_path / "dir": b"x"})
+    assert (tmp_path / "a.html").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "dir"]
+    write_files_atomic({tmp_path / "a.html": "new", tmp_path / "b.md": b"md"})
+    assert (tmp_path / "a.html").read_text() == "new" and (tmp_path / "b.md").read_bytes() == b"md"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.md", "dir"]

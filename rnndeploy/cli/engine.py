@@ -69,7 +69,12 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
       rnndeploy build-engine clf.onnx --fp16 --policy fp16-keep-recurrence --batch 1:8:64 --seq 1:128:1024 -o clf.plan
       rnndeploy build-engine m.onnx --min-shapes x:1x1x8 --opt-shapes x:8x128x8 --max-shapes x:32x1024x8 -o m.plan
     """
+    from rnndeploy.cli.types import distinct_outputs
     from rnndeploy.engine.builder import BuildOptions, ShapeOptions, build_from_plan, plan_build
+
+    distinct_outputs(click.get_current_context(), ["output", "write_fp16_onnx", "timing_cache"], inputs=["onnx_file"])
+    if output is not None and output + ".json" in (write_fp16_onnx, timing_cache):
+        raise UsageError(f"{output}.json is the engine's sidecar", "write the other output elsewhere")
 
     if no_stub_tactics and keep_stub_tactics:
         raise UsageError("--no-stub-tactics and --keep-stub-tactics contradict each other", "give at most one")
@@ -96,6 +101,11 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
         return
     if write_fp16_onnx is not None:
         from rnndeploy.engine.builder import write_fp16_onnx as write_fp16
+
+        if output is not None:  # the engine needs TensorRT: say so before writing anything
+            from rnndeploy.optional import require
+
+            require("tensorrt", "building TensorRT engines")
 
         report = write_fp16(plan, write_fp16_onnx)
         click.echo(f"wrote {write_fp16_onnx}: {report.summary()}", err=as_json)

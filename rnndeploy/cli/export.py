@@ -100,6 +100,9 @@ def export(
     if (checkpoint is None) == (model_ref is None):
         raise UsageError("give either a CHECKPOINT directory, a Keras MODEL.keras / .h5, or --model FILE.py:FACTORY",
                          "see rnndeploy export --help")
+    from rnndeploy.cli.types import distinct_outputs
+
+    distinct_outputs(click.get_current_context(), ["out"], inputs=["checkpoint"])
     if long_seq is not None and long_seq < 1:
         raise UsageError(f"--long-seq {long_seq} must be a positive length")
     from rnndeploy.keras.archive import is_keras_path

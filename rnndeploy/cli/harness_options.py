@@ -237,14 +237,17 @@ def command_line() -> str:
 
 def emit_result(result: Any, json_path: Optional[str], markdown_path: Optional[str]) -> None:
     """Print a parity/bench result's tables and write the requested JSON / Markdown files."""
-    from rnndeploy.report import render_text, write_markdown
-    from rnndeploy.report.schema import write_results
+    from rnndeploy.fileio import write_files_atomic
+    from rnndeploy.report import render_markdown, render_text
+    from rnndeploy.report.schema import dumps_results, to_document
 
     click.echo(render_text(result))
+    files = {}  # rendered first, written together: never one file without the other
     if json_path:
-        write_results(json_path, [result])
+        files[json_path] = dumps_results(to_document([result]))
     if markdown_path:
-        write_markdown(markdown_path, [result])
+        files[markdown_path] = render_markdown([result])
+    write_files_atomic(files)
 
 
 def normalized_source(source: Any) -> Any:

@@ -25,19 +25,22 @@ def report(files: Sequence[str], html_path: Optional[str], markdown_path: Option
     Without -o/--markdown/--json, prints the tables.
     """
     from rnndeploy.cli.types import distinct_outputs
-    from rnndeploy.report import render_text, write_html, write_markdown
-    from rnndeploy.report.schema import load_verified, write_results
+    from rnndeploy.fileio import write_files_atomic
+    from rnndeploy.report import render_markdown, render_text
+    from rnndeploy.report.html import render_html
+    from rnndeploy.report.schema import dumps_results, load_verified, to_document
 
-    distinct_outputs(click.get_current_context(), ["html_path", "markdown_path", "json_path"])
+    distinct_outputs(click.get_current_context(), ["html_path", "markdown_path", "json_path"], inputs=["files"])
     doc, results = load_verified(files)
+    outputs = {}  # everything rendered before anything is written, then written all or nothing
     if html_path:
-        write_html(html_path, results, title)
-        click.echo(f"wrote {html_path} ({len(results)} results)")
+        outputs[html_path] = render_html(results, title)
     if markdown_path:
-        write_markdown(markdown_path, results)
-        click.echo(f"wrote {markdown_path}")
+        outputs[markdown_path] = render_markdown(results)
     if json_path:
-        write_results(json_path, doc["results"])
-        click.echo(f"wrote {json_path}")
+        outputs[json_path] = dumps_results(to_document(doc["results"]))
+    write_files_atomic(outputs)
+    for path in outputs:
+        click.echo(f"wrote {path}" + (f" ({len(results)} results)" if path == html_path else ""))
     if not (html_path or markdown_path or json_path):
         click.echo("\n\n".join(render_text(r) for r in results))

@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence, Tuple
 import click
 
 from rnndeploy.cli.harness_options import DIMS, ArgGroup
+from rnndeploy.cli.types import CALLS, PORT, POSITIVE_SECONDS, SEED, THREADS, WARMUP_CALLS, OutputPath
 
 # Batching and instance options shared by `triton` and `serve` (one ConfigOptions each, with
 # the command's own settings: see _config_options).
@@ -24,7 +25,7 @@ batching_options = ArgGroup(
                  help="Microseconds the batcher waits to fill a batch."),
     click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Model instances (instance_group count)."),
-    click.option("--sequence-idle", type=float, default=10.0, show_default=True, metavar="SECONDS",
+    click.option("--sequence-idle", type=POSITIVE_SECONDS, default=10.0, show_default=True, metavar="SECONDS",
                  help="Streaming models: a sequence idle this long is freed (a client that vanished mid-sequence)."),
     build=dict,
 )
@@ -111,16 +112,16 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
 @click.argument("models", nargs=-1, metavar="MODEL...")
 @click.option("--backend", default="ort-cpu", show_default=True, metavar="NAME[:MOD...]",
               help="rnndeploy runner the models run on (ort-cpu, trt with an engine, ...).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model instance.")
+@click.option("--threads", type=THREADS, default=None, help="Intra-op threads per model instance.")
 @click.option("--device", default=None, help="Runner device (cuda:N for GPU runners).")
 @click.option("--name", "names", multiple=True, help="Served name of each MODEL, in order (default: the model's name).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address every endpoint listens on.")
-@click.option("--http-port", type=int, default=8000, show_default=True)
-@click.option("--grpc-port", type=int, default=8001, show_default=True)
-@click.option("--metrics-port", type=int, default=8002, show_default=True)
+@click.option("--http-port", type=PORT, default=8000, show_default=True)
+@click.option("--grpc-port", type=PORT, default=8001, show_default=True)
+@click.option("--metrics-port", type=PORT, default=8002, show_default=True)
 @batching_options
-@click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS", help="Stop after this long.")
-@click.option("--startup-timeout", type=float, default=120.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS, default=None, metavar="SECONDS", help="Stop after this long.")
+@click.option("--startup-timeout", type=POSITIVE_SECONDS, default=120.0, show_default=True, metavar="SECONDS",
               help="Give up when the models are not ready after this long.")
 @click.option("--exit-timeout", type=click.IntRange(min=0), default=30, show_default=True, metavar="SECONDS",
               help="On stop, how long tritonserver may finish in-flight work (it answers while its models are busy).")
@@ -155,23 +156,23 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
               help="The model file the server was made from (the local reference every answer is checked against).")
 @click.option("--protocol", type=click.Choice(["http", "grpc"]), default=None, help="Default: from the URL, else http.")
 @click.option("--concurrency", default="1,4,16,64", show_default=True, metavar="C,...", help="Client counts to sweep.")
-@click.option("--requests", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--requests", type=CALLS, default=200, show_default=True,
               help="Requests per level (streaming: chunk requests).")
-@click.option("--max-seconds", type=float, default=60.0, show_default=True, help="Time limit per level.")
+@click.option("--max-seconds", type=POSITIVE_SECONDS, default=60.0, show_default=True, help="Time limit per level.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Rows per request.")
 @click.option("--seq", type=click.IntRange(min=1), default=16, show_default=True, help="Time steps per request.")
 @click.option("--chunks", type=click.IntRange(min=1), default=4, show_default=True,
               help="Streaming models: requests per sequence.")
-@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--warmup", type=WARMUP_CALLS, default=1, show_default=True,
               help="Untimed (still checked) requests per client.")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Per-request timeout, seconds.")
-@click.option("--connect-timeout", type=float, default=30.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS, default=30.0, show_default=True, help="Per-request timeout, seconds.")
+@click.option("--connect-timeout", type=POSITIVE_SECONDS, default=30.0, show_default=True,
               help="Seconds to wait for the server to be ready before giving up.")
 @click.option("--reference-backend", default="ort-cpu", show_default=True, help="Runner computing the expected answers.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @DIMS
-@click.option("--json", "json_path", metavar="FILE", help="Write the result as an rnndeploy results JSON file.")
-@click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown.")
+@click.option("--json", "json_path", metavar="FILE", type=OutputPath(), help="Write the result as an rnndeploy results JSON file.")
+@click.option("--markdown", "markdown_path", metavar="FILE", type=OutputPath(), help="Write the result as Markdown.")
 def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str], concurrency: str, requests: int,
              max_seconds: float, batch: int, seq: int, chunks: int, warmup: int, timeout_s: float,
              connect_timeout: float, reference_backend: str, seed: int, dims: Sequence[str], json_path: Optional[str],

@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import OUTPUT
-from rnndeploy.cli.types import NON_NEGATIVE_FLOAT, POSITIVE_INT, POSITIVE_SECONDS, OutputPath
+from rnndeploy.cli.types import NON_NEGATIVE_FLOAT, POSITIVE_INT, POSITIVE_SECONDS, OutputPath, distinct_outputs
 
 VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 
@@ -55,6 +55,7 @@ def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants:
     from rnndeploy.fileio import check_parent_dir
     from rnndeploy.tune import TuneConfig, run_tune
 
+    distinct_outputs(click.get_current_context(), ["json_path", "markdown_path", "out_dir"], inputs=["model"])
     source = resolve_source(model)
     if not source.onnx:
         raise UsageError(f"tune needs an ONNX file, got {model}", "export one: rnndeploy export CHECKPOINT -o m.onnx")
@@ -88,10 +89,9 @@ def quantize(model: str, out: str, policy: str, per_channel: bool, reduce_range:
     file's metadata (rnndeploy.variant); check the result on the real test split with
     rnndeploy parity OUT.onnx --backend ort-cpu --inputs-from-recipe.
     """
-    from rnndeploy.fileio import check_parent_dir
     from rnndeploy.quantize import quantize_int8
 
-    check_parent_dir(out)
+    distinct_outputs(click.get_current_context(), ["out"], inputs=["model"])
     report = quantize_int8(model, out, policy, per_channel=per_channel, reduce_range=reduce_range)
     click.echo(report.summary())
     for w in report.warnings:

@@ -78,6 +78,7 @@ def _without(message: str, name: str) -> str:
 
 POSITIVE_INT = Number(integer=True, minimum=1)
 THREADS = Number(integer=True, minimum=1, maximum=1024, metavar="N")
+PORT = Number(integer=True, minimum=0, maximum=65535, metavar="PORT")
 # Loop counts are bounded (every loop rnndeploy runs is bounded in count): 10^6 timed calls or
 # untimed warm-up calls, 10^4 generated tokens per row.
 CALLS = Number(integer=True, minimum=1, maximum=10**6)
@@ -152,16 +153,26 @@ def refuse_ignored(ctx: click.Context, rules: Sequence[Tuple[str, bool, str]]) -
             raise UsageError(f"{_option_name(ctx, param)} {why}", "leave it out, or give what it applies to")
 
 
-def distinct_outputs(ctx: click.Context, params: Sequence[str]) -> None:
-    """Refuse two output options naming the same file (the second would overwrite the first)."""
+def distinct_outputs(ctx: click.Context, params: Sequence[str], inputs: Sequence[str] = ()) -> None:
+    """Refuse two output options naming the same file (the second would overwrite the first), and
+    an output naming one of the command's inputs (``inputs``: parameter names of input paths)."""
     seen = {}
+    for param in inputs:
+        value = ctx.params.get(param)
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if v:
+                seen[os.path.realpath(str(v))] = f"input {v}"
     for param in params:
         value = ctx.params.get(param)
         if not value:
             continue
-        key = os.path.abspath(str(value))
+        key = os.path.realpath(str(value))
         if key in seen:
-            raise UsageError(f"{seen[key]} and {_option_name(ctx, param)} name the same file {value}",
+            what = seen[key]
+            if what.startswith("input "):
+                raise UsageError(f"{_option_name(ctx, param)} {value} is the {what}: it would be overwritten",
+                                 "write the output to another file")
+            raise UsageError(f"{what} and {_option_name(ctx, param)} name the same file {value}",
                              "give each output its own file")
         seen[key] = _option_name(ctx, param)
 

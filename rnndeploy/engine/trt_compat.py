@@ -55,6 +55,8 @@ def check_parser_opset(opset: int, version: Optional[str], what: str) -> Optiona
     """
     if not version:
         return "opset not checked against a TensorRT parser (none installed; give --trt-version)"
+    if not re.fullmatch(r"\d+(\.\d+){0,3}", str(version)):
+        raise UsageError(f"--trt-version {version!r} is not a version", "write e.g. --trt-version 8.6 or 10.13")
     newest = parser_max_opset(version)
     if newest is None:
         return f"opset not checked: the parser range of TensorRT {version} is not recorded here"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from rnndeploy.errors import UsageError
 from rnndeploy.export.core import (
     Attempt,
     ExportOptions,
@@ -163,6 +164,9 @@ def export_checkpoint(
     output_paths(out, ["model"])  # a bad output path fails before any work
     loaded = load_model(directory)
     defaults = checkpoint_defaults(loaded)
+    if with_state and not any(t.optional for g in loaded.spec.graphs.values() for t in g.inputs):
+        raise UsageError(f"--with-state: model {loaded.spec.name!r} has no streaming form (no state inputs)",
+                         "leave --with-state out")
     options = ExportOptions(
         exporter=exporter or defaults.get("exporter", "auto"),
         fallback=None if exporter else True,

@@ -20,7 +20,7 @@ from rnndeploy.errors import ExportError, UsageError
 from rnndeploy.export import exporters as ex
 from rnndeploy.export.inputs import example_sizes, long_seq_for, validation_sizes
 from rnndeploy.export.validate import ValidationFailed, ValidationReport, check_onnx, validate_ort
-from rnndeploy.fileio import check_parent_dir, write_bytes_atomic
+from rnndeploy.fileio import check_parent_dir, write_files_atomic
 from rnndeploy.inputs import generate_inputs
 from rnndeploy.memory import check_graph_fits
 from rnndeploy.onnx_info import OnnxInfo, describe_onnx, render_onnx_info
@@ -243,11 +243,10 @@ def export_jobs(jobs: Sequence[GraphJob], out: str, options: ExportOptions) -> E
         raise ExportError("nothing to export")
     paths = output_paths(out, [j.graph for j in jobs])
     built = [(job, *export_graph(job, options)) for job in jobs]
-    results = []
-    for job, model, partial in built:
-        path = paths[job.graph]
-        write_bytes_atomic(path, model.SerializeToString())
-        results.append(replace(partial, path=str(path), info=describe_onnx(path)))
+    # every graph written, or none (an encoder without its decoder step is half a model)
+    write_files_atomic({paths[job.graph]: model.SerializeToString() for job, model, _ in built})
+    results = [replace(partial, path=str(paths[job.graph]), info=describe_onnx(paths[job.graph]))
+               for job, _, partial in built]
     spec = jobs[0].spec
     return ExportResult(spec.name, spec.family, tuple(results), time.perf_counter() - t0)
 

@@ -82,6 +82,7 @@ def save_golden(
     """
     if len(cases) != len(outputs):
         raise ValueError("one outputs mapping per case")
+    check_golden_target(path)
     entries = []
     with atomic_dir(path) as tmp:
         for case, outs in zip(cases, outputs):
@@ -117,6 +118,29 @@ def save_golden(
         }
         (tmp / MANIFEST).write_text(jsonio.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return Path(path)
+
+
+def check_golden_target(path: str) -> None:
+    """Refuse to replace an existing directory that is not a golden (``--save-golden`` replaces
+    the whole directory: a typo must not wipe something else).
+
+    Raises:
+        UsageError: a non-empty directory without a golden manifest, or a file.
+    """
+    p = Path(path)
+    if not p.exists():
+        return
+    if not p.is_dir():
+        raise UsageError(f"--save-golden {p} exists and is not a directory", "give a new directory name")
+    if not any(p.iterdir()):
+        return
+    try:
+        is_golden = json.loads((p / MANIFEST).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        is_golden = False
+    if not is_golden:
+        raise UsageError(f"--save-golden {p} exists and is not a golden directory; refusing to replace it",
+                         "choose a new directory (an existing golden there would be replaced)")
 
 
 def load_golden(path: str) -> Golden:

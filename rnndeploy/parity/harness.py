@@ -28,7 +28,7 @@ from rnndeploy.errors import UsageError
 from rnndeploy.inputs import DEFAULT_SHAPES
 from rnndeploy.parity.cases import CaseSet, collect_cases
 from rnndeploy.parity.compare import compare_runs
-from rnndeploy.parity.golden import save_golden
+from rnndeploy.parity.golden import check_golden_target, save_golden
 from rnndeploy.parity.results import ParityResult
 from rnndeploy.parity.run import RunResults, TaskPlan, file_reference, run_backend, run_reference
 from rnndeploy.parity.tolerances import ToleranceOverrides, check_something_checked
@@ -235,6 +235,8 @@ def find_decoder(source: ModelSource, decoder: Optional[str] = None) -> Optional
 
 
 def _check_config(config: ParityConfig) -> None:
+    if config.save_golden:
+        check_golden_target(config.save_golden)
     if config.data_split and (config.golden or config.inputs_file):
         raise UsageError("--inputs-from-recipe cannot be combined with --golden or --inputs",
                          "choose one source of inputs")
