@@ -306,7 +306,7 @@ def test_ort_trt_matches_numpy_gru():
 
 def test_runnable_backends_follow_artefacts_and_machine():
     from rnndeploy.backends import runnable_backends
-    from rnndeploy.doctor import probe_gpus
+    from rnndeploy.environment import probe_gpus
 
     onnx_only = ModelSource(spec(), onnx=str(FOREIGN / "gru_seq.onnx"))
     got = runnable_backends(onnx_only)

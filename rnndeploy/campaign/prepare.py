@@ -153,9 +153,9 @@ def save_test_golden(source: Any, path: Path, limit_bytes: int) -> Dict[str, Any
     from rnndeploy.backends import RunnerOptions, create_runner
     from rnndeploy.backends.source import model_hashes
     from rnndeploy.data.feeds import dataset_for_spec, spec_feeds
+    from rnndeploy.environment import package_versions
     from rnndeploy.inputs import Case, infer_sizes
     from rnndeploy.parity.golden import save_golden
-    from rnndeploy.report.machine import package_versions
 
     graph = source.graph_spec
     feed = spec_feeds(dataset_for_spec(source.spec), graph, "test")
@@ -294,8 +294,8 @@ def prepare(root: Path, opts: PrepareOptions, command: str, log: Callable[[str],
     ``root/manifest.json``). Raises UsageError when nothing matches or the folder is over ``max_mib``."""
     import torch
 
+    from rnndeploy.environment import package_versions
     from rnndeploy.recipe import zoo_models
-    from rnndeploy.report.machine import package_versions
 
     opts = opts.effective()
     root = Path(root).resolve()

@@ -95,7 +95,9 @@ def cpu_runtimes() -> List[str]:
 
 
 def default_threads() -> Tuple[int, ...]:
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from rnndeploy.environment import usable_cores
+
+    n = usable_cores()
     return tuple(sorted({1, n}))
 
 
@@ -264,7 +266,7 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     from rnndeploy.artefacts.onnx_file import load_onnx
     from rnndeploy.backends.source import model_hashes
     from rnndeploy.bench.floor import model_shape, probe_cpu
-    from rnndeploy.report.machine import describe_machine
+    from rnndeploy.environment import describe_machine
 
     start = clock()
     if not source.onnx:
