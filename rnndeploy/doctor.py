@@ -36,6 +36,10 @@ class Report:
     gpus: List[Dict[str, Any]]
     gpu_error: Optional[str]
 
+    def render(self) -> str:
+        """Human-readable multi-line summary."""
+        return _render(self)
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "python": self.python,
@@ -97,7 +101,7 @@ def collect() -> Report:
     )
 
 
-def render(report: Report) -> str:
+def _render(report: Report) -> str:
     """Human-readable multi-line summary."""
     lines = [f"python       {report.python} ({report.platform})"]
     for c in report.components:

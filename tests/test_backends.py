@@ -122,7 +122,7 @@ def test_default_timing_hook_and_description():
         assert set(r.bind_prepared(prepared)()) == {"y"}
         d = r.describe()
         assert d.backend == "echo" and d.threads == 3 and d.timer == "host" and d.device == "cpu"
-        assert "3 threads" in d.summary()
+        assert "3 threads" in d.render()
 
 
 def test_host_timer_uses_injected_clock():

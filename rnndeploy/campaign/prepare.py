@@ -109,7 +109,7 @@ def train_or_reuse(recipe: Any, ckpt: Path, retrain: bool, log: Callable[[str], 
             log(f"{ckpt}: not reusable ({type(exc).__name__}: {exc}); retraining")
     t0 = time.perf_counter()
     result = train_recipe(recipe, str(ckpt), show_progress=False)
-    return {"reused": False, "seconds": round(time.perf_counter() - t0, 1), "quality": result.quality.describe(),
+    return {"reused": False, "seconds": round(time.perf_counter() - t0, 1), "quality": result.quality.render(),
             "passed": bool(result.quality.passed)}
 
 
@@ -134,7 +134,7 @@ def write_fp16(onnx_path: str, out_dir: Path, graph_key: str) -> Tuple[Dict[str,
         path = out_dir / f"{graph_key}.{policy}.onnx"
         report = write_fp16_onnx(plan, str(path))
         paths[policy] = str(path)
-        checks[policy] = {"summary": report.summary(), "vs_fp32_on_ort_cpu": check_fp16_onnx(plan, str(path))}
+        checks[policy] = {"summary": report.render(), "vs_fp32_on_ort_cpu": check_fp16_onnx(plan, str(path))}
     checks["hoist_input_projection"] = plan_build(onnx_path, BuildOptions(fp16=True, policy="fp16", hoist=True)).rewrite
     return paths, checks
 

@@ -188,7 +188,7 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
     fp32_path = next(c.artefact for c in candidates if c.variant == FP32)
     reference = outputs_of("ort-cpu", fp32_path)
     ref_scores = score_task(data, reference, graph) if data is not None else None
-    inputs = data.describe() if data is not None else "generated inputs (no data recorded in the model)"
+    inputs = data.render() if data is not None else "generated inputs (no data recorded in the model)"
     checks: List[AccuracyCheck] = []
     unique = list({c.key: c for c in reversed(candidates)}.values())[::-1]  # first candidate per (runtime, variant)
     for c in progress(unique, "accuracy", enabled=config.show_progress):
