@@ -169,8 +169,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for recipe, variant in models:
             print(f"{recipe} {variant or ''}: train, export, bench, tune", flush=True)
             results.append(run_model(recipe, variant, args, Path(tmp), out))
+    from rnndeploy.environment import describe_machine
     from rnndeploy.report import write_html, write_markdown
-    from rnndeploy.report.machine import describe_machine
     from rnndeploy.report.schema import write_results
 
     docs = [x for r in results for x in (r["bench"], r["tune"])]

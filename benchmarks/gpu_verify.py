@@ -55,7 +55,7 @@ def cmd_plan(args: Any) -> int:
             opts = BuildOptions(fp16=info["precision"] == "fp16", policy=info["policy"], hoist=bool(info.get("hoist")),
                                 shapes=ShapeOptions(profiles=cp.PROFILES))
             plan = plan_build(ctx.path(ctx.graphs[u.graph_key].onnx), opts)
-            planned.append({"unit": u.id, "profiles": [p.describe() for p in plan.profiles], "fp16": plan.fp16,
+            planned.append({"unit": u.id, "profiles": [p.render() for p in plan.profiles], "fp16": plan.fp16,
                             "policy": plan.policy, "kept_fp32": len(plan.kept_fp32),
                             "hoisted": len((plan.rewrite or {}).get("rewritten", {})) if plan.rewrite else None})
     if args.json:

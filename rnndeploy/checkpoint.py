@@ -29,12 +29,10 @@ Stable interface for export and parity::
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from rnndeploy import __version__
 from rnndeploy.artefacts.checkpoint import MANIFEST
 from rnndeploy.errors import CheckpointError, RnnDeployError
 from rnndeploy.fileio import atomic_dir, sha256_file
@@ -89,14 +87,10 @@ def _finite(obj: Any) -> Any:
 
 
 def versions() -> Dict[str, Optional[str]]:
-    """Versions recorded in a manifest."""
-    out: Dict[str, Optional[str]] = {"rnndeploy": __version__, "python": platform.python_version()}
-    for mod in ("torch", "numpy", "safetensors"):
-        try:
-            out[mod] = getattr(require(mod), "__version__", None)
-        except RnnDeployError:
-            out[mod] = None
-    return out
+    """Versions recorded in a manifest (rnndeploy.environment.package_versions)."""
+    from rnndeploy.environment import package_versions
+
+    return package_versions(("rnndeploy", "torch", "numpy", "safetensors"))
 
 
 def check_output_dir(out_dir: Union[str, Path]) -> Path:

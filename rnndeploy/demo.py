@@ -42,7 +42,7 @@ class Machine:
 
 def detect_machine() -> Machine:
     """Probe for a CUDA GPU, TensorRT and onnxruntime's providers (no engine or runtime is created)."""
-    from rnndeploy.doctor import probe_gpus
+    from rnndeploy.environment import probe_gpus
     from rnndeploy.optional import available
 
     providers: List[str] = []

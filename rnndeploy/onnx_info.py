@@ -2,7 +2,7 @@
 
 Torch-free (deploy side). Used by ``rnndeploy export`` for its summary and by
 ``rnndeploy inspect model.onnx``. The description is a frozen dataclass that
-serialises to JSON (``OnnxInfo.to_dict``); ``render_onnx_info`` formats it.
+serialises to JSON (``OnnxInfo.to_dict``); ``OnnxInfo.render`` formats it.
 
 Recurrence forms (``OnnxInfo.recurrence``):
     native    ONNX ``LSTM``/``GRU``/``RNN`` nodes (what TensorRT and ORT have dedicated kernels for)
@@ -147,6 +147,10 @@ class OnnxInfo:
         """Every named dynamic dim used by an input or output, first-seen order."""
         return named_dims(self.inputs + self.outputs)
 
+    def render(self, width: int = 100) -> str:
+        """Multi-line text for the terminal (``rnndeploy inspect``, export's summary)."""
+        return _render(self, width)
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "path": self.path,
@@ -248,7 +252,7 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
     return _with_notes(info)
 
 
-def render_onnx_info(info: OnnxInfo, width: int = 100) -> str:
+def _render(info: OnnxInfo, width: int = 100) -> str:
     """A one-screen text description of ``info`` (no trailing newline)."""
     lines: List[str] = []
     title = info.path or "(in-memory model)"

@@ -156,7 +156,7 @@ class PrecisionReport:
         d["flushed_to_zero"] = dict(self.flushed_to_zero)
         return d
 
-    def summary(self) -> str:
+    def render(self) -> str:
         """One line for the CLI."""
         parts = [f"policy {self.policy}: {self.fp16_nodes} nodes FP16, {len(self.kept)} kept FP32"]
         if self.kept_recurrent:

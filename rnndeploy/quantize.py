@@ -98,7 +98,7 @@ class QuantReport:
         return cls(d["policy"], dict(d.get("recipe", {})), tuple(NodeDecision(**n) for n in d.get("nodes", [])),
                    int(d.get("gemm_rewritten", 0)), tuple(d.get("warnings", [])))
 
-    def summary(self) -> str:
+    def render(self) -> str:
         """One line for the CLI."""
         kept = "; ".join(f"{n.name} ({n.op}): {n.reason}" for n in self.kept) or "none"
         return f"policy {self.policy}: {len(self.quantized)} nodes INT8, kept FP32: {kept}"

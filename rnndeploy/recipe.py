@@ -231,7 +231,7 @@ class QualityBar:
     def passed(self, value: float) -> bool:
         return value >= self.bound if self.higher_is_better else value <= self.bound
 
-    def describe(self) -> str:
+    def render(self) -> str:
         return f"{self.split} {self.metric} {'>=' if self.higher_is_better else '<='} {self.bound:g}"
 
 
@@ -422,7 +422,7 @@ def list_recipes(directory: Optional[Path] = None) -> List[RecipeSummary]:
     for d in dirs:
         for f in sorted(Path(d).glob(f"*{RECIPE_SUFFIX}")):
             r = load_recipe(str(f))
-            out.append(RecipeSummary(f.stem, str(f), r.description, r.quality_bar.describe(), r.variants, r.task))
+            out.append(RecipeSummary(f.stem, str(f), r.description, r.quality_bar.render(), r.variants, r.task))
     return out
 
 

@@ -37,6 +37,7 @@ META_EXPORT = "rnndeploy.export"  # exporter, opset, checkpoint sha256, version,
 # keys of the META_EXPORT JSON that readers rely on (named once: writers and readers use these)
 EXPORT_CHECKPOINT = "checkpoint"  # the checkpoint directory exported from
 EXPORT_CHECKPOINT_SHA256 = "checkpoint_sha256"  # sha256 of its manifest.json (its identity)
+EXPORT_NORMALIZATION = "normalization"  # {"input", "target"} z-score statistics (was "normalisation")
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
 # spec dtype name → numpy dtype (bool inputs are rare — masks — but legal)

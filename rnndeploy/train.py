@@ -65,7 +65,7 @@ class QualityVerdict:
     value: float
     passed: bool
 
-    def describe(self) -> str:
+    def render(self) -> str:
         op = ">=" if self.higher_is_better else "<="
         word = "PASSED" if self.passed else "MISSED"
         return f"quality {word}: {self.split} {self.metric} = {self.value:.6g} (bar {op} {self.bound:g})"
@@ -284,7 +284,7 @@ def train_recipe(
             model = build_model(recipe.model, ds.data_info, seed=int(tc["seed"]))
             task.check(model)
             say(
-                f"{recipe.name}: {ds.describe()}; model {model.config['name']} "
+                f"{recipe.name}: {ds.render()}; model {model.config['name']} "
                 f"({sum(p.numel() for p in model.parameters()):,} parameters); seed {tc['seed']}"
             )
             loop = _fit(model, task, ds, recipe, bar, monitor_higher, say, show_progress)
@@ -316,7 +316,7 @@ def train_recipe(
 
         save_checkpoint(out_dir, model, recipe, model.data_info, result)
     say(summary_line(ds.task, metrics[bar.split], bar.split))
-    say(verdict.describe())
+    say(verdict.render())
     return result
 
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _has_gpu() -> bool:
-    from rnndeploy.doctor import probe_gpus
+    from rnndeploy.environment import probe_gpus
 
     gpus, _ = probe_gpus()
     return bool(gpus)

@@ -122,7 +122,7 @@ def test_default_timing_hook_and_description():
         assert set(r.bind_prepared(prepared)()) == {"y"}
         d = r.describe()
         assert d.backend == "echo" and d.threads == 3 and d.timer == "host" and d.device == "cpu"
-        assert "3 threads" in d.summary()
+        assert "3 threads" in d.render()
 
 
 def test_host_timer_uses_injected_clock():
@@ -306,7 +306,7 @@ def test_ort_trt_matches_numpy_gru():
 
 def test_runnable_backends_follow_artefacts_and_machine():
     from rnndeploy.backends import runnable_backends
-    from rnndeploy.doctor import probe_gpus
+    from rnndeploy.environment import probe_gpus
 
     onnx_only = ModelSource(spec(), onnx=str(FOREIGN / "gru_seq.onnx"))
     got = runnable_backends(onnx_only)

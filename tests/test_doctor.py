@@ -32,7 +32,7 @@ def test_missing_pieces_say_what_they_disable_and_how_to_install():
         gpus=[],
         gpu_error="no CUDA driver (libcuda.so.1 not found)",
     )
-    text = doctor.render(report)
+    text = report.render()
     assert "tensorrt     missing — disables build-engine and the trt runner (pip install 'rnndeploy[gpu]')" in text
     assert "gpu          none — no CUDA driver" in text
 

@@ -454,7 +454,7 @@ def test_builder_on_86_flag_and_constraints(tmp_path, fake_env):
     assert side["build"]["tactic_sources"] == ["EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS"]
     assert side["tensorrt"]["version"] == "8.6.0" and side["gpu"]["compute_capability"] == "9.0"
     assert [t["name"] for t in side["io"]] == ["x", "lengths", "y"] and side["io"][1]["dtype"] == "int32"
-    assert side["engine"]["bytes"] == res.engine_bytes and "wrote" in res.summary()
+    assert side["engine"]["bytes"] == res.engine_bytes and "wrote" in res.render()
     parsed = trt.calls["parsed"][-1]
     assert parsed.ir_version == 8 and all(i.data_type != 10 for i in parsed.graph.initializer)  # FP32 graph + flag
     # a second build loads the saved timing cache

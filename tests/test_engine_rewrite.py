@@ -76,7 +76,7 @@ def test_rewrite_whole_models_and_ineligible_nodes():
     for cell, bi in (("LSTM", True), ("GRU", False)):
         model = make_rnn_model(cell, bidirectional=bi, layers=2, hidden=16)
         hoisted, report = hoist_input_projection(model)
-        assert len(report.rewritten) == 2 and "hoisted the input projection of 2" in report.summary()
+        assert len(report.rewritten) == 2 and "hoisted the input projection of 2" in report.render()
         f = feeds(batch=2, seq=33)
         np.testing.assert_allclose(_outputs(hoisted, f)["y"], _outputs(model, f)["y"], rtol=1e-5, atol=2e-6)
 

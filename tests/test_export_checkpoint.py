@@ -92,7 +92,7 @@ def test_every_recipe_model_exports_through_the_cli(recipe, variant, tmp_path):
         assert meta["recipe"] == loaded_recipe.name and spec.family == loaded_recipe.model["family"]
         assert meta["opset"] == loaded_recipe.export["opset"] == info.opset
         assert meta["with_state"] == bool(loaded_recipe.export["with_state"] and spec.family in ("regressor", "charlm"))
-        assert meta["normalisation"]["input"] == DATA_INFO[spec.family].get("normalization")
+        assert meta["normalization"]["input"] == DATA_INFO[spec.family].get("normalization")
     assert "validation [" in res.output and "FAIL" not in res.output
 
 

@@ -98,7 +98,7 @@ def test_zoo_model_exports_native_and_validates(name, tmp_path):
         spec, graph, meta = read_onnx_metadata(m)
         assert graph == g.graph and spec.family == family and meta["family"] == family
         assert meta["opset"] == 17 and meta["with_state"] == opts.with_state and meta["validated"]
-        assert meta["normalisation"]["input"] == model.data_info.get("normalization")
+        assert meta["normalization"]["input"] == model.data_info.get("normalization")
         gs = spec.graph(graph)
         assert [t.name for t in gs.inputs] == [i.name for i in g.info.inputs]
         for t_spec, t_onnx in zip(gs.inputs + gs.outputs, g.info.inputs + g.info.outputs):

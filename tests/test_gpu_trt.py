@@ -69,7 +69,7 @@ PRECISIONS = [("fp32", {"fp16": False}), ("fp16", {"fp16": True, "policy": "fp16
 def test_build_and_run_matches_reference(trt, workdir, case, kwargs, prec, options):
     model = make_rnn_model(hidden=32, input_size=8, **kwargs)
     result, plan = _build(workdir, f"{case}-{prec}", model, **options)
-    assert result.build_seconds < 60, result.summary()
+    assert result.build_seconds < 60, result.render()
     side = json.loads(open(plan + ".json").read())
     precision = "fp16" if options["fp16"] else "fp32"
     assert side["precision"]["requested"] == precision

@@ -1,4 +1,4 @@
-"""describe_onnx / render_onnx_info on hand-built graphs (torch-free: runs under Python 3.9 too)."""
+"""describe_onnx / OnnxInfo.render on hand-built graphs (torch-free: runs under Python 3.9 too)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rnndeploy.errors import UsageError
-from rnndeploy.onnx_info import describe_onnx, render_onnx_info
+from rnndeploy.onnx_info import describe_onnx
 from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, write_onnx_metadata
 
 H, NIN = 3, 2
@@ -80,7 +80,7 @@ def test_describe_native_lstm_file(tmp_path):
     assert info.notes == ()
     json.dumps(info.to_dict())  # serialisable
 
-    text = render_onnx_info(info)
+    text = info.render()
     assert "tiny-lstm" in text and "[batch, seq, 2]" in text and "(features)" in text
     assert "LSTM(forward) x1" in text and "exporter=torchscript" in text
     assert len(text.splitlines()) < 25
@@ -124,7 +124,7 @@ def test_loop_body_ops_are_counted_and_recurrence_is_loop():
     info = describe_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     assert info.recurrence == "loop"
     assert info.op_histogram["Add"] == 1 and info.op_histogram["Loop"] == 1 and info.n_nodes == 3
-    assert info.spec is None and "rnndeploy model" not in render_onnx_info(info)
+    assert info.spec is None and "rnndeploy model" not in info.render()
 
 
 def test_unrolled_and_cell_forms_come_from_export_metadata():

@@ -133,7 +133,7 @@ def test_out_of_range_initializer_is_reported_and_kept_fp32_not_clipped():
     scale = [i for i in converted.graph.initializer if i.name == "scale"][0]
     assert scale.data_type == FLOAT and numpy_helper.to_array(scale)[0] == np.float32(1e5)  # not clipped
     assert report.flushed_to_zero == {"W_head": 1}
-    assert "beyond FP16 range" in report.summary() and "scale" in report.summary()
+    assert "beyond FP16 range" in report.render() and "scale" in report.render()
     for err in compare_models(model, converted, feeds(), engine="reference"):
         assert np.isfinite(err.max_abs) and err.rel_l2 < 3e-3
 

@@ -19,11 +19,11 @@ from rnndeploy.backends import Runner, create_runner
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.results import BenchResult
 from rnndeploy.cli import cli
+from rnndeploy.environment import describe_machine
 from rnndeploy.errors import UsageError
 from rnndeploy.parity.harness import ParityConfig, run_parity
 from rnndeploy.report import render_markdown
 from rnndeploy.report.html import render_html
-from rnndeploy.report.machine import describe_machine
 from rnndeploy.report.schema import load_results, merge, read_document, to_document, write_results
 from rnndeploy.report.svg import PALETTE, Series, line_chart, linear_ticks, log_ticks
 from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec

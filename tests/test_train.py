@@ -25,7 +25,7 @@ def weights(model):
 # -- every recipe reaches the bar written in its file, with the file's own budget -------------------
 def reaches_bar(name, variant=None):
     result = train_recipe(load_recipe(name, variant=variant), None)
-    assert result.quality.passed, result.quality.describe()
+    assert result.quality.passed, result.quality.render()
     return result
 
 

@@ -246,7 +246,7 @@ def default_backends(source: Optional[ModelSource] = None) -> Tuple[List[str], D
 
 def backend_availability(source: Optional[ModelSource] = None) -> Dict[str, Optional[str]]:
     """Every registered backend → None when it can run here (on ``source``'s artefacts), else why not."""
-    from rnndeploy.doctor import probe_gpus
+    from rnndeploy.environment import probe_gpus
 
     names = available_backends()
     gpu_err: Optional[str] = None

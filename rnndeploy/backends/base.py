@@ -169,7 +169,7 @@ class RunDescription:
     def from_dict(cls, d: Mapping[str, Any]) -> RunDescription:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
-    def summary(self) -> str:
+    def render(self) -> str:
         """One line, e.g. "ort-cpu fp32 on cpu, 2 threads, host timer"."""
         parts = [f"{self.backend} {self.precision} on {self.device}"]
         if self.threads:

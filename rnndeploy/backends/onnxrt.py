@@ -172,9 +172,10 @@ class OrtCpuRunner(Runner):
     def describe(self) -> RunDescription:
         threads = self.options.threads
         if threads is None and self.session is not None:
-            import os
 
-            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            from rnndeploy.environment import usable_cores
+
+            threads = usable_cores()
         return RunDescription(
             backend=self.label, device="cpu", precision=self._precision, threads=threads,
             host_device_copies=False, cuda_graph=False, timer="host",
@@ -209,7 +210,7 @@ class OrtCudaRunner(OrtCpuRunner):
         if self.provider not in ort.get_available_providers():
             raise MissingDependencyError("onnxruntime-gpu", "gpu", f"the {self.label} backend "
                                          f"(this onnxruntime offers {', '.join(ort.get_available_providers())})")
-        from rnndeploy.doctor import probe_gpus
+        from rnndeploy.environment import probe_gpus
 
         gpus, err = probe_gpus()
         if not gpus:

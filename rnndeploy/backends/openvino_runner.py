@@ -48,10 +48,10 @@ def cpu_has_native_bf16(core: Any = None) -> Tuple[bool, str]:
             return "BF16" in caps, f"OpenVINO CPU capabilities: {', '.join(caps)}"
         except Exception:  # older plugins: fall through to the flags
             pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
+    from rnndeploy.environment import cpu_flags
+
+    flags = cpu_flags()
+    if not flags:
         return False, "/proc/cpuinfo is not readable"
     have = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
     return bool(have), f"CPU flags: {', '.join(have) or 'neither avx512_bf16 nor amx_bf16'}"

@@ -365,7 +365,7 @@ class TensorRTRunner(Runner):
             "tensorrt": self._facts.get("tensorrt"),
             "precision_path": prec.get("path"),
             "policy": prec.get("policy"),
-            "profiles": [p.describe() for p in self._profiles],
+            "profiles": [p.render() for p in self._profiles],
         }
         if self._graph_note:
             details["cuda_graph_note"] = self._graph_note

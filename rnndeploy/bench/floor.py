@@ -181,8 +181,15 @@ def _head_outputs(model: Any) -> Optional[set]:
 
 def probe_cpu(cores: Optional[int] = None, measure_dram: bool = True) -> CpuModel:
     """This machine's CpuModel (see the module docstring); ``cores`` defaults to the affinity mask."""
-    n = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-    flags, mhz = _cpuinfo()
+    from rnndeploy.environment import cpu_info, usable_cores
+
+    n = cores or usable_cores()
+    info = cpu_info()
+    flags = set(info.get("flags", "").split())
+    try:
+        mhz: Optional[float] = float(info["cpu mhz"])
+    except (KeyError, ValueError):
+        mhz = None
     if "avx512f" in flags:
         isa, fpc = "avx512", 64.0
     elif "avx2" in flags and "fma" in flags:
@@ -194,26 +201,6 @@ def probe_cpu(cores: Optional[int] = None, measure_dram: bool = True) -> CpuMode
                    for level, size, shared in _caches())
     dram = _dram_bandwidth() * n if measure_dram else 10e9 * n
     return CpuModel(n, ghz, fpc, caches, dram, isa)
-
-
-def _cpuinfo() -> Tuple[set, Optional[float]]:
-    flags: set = set()
-    mhz = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip().lower()
-                if key == "flags" and not flags:
-                    flags = set(value.split())
-                elif key == "cpu mhz" and mhz is None:
-                    try:
-                        mhz = float(value)
-                    except ValueError:
-                        pass
-    except OSError:
-        pass
-    return flags, mhz
 
 
 def _caches() -> List[Tuple[int, int, bool]]:

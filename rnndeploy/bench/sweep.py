@@ -111,7 +111,7 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
               timer_factory: Optional[Callable[[Runner], Timer]] = None) -> BenchResult:
     """Measure every backend at every (batch, seq); see BenchConfig."""
     from rnndeploy.backends.source import model_hashes
-    from rnndeploy.report.machine import describe_machine
+    from rnndeploy.environment import describe_machine
 
     graph = source.graph_spec
     backends, warnings = plan_backends(source, config)

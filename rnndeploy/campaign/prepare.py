@@ -109,7 +109,7 @@ def train_or_reuse(recipe: Any, ckpt: Path, retrain: bool, log: Callable[[str], 
             log(f"{ckpt}: not reusable ({type(exc).__name__}: {exc}); retraining")
     t0 = time.perf_counter()
     result = train_recipe(recipe, str(ckpt), show_progress=False)
-    return {"reused": False, "seconds": round(time.perf_counter() - t0, 1), "quality": result.quality.describe(),
+    return {"reused": False, "seconds": round(time.perf_counter() - t0, 1), "quality": result.quality.render(),
             "passed": bool(result.quality.passed)}
 
 
@@ -134,7 +134,7 @@ def write_fp16(onnx_path: str, out_dir: Path, graph_key: str) -> Tuple[Dict[str,
         path = out_dir / f"{graph_key}.{policy}.onnx"
         report = write_fp16_onnx(plan, str(path))
         paths[policy] = str(path)
-        checks[policy] = {"summary": report.summary(), "vs_fp32_on_ort_cpu": check_fp16_onnx(plan, str(path))}
+        checks[policy] = {"summary": report.render(), "vs_fp32_on_ort_cpu": check_fp16_onnx(plan, str(path))}
     checks["hoist_input_projection"] = plan_build(onnx_path, BuildOptions(fp16=True, policy="fp16", hoist=True)).rewrite
     return paths, checks
 
@@ -153,9 +153,9 @@ def save_test_golden(source: Any, path: Path, limit_bytes: int) -> Dict[str, Any
     from rnndeploy.backends import RunnerOptions, create_runner
     from rnndeploy.backends.source import model_hashes
     from rnndeploy.data.feeds import dataset_for_spec, spec_feeds
+    from rnndeploy.environment import package_versions
     from rnndeploy.inputs import Case, infer_sizes
     from rnndeploy.parity.golden import save_golden
-    from rnndeploy.report.machine import package_versions
 
     graph = source.graph_spec
     feed = spec_feeds(dataset_for_spec(source.spec), graph, "test")
@@ -294,8 +294,8 @@ def prepare(root: Path, opts: PrepareOptions, command: str, log: Callable[[str],
     ``root/manifest.json``). Raises UsageError when nothing matches or the folder is over ``max_mib``."""
     import torch
 
+    from rnndeploy.environment import package_versions
     from rnndeploy.recipe import zoo_models
-    from rnndeploy.report.machine import package_versions
 
     opts = opts.effective()
     root = Path(root).resolve()

@@ -325,8 +325,8 @@ def do_bench(ctx: Context, u: cp.Unit) -> Dict[str, Any]:
 
 def _task_result(ctx: Context, m: cp.ModelPrep, task: Mapping[str, Any], agreements: List[Any], backends: Dict[str, Any],
                  warnings: List[str], u: cp.Unit) -> Any:
+    from rnndeploy.environment import describe_machine
     from rnndeploy.parity.results import ParityResult
-    from rnndeploy.report.machine import describe_machine
 
     return ParityResult(
         model={"name": f"{m.name} [{task['kind']} agreement, test split]", "family": m.family,

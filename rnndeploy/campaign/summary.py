@@ -43,7 +43,7 @@ MAX_RETURNED_FILE = 15 * 2**20  # the device returns files of at most 16 MiB
 def side_environment(side: str, dry: bool) -> Dict[str, Any]:
     """What a side ran on: Python, machine (GPUs, driver), nvidia-smi, and TensorRT + cudart (trt
     side) or torch + cuDNN + onnxruntime + cudart (torch side). Every probe that fails says why."""
-    from rnndeploy.report.machine import describe_machine
+    from rnndeploy.environment import describe_machine
 
     env: Dict[str, Any] = {"side": side, "python": sys.version.split()[0], "executable": sys.executable,
                            "dry_run": dry, "date": now_iso(), "machine": describe_machine()}

@@ -108,12 +108,12 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
             require("tensorrt", "building TensorRT engines")
 
         report = write_fp16(plan, write_fp16_onnx)
-        click.echo(f"wrote {write_fp16_onnx}: {report.summary()}", err=as_json)
+        click.echo(f"wrote {write_fp16_onnx}: {report.render()}", err=as_json)
         _print_check(plan, write_fp16_onnx, as_json)
         if output is None:
             return
     result = build_from_plan(plan, output)
-    click.echo(jsonio.dumps(result.sidecar, indent=2, sort_keys=True) if as_json else result.summary())
+    click.echo(jsonio.dumps(result.sidecar, indent=2, sort_keys=True) if as_json else result.render())
 
 
 def _print_check(plan, path: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]

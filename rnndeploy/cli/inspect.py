@@ -27,7 +27,7 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
 
     if classify(path) == "onnx":
         from rnndeploy.artefacts.onnx_file import load_onnx
-        from rnndeploy.onnx_info import describe_onnx, render_onnx_info
+        from rnndeploy.onnx_info import describe_onnx
         from rnndeploy.precision import is_fp16_model, precision_report_of
 
         info = describe_onnx(path)
@@ -36,7 +36,7 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
         if as_json:
             click.echo(jsonio.dumps({**info.to_dict(), "precision": precision}, indent=2, sort_keys=True))
             return
-        click.echo(render_onnx_info(info))
+        click.echo(info.render())
         conv = precision["conversion"]
         if precision["fp16_graph"]:
             click.echo(f"precision: FP16 graph (policy {conv.get('policy') if conv else 'unknown'}); "
@@ -44,7 +44,7 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
         else:
             click.echo("precision: FP32 graph")
         return
-    from rnndeploy.engine.inspect_engine import describe_engine_file, render_engine_info
+    from rnndeploy.engine.inspect_engine import describe_engine_file
 
     einfo = describe_engine_file(path, live=not no_live, device=device)
-    click.echo(jsonio.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else render_engine_info(einfo))
+    click.echo(jsonio.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else einfo.render())

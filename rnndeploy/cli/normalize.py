@@ -42,7 +42,7 @@ def normalize(onnx_file: str, output: Optional[str], batch_first_state: bool, no
     from dataclasses import replace
 
     from rnndeploy.artefacts.onnx_file import load_onnx
-    from rnndeploy.graph.files import normalize_file, normalize_model, render_report
+    from rnndeploy.graph.files import normalize_file, normalize_model
     from rnndeploy.graph.normalize import NormalizeOptions
 
     options = NormalizeOptions(fold=not no_fold, batch_first_state=batch_first_state, openvino=target == "openvino")
@@ -51,7 +51,7 @@ def normalize(onnx_file: str, output: Optional[str], batch_first_state: bool, no
     else:
         _, report = normalize_model(load_onnx(onnx_file, external_data=True), options, verify=not no_verify, source=onnx_file)
         report = replace(report, output=None)
-    click.echo(render_report(report))
+    click.echo(report.render())
     if output:
         click.echo(f"wrote {output}")
     if json_path:

@@ -72,7 +72,7 @@ def train(
     if as_json:
         click.echo(jsonio.dumps(result.to_dict(), indent=2))
     elif quiet:
-        click.echo(result.quality.describe())
+        click.echo(result.quality.render())
     click.echo(f"checkpoint: {out}", err=as_json)
     if require_quality and not result.quality.passed:
         raise click.exceptions.Exit(1)

@@ -103,7 +103,7 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
     options = _config_options(kind=kind, accelerator=accelerator, fp16=fp16, **batching)
     written = write_repository(model, repo, name=name, options=options, streaming=streaming,
                                keep_state_layout=keep_state_layout, overwrite=overwrite)
-    click.echo(f"wrote {written.summary()}")
+    click.echo(f"wrote {written.render()}")
     for note in written.notes:
         click.echo(f"note: {note}")
 

@@ -93,7 +93,7 @@ def quantize(model: str, out: str, policy: str, per_channel: bool, reduce_range:
 
     distinct_outputs(click.get_current_context(), ["out"], inputs=["model"])
     report = quantize_int8(model, out, policy, per_channel=per_channel, reduce_range=reduce_range)
-    click.echo(report.summary())
+    click.echo(report.render())
     for w in report.warnings:
         click.echo(f"warning: {w}")
     click.echo(f"wrote {out}")

@@ -79,7 +79,7 @@ class Dataset:
         """Number of examples per split."""
         return {s: _first_len(self.splits[s]) for s in SPLITS}
 
-    def describe(self) -> str:
+    def render(self) -> str:
         """One line: name, task and split sizes."""
         sz = self.sizes()
         return f"{self.name} ({self.task}): train {sz['train']}, val {sz['val']}, test {sz['test']}"

@@ -149,7 +149,7 @@ class BuildResult:
     precision_path: str
     sidecar: Mapping[str, Any]
 
-    def summary(self) -> str:
+    def render(self) -> str:
         gpu = self.sidecar.get("gpu", {})
         return (f"wrote {self.engine_path} ({self.engine_bytes / 2**20:.1f} MiB) + {os.path.basename(self.sidecar_path)}: "
                 f"TensorRT {self.sidecar.get('tensorrt', {}).get('version')}, {gpu.get('name')} (sm {gpu.get('compute_capability')}), "

@@ -177,6 +177,10 @@ class EngineInfo:
     live_skipped: Optional[str] = None
     notes: List[str] = field(default_factory=list)
 
+    def render(self) -> str:
+        """Multi-line text for the terminal (``rnndeploy inspect``)."""
+        return _render(self)
+
     def to_dict(self) -> Dict[str, Any]:
         return {"path": self.path, "bytes": self.bytes, "sidecar": self.sidecar, "live": self.live,
                 "live_skipped": self.live_skipped, "notes": list(self.notes)}
@@ -238,7 +242,7 @@ def _device_memory(engine: Any) -> Optional[int]:
     return None
 
 
-def render_engine_info(info: EngineInfo) -> str:
+def _render(info: EngineInfo) -> str:
     """Human-readable, one screen."""
     lines = [f"engine       {info.path} ({info.bytes / 2**20:.2f} MiB)"]
     s = info.sidecar or {}
@@ -263,7 +267,7 @@ def render_engine_info(info: EngineInfo) -> str:
             lines.append(f"{t['mode']:<12} {t['name']} {t['dtype']}{t['shape']}")
         for i, p in enumerate(s.get("profiles", [])):
             prof = Profile.from_dict(p)
-            lines.append(f"profile {i:<4} {prof.describe()}")
+            lines.append(f"profile {i:<4} {prof.render()}")
     if info.live:
         lv = info.live
         lines.append(f"live         TensorRT {lv['tensorrt']} on {lv['gpu'].get('name')}: {lv.get('layers')} layers, "
@@ -272,7 +276,7 @@ def render_engine_info(info: EngineInfo) -> str:
             for t in lv["io"]:
                 lines.append(f"{t['mode']:<12} {t['name']} {t['dtype']}{t['shape']}")
             for i, p in enumerate(lv["profiles"]):
-                lines.append(f"profile {i:<4} {Profile.from_dict(p).describe()}")
+                lines.append(f"profile {i:<4} {Profile.from_dict(p).render()}")
     elif info.live_skipped:
         lines.append(f"live         skipped: {info.live_skipped}")
     lines.extend(f"note         {n}" for n in info.notes)

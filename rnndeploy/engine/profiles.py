@@ -51,7 +51,7 @@ class ShapeRange:
     def contains(self, shape: Sequence[int]) -> bool:
         return len(shape) == len(self.min) and all(lo <= s <= hi for s, lo, hi in zip(shape, self.min, self.max))
 
-    def describe(self) -> str:
+    def render(self) -> str:
         """e.g. "[1..32, 1..1024, 8] (opt [8, 128, 8])"."""
         axes = [str(lo) if lo == hi else f"{lo}..{hi}" for lo, hi in zip(self.min, self.max)]
         return f"[{', '.join(axes)}] (opt {list(self.opt)})"
@@ -83,13 +83,13 @@ class Profile:
                 total += sum(abs(math.log(max(a, 1) / max(o, 1))) for a, o in zip(s, r.opt))
         return total
 
-    def describe(self) -> str:
-        return "; ".join(f"{name} {r.describe()}" for name, r in self.shapes.items())
+    def render(self) -> str:
+        return "; ".join(f"{name} {r.render()}" for name, r in self.shapes.items())
 
 
 def describe_profiles(profiles: Sequence[Profile]) -> str:
     """One line per profile, e.g. for a shape error."""
-    return " | ".join(f"profile {i}: {p.describe()}" for i, p in enumerate(profiles))
+    return " | ".join(f"profile {i}: {p.render()}" for i, p in enumerate(profiles))
 
 
 # -- parsing -----------------------------------------------------------------------------------

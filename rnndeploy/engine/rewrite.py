@@ -46,7 +46,7 @@ class HoistReport:
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
-    def summary(self) -> str:
+    def render(self) -> str:
         parts = [f"hoisted the input projection of {len(self.rewritten)} recurrent node(s)"]
         if self.skipped:
             parts.append("left: " + ", ".join(f"{k} ({v})" for k, v in self.skipped.items()))

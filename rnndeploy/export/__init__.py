@@ -101,14 +101,16 @@ def zoo_jobs(
     model's config, data_info and weights.
     """
     from rnndeploy.export.sources import checkpoint_source, zoo_source
+    from rnndeploy.spec import EXPORT_NORMALIZATION
 
     model.eval()
     spec = model.spec()
     di = model.data_info
     extra: Dict[str, Any] = {
         "model_name": spec.name,
-        # z-score statistics a deployment must apply to inputs / undo on predictions (None: raw units)
-        "normalisation": {
+        # z-score statistics a deployment must apply to inputs / undo on predictions (None: raw units);
+        # one spelling, as in data_info and spec attrs ("normalisation" in files exported before: nothing reads it)
+        EXPORT_NORMALIZATION: {
             "input": di.get("normalization", di.get("normalisation")),
             "target": di.get("target_normalization", di.get("target_normalisation")),
         },

@@ -23,7 +23,7 @@ from rnndeploy.export.validate import ValidationFailed, ValidationReport, check_
 from rnndeploy.fileio import check_parent_dir, write_files_atomic
 from rnndeploy.inputs import generate_inputs
 from rnndeploy.memory import check_graph_fits
-from rnndeploy.onnx_info import OnnxInfo, describe_onnx, render_onnx_info
+from rnndeploy.onnx_info import OnnxInfo, describe_onnx
 from rnndeploy.spec import GraphSpec, ModelSpec, write_onnx_metadata
 
 FeedFn = Callable[[Dict[str, int], int], Dict[str, np.ndarray]]
@@ -205,7 +205,7 @@ class ExportResult:
             failed = [a for a in g.attempts if not a.ok]
             for a in failed:
                 out.append(f"  fallback: {a.exporter} was tried first and failed: {a.reason}")
-            out.append(_indent(render_onnx_info(g.info)))
+            out.append(_indent(g.info.render()))
             if g.validation is not None:
                 out.append(_indent(g.validation.render()))
             out.extend(f"  note: {n}" for n in g.notes)

@@ -49,6 +49,10 @@ class NormalizeReport:
     verification: Optional[Verification] = None
     runtimes: Tuple[str, ...] = field(default=RUNTIMES)
 
+    def render(self) -> str:
+        """Multi-line text for the terminal (``rnndeploy normalize``)."""
+        return _render(self)
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "source": self.source, "output": self.output,
@@ -103,7 +107,7 @@ def normalize_file(path: str, output: str, options: Optional[NormalizeOptions] =
     return replace(report, output=output)
 
 
-def render_report(report: NormalizeReport) -> str:
+def _render(report: NormalizeReport) -> str:
     """Rewrites (one line each), notes, verification, then the compatibility table of the result."""
     from rnndeploy.graph.compat import render_compat
 
@@ -114,7 +118,7 @@ def render_report(report: NormalizeReport) -> str:
         lines.append("rewrite: none needed")
     lines += [f"note: {n}" for n in report.notes]
     if report.verification is not None:
-        lines.append(report.verification.summary())
+        lines.append(report.verification.render())
     lines.append("")
     lines.append("what the " + ("written " if report.output else "") + "model still trips, per runtime:")
     lines.append(render_compat(report.after, report.runtimes))

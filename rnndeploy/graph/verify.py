@@ -44,7 +44,7 @@ class Verification:
     max_abs: float
     sizes: Mapping[str, int]
 
-    def summary(self) -> str:
+    def render(self) -> str:
         ev = self.evaluators[0] if self.evaluators[0] == self.evaluators[1] else " vs ".join(self.evaluators)
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
         return f"verified: same outputs as the original ({ev}, {sizes or 'static shapes'}; max |diff| {self.max_abs:.1e})"

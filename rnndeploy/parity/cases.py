@@ -87,7 +87,7 @@ def collect_cases(source: ModelSource, config: Any, hashes: Mapping[str, Optiona
         data = load_task_data(source, config.data_split, config.data_rows)
         feed = dict(data.feeds)
         cases = (Case(f"{config.data_split}[:{data.rows}]", infer_sizes(graph, feed), feed),)
-        return CaseSet(cases, {"backend": config.reference, "source": "run", "inputs": data.describe()},
+        return CaseSet(cases, {"backend": config.reference, "source": "run", "inputs": data.render()},
                        task_data=data)
     pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
     cases_list: List[Case] = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id,

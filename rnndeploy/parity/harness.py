@@ -112,7 +112,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         ParityError: the reference raised on a case.
     """
     from rnndeploy.backends.source import model_hashes
-    from rnndeploy.report.machine import describe_machine, package_versions
+    from rnndeploy.environment import describe_machine, package_versions
 
     graph = source.graph_spec
     config.overrides.check_outputs(graph)

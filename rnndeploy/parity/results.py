@@ -125,7 +125,7 @@ class ParityResult:
         cases: one CaseResult per (backend, case).
         tasks: task-level agreements.
         warnings: things worth knowing that did not fail the run.
-        machine: rnndeploy.report.machine.describe_machine().
+        machine: rnndeploy.environment.describe_machine().
         command: the command line that produced it.
         created: ISO-8601 UTC time.
     """

@@ -69,7 +69,7 @@ class TaskData:
     def higher_is_better(self) -> bool:
         return higher_is_better(self.task, self.metric)
 
-    def describe(self) -> str:
+    def render(self) -> str:
         return f"{self.split} split of {self.model}'s data ({self.rows} rows), metric {self.metric}"
 
 

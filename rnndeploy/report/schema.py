@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Protocol, Sequence, Tuple, Union
 
 from rnndeploy.errors import UsageError, first_line
 from rnndeploy.fileio import write_text_atomic
@@ -35,7 +35,25 @@ from rnndeploy.validation import Fields, type_name
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
 
-Result = Any  # ParityResult | BenchResult | TuneResult | LoadTestResult (each has .kind and .to_dict())
+
+
+class Result(Protocol):
+    """The result protocol: what a results file holds (ParityResult, BenchResult,
+    TuneResult, LoadTestResult) — a ``kind`` (one of KINDS), ``to_dict()`` and
+    ``from_dict(d, where)`` that round-trip through JSON, and ``machine`` / ``command``
+    stamps. Rendering is rnndeploy.report's job (``render_text``, ``render_markdown``,
+    ``render_html``): numbers are formatted only there. Operation reports that are not
+    results files (ValidationReport, PrecisionReport, BuildResult, NormalizeReport, ...)
+    follow the same naming: ``to_dict()`` for JSON, ``render()`` for terminal text;
+    ``describe()`` is reserved for data that says what something is (a runner's
+    RunDescription).
+    """
+
+    kind: str
+    machine: Mapping[str, Any]
+    command: str
+
+    def to_dict(self) -> Dict[str, Any]: ...
 KINDS = ("parity", "bench", "tune", "loadtest")
 
 

@@ -349,7 +349,7 @@ class LoadTest:
 
         ``progress(event, value)`` hears ("start", (concurrency, requests planned)) when a level
         starts sending and ("done", Level) when it ends."""
-        from rnndeploy.report.machine import describe_machine
+        from rnndeploy.environment import describe_machine
 
         cfg = self.config
         levels: List[Level] = []

@@ -51,7 +51,7 @@ class RepositoryModel:
     def model_file(self) -> Path:
         return self.directory / "1" / MODEL_FILES[self.platform]
 
-    def summary(self) -> str:
+    def render(self) -> str:
         kind = "streaming, implicit state" if self.streaming else "stateless"
         batching = f"max batch {self.max_batch_size}" if self.max_batch_size else "no batching"
         return f"{self.directory} ({self.platform}, {kind}, {batching})"

@@ -80,7 +80,7 @@ class ServedModel:
     max_batch_size: int
     config_text: str
 
-    def summary(self) -> str:
+    def render(self) -> str:
         kind = "streaming (state per sequence id)" if self.streaming else "stateless"
         batch = f"max batch {self.max_batch_size}" if self.max_batch_size else "no batching"
         return f"{self.name}: {kind}, {batch}"
@@ -271,7 +271,7 @@ def serve(models: Sequence[str], options: Optional[ServeOptions] = None, names: 
                      f"http://{opts.host}:{opts.http_port} (gRPC {opts.host}:{opts.grpc_port}, "
                      f"metrics http://{opts.host}:{opts.metrics_port}/metrics)")
             for s in served:
-                announce(f"rnndeploy:   {s.summary()}")
+                announce(f"rnndeploy:   {s.render()}")
             announce("rnndeploy: ready; Ctrl-C or SIGTERM stops the server")
             deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
             while deadline is None or time.monotonic() < deadline:

@@ -95,7 +95,9 @@ def cpu_runtimes() -> List[str]:
 
 
 def default_threads() -> Tuple[int, ...]:
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from rnndeploy.environment import usable_cores
+
+    n = usable_cores()
     return tuple(sorted({1, n}))
 
 
@@ -186,7 +188,7 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
     fp32_path = next(c.artefact for c in candidates if c.variant == FP32)
     reference = outputs_of("ort-cpu", fp32_path)
     ref_scores = score_task(data, reference, graph) if data is not None else None
-    inputs = data.describe() if data is not None else "generated inputs (no data recorded in the model)"
+    inputs = data.render() if data is not None else "generated inputs (no data recorded in the model)"
     checks: List[AccuracyCheck] = []
     unique = list({c.key: c for c in reversed(candidates)}.values())[::-1]  # first candidate per (runtime, variant)
     for c in progress(unique, "accuracy", enabled=config.show_progress):
@@ -264,7 +266,7 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     from rnndeploy.artefacts.onnx_file import load_onnx
     from rnndeploy.backends.source import model_hashes
     from rnndeploy.bench.floor import model_shape, probe_cpu
-    from rnndeploy.report.machine import describe_machine
+    from rnndeploy.environment import describe_machine
 
     start = clock()
     if not source.onnx:
