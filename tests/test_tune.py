@@ -172,6 +172,7 @@ def test_reduced_precision_without_a_budget_must_meet_the_tolerances(lstm):
     (["--budget", "-1"], "--budget"),
     (["--max-accuracy-drop", "-2"], "--max-accuracy-drop"),
     (["--batch", "0"], "--batch"),
+    (["--runtime", "trt"], "--runtime trt"),
 ])
 def test_tune_bad_options_are_one_line(lstm, args, message):
     res = CliRunner().invoke(cli, ["tune", lstm[1], "--no-progress", *args])
@@ -200,3 +201,71 @@ def test_tune_html_has_the_trade_off_chart(tmp_path, lstm):
     write_html(str(tmp_path / "r.html"), [res])
     page = (tmp_path / "r.html").read_text()
     assert "Trade-off: task metric versus latency" in page and "<svg" in page
+
+
+def test_openvino_fp32_and_bf16_are_candidates_checked_and_timed(lstm):
+    pytest.importorskip("openvino")
+    from rnndeploy.backends.openvino_runner import cpu_has_native_bf16
+    from rnndeploy.tune import TuneConfig, run_tune
+
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(batches=(1, 3), seqs=(5,), runtimes=("openvino",),
+                                                        variants=("fp32", "bf16"), threads=(1,), max_accuracy_drop=50,
+                                                        min_time=0.01, show_progress=False))
+    checks = {(a.runtime, a.variant): a for a in res.accuracy}
+    assert checks[("openvino", "fp32")].passed and checks[("openvino", "fp32")].metric == "mse"
+    timed = {(m.backend, m.batch) for m in res.measurements}
+    assert {("openvino:t1", 1), ("openvino:t1", 3), ("ort-cpu default", 1)} <= timed
+    bf16 = checks[("openvino:bf16", "bf16")]
+    if cpu_has_native_bf16()[0]:
+        assert bf16.ran and bf16.value is not None and ("openvino:bf16:t1", 3) in timed
+    else:
+        assert not bf16.ran and not any("bf16" in m.backend for m in res.measurements)
+
+
+def test_bf16_refused_by_the_runner_is_skipped_with_its_reason(tmp_path, lstm, monkeypatch):
+    pytest.importorskip("openvino")
+    import rnndeploy.backends.openvino_runner as ovr
+
+    monkeypatch.setattr(ovr, "cpu_has_native_bf16", lambda core=None: (False, "CPU flags: neither avx512_bf16 nor amx_bf16"))
+    js = tmp_path / "t.json"
+    res = CliRunner().invoke(cli, ["tune", lstm[1], "--runtime", "openvino", "--variant", "bf16", "--batch", "2",
+                                   "--seq", "4", "--threads", "1", "--min-time", "0.01", "--json", str(js),
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "skip" in res.output and "needs a CPU with native bf16" in res.output
+    (result,) = load_results(read_document(js))
+    bf16 = next(a for a in result.accuracy if a.variant == "bf16")
+    assert not bf16.passed and not bf16.ran and "neither avx512_bf16 nor amx_bf16" in bf16.reason
+    assert not any("bf16" in m.backend for m in result.measurements)
+    assert any(s.startswith("openvino:bf16:t1: not run on this machine") for s in result.skipped)
+    assert result.choices[0].label is not None  # the FP32 candidates still ran and one was chosen
+
+
+def test_tune_asked_for_a_runtime_that_is_not_installed_exits_3(tmp_path, lstm, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    out = tmp_path / "deploy"
+    res = CliRunner().invoke(cli, ["tune", lstm[1], "--runtime", "openvino", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 3 and "openvino" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_tune_out_is_refused_before_any_work_unless_tune_can_replace_it(tmp_path, lstm):
+    args = ["tune", lstm[1], "--variant", "fp32", "--runtime", "ort-cpu", "--batch", "1", "--seq", "4",
+            "--threads", "1", "--min-time", "0.01", "--no-progress"]
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    for out, message in ((a_file, "is a file"), (busy, "holds other files"), (tmp_path / "no" / "d", "does not exist")):
+        res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+    assert (busy / "notes.txt").read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    out = tmp_path / "deploy"
+    for _ in range(2):  # a second run replaces the first one's output
+        res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["artefacts", "deploy.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".deploy.")]  # no temporary left behind

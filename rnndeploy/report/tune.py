@@ -34,7 +34,7 @@ def accuracy_rows(r: Any) -> List[List[str]]:
         metric = "—" if a.value is None else f"{a.metric} {a.value:.5g}"
         change = "—" if a.change_pct is None else f"{a.change_pct:+.3g}%"
         rows.append([a.runtime, a.variant, metric, change, fmt.err(worst), fmt.pct(min(agree), 2) if agree else "—",
-                     "ok" if a.passed else "FAIL", a.reason])
+                     "ok" if a.passed else ("FAIL" if a.ran else "skip"), a.reason])
     return rows
 
 

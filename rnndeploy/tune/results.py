@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from rnndeploy.bench.measurement import Measurement, find
 
 RESULT_VERSION = 1
+NOT_RUN = "not run on this machine"  # the reason of a check whose runner refused this machine
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class AccuracyCheck:
     change_pct: Optional[float] = None
     budget_pct: Optional[float] = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ran(self) -> bool:
+        """False when the runtime refused this machine (e.g. openvino:bf16 without native bf16)."""
+        return not self.reason.startswith(NOT_RUN)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)

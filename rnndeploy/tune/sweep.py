@@ -32,17 +32,19 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, runner_class
 from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.timing import measure
-from rnndeploy.errors import DataError, RnnDeployError, UsageError
+from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
-from rnndeploy.tune.results import AccuracyCheck, Candidate, Choice, TuneResult
+from rnndeploy.tune.results import NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
 
 BASELINE = "ort-cpu default"
 FP32 = "fp32"
+DEPLOY_JSON = "deploy.json"
+CPU_RUNTIMES = ("ort-cpu", "openvino")  # backends that run an ONNX file on the CPU
 # How a runtime label runs a precision that is a runtime setting rather than a file.
 RUNTIME_PRECISIONS = {("openvino", "bf16"): "openvino:bf16"}
 MAX_PROFILE_POINTS = 64  # error-vs-timestep points kept per output (evenly spaced)
@@ -91,7 +93,7 @@ def cpu_runtimes() -> List[str]:
     from rnndeploy.backends import BACKENDS
     from rnndeploy.optional import available
 
-    return [n for n in ("ort-cpu", "openvino") if n in BACKENDS and available(BACKENDS[n].module)]
+    return [n for n in CPU_RUNTIMES if n in BACKENDS and available(BACKENDS[n].module)]
 
 
 def default_threads() -> Tuple[int, ...]:
@@ -193,6 +195,10 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
         runtime, variant = c.key
         try:
             outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact)
+        except DeviceError as exc:  # the runner refuses this machine (openvino:bf16 without native bf16)
+            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"{NOT_RUN}: {exc.message}"))
+            warnings.append(f"{runtime} {variant} skipped: {exc.message}")
+            continue
         except RnnDeployError:
             raise
         except Exception as exc:  # a runtime that cannot run this variant is a finding, not a crash
@@ -271,9 +277,13 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     if not source.onnx:
         raise UsageError("tune needs an ONNX model", "export one first: rnndeploy export CHECKPOINT -o model.onnx")
     _check_config(config)
+    if config.out_dir:
+        check_out_dir(config.out_dir)
     runtimes = list(config.runtimes) if config.runtimes is not None else cpu_runtimes()
     if "ort-cpu" not in runtimes:
         runtimes.insert(0, "ort-cpu")  # the baseline and the reference run on it
+    for name in runtimes:
+        runner_class(name)  # a runtime that is not installed stops here (exit 3, naming the extra)
     threads = config.threads or default_threads()
     warnings: List[str] = []
     skipped: List[str] = []
@@ -286,10 +296,11 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
         checks, notes = check_accuracy(source, candidates, config, runner_factory)
         warnings += notes
         passed = {(a.runtime, a.variant) for a in checks if a.passed}
+        not_run = {(a.runtime, a.variant): a.reason for a in checks if not a.ran}
         timed = [c for c in candidates if c.key in passed or c.label == BASELINE]
         for c in candidates:
             if c not in timed:
-                skipped.append(f"{c.label}: failed the accuracy check")
+                skipped.append(f"{c.label}: {not_run.get(c.key, 'failed the accuracy check')}")
         measurements, skip_t = _measure_all(source, timed, config, runner_factory, clock, start)
         skipped += skip_t
         cpu = probe_cpu()
@@ -373,47 +384,71 @@ def choose(measurements: Sequence[Measurement], batches: Sequence[int], seqs: Se
 # -- 5. deploy -----------------------------------------------------------------------------------------
 def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candidate], choices: Sequence[Choice],
                  measurements: Sequence[Measurement]) -> Dict[str, Any]:
-    """Copy the chosen artefacts into ``out_dir`` and write ``deploy.json``; returns what was written."""
+    """Write the chosen artefacts (``artefacts/``) and ``deploy.json`` into ``out_dir``, all or nothing:
+    the directory is built under a temporary name and renamed into place (replacing an earlier
+    tune output there; ``check_out_dir`` refuses anything else). Returns what was written."""
     from rnndeploy.fileio import atomic_dir, sha256_file, write_json_atomic
 
     by_label = {c.label: c for c in candidates}
     chosen = [by_label[c.label] for c in choices if c.label in by_label]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names: Dict[str, str] = {}
     for c in chosen:
         if c.artefact not in names:
             stem = Path(source.onnx or "model").stem
             names[c.artefact] = f"{stem}.onnx" if c.variant in (FP32, "bf16") else f"{stem}.{c.variant}.onnx"
-    with atomic_dir(out / "artefacts") as tmp:
+    with atomic_dir(out) as tmp:
+        (tmp / "artefacts").mkdir()
         for src, name in names.items():
-            shutil.copyfile(src, tmp / name)
-    entries = []
-    for ch in choices:
-        c = by_label.get(ch.label or "")
-        if c is None:
-            continue
-        path = out / "artefacts" / names[c.artefact]
-        m = next((x for x in measurements if x.backend == c.label and x.batch == ch.batch and x.seq == ch.seq), None)
-        entries.append({
-            "batch": ch.batch, "seq": ch.seq, "candidate": c.label, "variant": c.variant,
-            "artefact": str(path.relative_to(out)), "sha256": sha256_file(path),
-            "runner": {"backend": c.backend if c.label != BASELINE else "ort-cpu", "threads": c.threads,
-                       "description": dict(m.description) if m else {}},
-            "median_s": ch.median, "ort_default_median_s": ch.baseline_median,
-        })
-    doc = {"format": "rnndeploy.deploy", "model": source.spec.name, "source_onnx": source.onnx,
-           "source_sha256": sha256_file(source.onnx) if source.onnx else None, "choices": entries,
-           "how": "run each shape with the named backend label and artefact, e.g. "
-                  "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads"}
-    write_json_atomic(out / "deploy.json", doc)
-    return {"dir": str(out), "deploy_json": str(out / "deploy.json"), "artefacts": sorted(names.values())}
+            shutil.copyfile(src, tmp / "artefacts" / name)
+        entries = []
+        for ch in choices:
+            c = by_label.get(ch.label or "")
+            if c is None:
+                continue
+            rel = Path("artefacts") / names[c.artefact]
+            m = next((x for x in measurements if x.backend == c.label and x.batch == ch.batch and x.seq == ch.seq),
+                     None)
+            entries.append({
+                "batch": ch.batch, "seq": ch.seq, "candidate": c.label, "variant": c.variant,
+                "artefact": rel.as_posix(), "sha256": sha256_file(tmp / rel),
+                "runner": {"backend": c.backend if c.label != BASELINE else "ort-cpu", "threads": c.threads,
+                           "description": dict(m.description) if m else {}},
+                "median_s": ch.median, "ort_default_median_s": ch.baseline_median,
+            })
+        doc = {"format": "rnndeploy.deploy", "model": source.spec.name, "source_onnx": source.onnx,
+               "source_sha256": sha256_file(source.onnx) if source.onnx else None, "choices": entries,
+               "how": "run each shape with the named backend label and artefact, e.g. "
+                      "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads"}
+        write_json_atomic(tmp / DEPLOY_JSON, doc)
+    return {"dir": str(out), "deploy_json": str(out / DEPLOY_JSON), "artefacts": sorted(names.values())}
+
+
+def check_out_dir(out_dir: str) -> None:
+    """Refuse, before any work, an ``--out`` that tune could not replace safely: its parent must
+    exist, and it must be absent, empty, or an earlier tune output (holding deploy.json).
+
+    Raises:
+        UsageError: one line naming the path and what would work.
+    """
+    from rnndeploy.fileio import check_parent_dir
+
+    p = check_parent_dir(out_dir, "--out")
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--out {p} is a file", "give a directory for the chosen artefacts and deploy.json")
+    if p.is_dir() and any(p.iterdir()) and not (p / DEPLOY_JSON).is_file():
+        raise UsageError(f"--out {p} holds other files (no {DEPLOY_JSON} of an earlier tune)",
+                         "give a new or empty directory; tune replaces the whole directory")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _check_config(config: TuneConfig) -> None:
     from rnndeploy.quantize import INT8_POLICIES
 
+    unknown = [r for r in (config.runtimes or ()) if r not in CPU_RUNTIMES]
+    if unknown:
+        raise UsageError(f"--runtime {', '.join(unknown)}: tune tries CPU runtimes only",
+                         f"use any of {', '.join(CPU_RUNTIMES)}")
     if not config.batches or not config.seqs:
         raise UsageError("tune needs at least one batch size and one sequence length", "e.g. --batch 1,32 --seq 128")
     known = (FP32, "bf16") + INT8_POLICIES
