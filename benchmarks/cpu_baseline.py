@@ -93,7 +93,7 @@ def labelled_ort(label: str, threads: Optional[int] = None, **extra: Any):
     def make(source: ModelSource, options: RunnerOptions) -> Any:
         opts = replace(options, threads=threads or options.threads, extra={**options.extra, **extra})
         r = create_runner("ort-cpu", source, opts)
-        r.backend = label
+        r.label = label
         return r
     return make
 
@@ -225,7 +225,7 @@ def settings_sweep(source: ModelSource, model: Any, args: Any, command: str) -> 
             return makers[name](src, options)
         if name == "torch 1 thread":
             r = base("torch", src, replace(options, threads=1))
-            r.backend = name
+            r.label = name
             return r
         return base(name, src, options)
 

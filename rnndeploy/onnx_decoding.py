@@ -1,74 +1,134 @@
-"""Decoding through exported ONNX files with onnxruntime (torch-free, deploy side).
+"""Decoding through runners (torch-free, deploy side): the step functions the decoding
+loops of rnndeploy.decoding call, built on any Runner, and two conveniences on top.
 
-- ``OnnxSeq2Seq``: ``encoder.onnx`` + ``decoder_step.onnx`` → greedy and beam-search decodes.
+- ``encode`` / ``seq2seq_step``: an encoder and a decoder-step runner → the seq2seq step
+  signature; ``lm_step``: a char-LM runner → the char-LM step signature. Tensors are
+  found by the spec's typed I/O descriptions (``Seq2SeqIO``, ``LanguageModelIO``), so
+  parity's decoding / sampling agreement and the classes below read the same tensors.
+- ``OnnxSeq2Seq``: ``NAME.encoder.onnx`` + ``NAME.decoder_step.onnx`` → greedy and
+  beam-search decodes.
 - ``OnnxCharLM``: a char-LM exported ``--with-state`` → text generation with the state
   carried between steps.
 
-Both drive the SAME loops as the PyTorch models (``rnndeploy.decoding``): only the
-numbers a step returns can differ, so decoded tokens match the torch decoder's as long
-as the ONNX graphs match torch (which export validated). Everything these classes need
-(state tensor names, bos/eos ids, vocabulary) is read from the files' rnndeploy metadata.
+Both classes drive the SAME loops as the PyTorch models: only the numbers a step
+returns can differ, so decoded tokens match the torch decoder's as long as the ONNX
+graphs match torch (which export validated). Everything they need (state tensor names,
+bos/eos ids, vocabulary) is read from the files' rnndeploy metadata; they run in the
+``ort-cpu`` runner unless another ``backend`` is named.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from rnndeploy.decoding import Hypothesis, States, beam_search, generate_text, greedy_decode
+from rnndeploy.artefacts.naming import seq2seq_paths
+from rnndeploy.backends import RunnerOptions, create_runner
+from rnndeploy.backends.base import Runner
+from rnndeploy.backends.source import resolve_source
+from rnndeploy.decoding import Hypothesis, LMStep, Seq2SeqStep, States, beam_search, generate_text, greedy_decode
 from rnndeploy.errors import SpecError, UsageError
-from rnndeploy.optional import require
-from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, read_onnx_metadata
+from rnndeploy.fileio import PathLike
+from rnndeploy.spec import LanguageModelIO, ModelSpec, Seq2SeqIO, TensorSpec, numpy_dtype
 
-PathLike = Union[str, "os.PathLike[str]"]
-
-
-class _OnnxGraph:
-    """One ONNX file in an onnxruntime session, with its rnndeploy spec."""
-
-    def __init__(self, path: PathLike, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None):
-        import onnx
-
-        ort = require("onnxruntime", "decoding with ONNX models")
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise UsageError(f"ONNX file {self.path} does not exist", "export it with rnndeploy export")
-        model = onnx.load(self.path, load_external_data=False)
-        self.spec, self.graph_name, self.export_info = read_onnx_metadata(model)
-        self.graph: GraphSpec = self.spec.graph(self.graph_name)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(
-            self.path, sess_options=opts, providers=list(providers or ["CPUExecutionProvider"])
-        )
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
-
-    def by_role(self, tensors: Sequence[TensorSpec], role: str) -> List[TensorSpec]:
-        return [t for t in tensors if t.role == role]
-
-    def one(self, tensors: Sequence[TensorSpec], role: str, what: str) -> TensorSpec:
-        found = self.by_role(tensors, role)
-        if len(found) != 1:
-            raise SpecError(f"{self.path}: expected one {what} (role {role!r}), found {len(found)}")
-        return found[0]
+__all__ = ["OnnxCharLM", "OnnxSeq2Seq", "encode", "lm_step", "seq2seq_paths", "seq2seq_step"]
 
 
-def seq2seq_paths(out: PathLike) -> Tuple[Path, Path]:
-    """(encoder, decoder_step) paths of a seq2seq export given its ``-o``: ``NAME.onnx`` →
-    ``NAME.encoder.onnx`` + ``NAME.decoder_step.onnx``; a directory → ``DIR/encoder.onnx``
-    + ``DIR/decoder_step.onnx``."""
-    p = Path(out)
-    if p.is_dir():
-        return p / "encoder.onnx", p / "decoder_step.onnx"
-    return p.with_name(f"{p.stem}.encoder.onnx"), p.with_name(f"{p.stem}.decoder_step.onnx")
+def _cast(t: TensorSpec, value: Any) -> np.ndarray:
+    return np.ascontiguousarray(value, dtype=numpy_dtype(t.dtype))
+
+
+def _log_scores(t: TensorSpec, scores: Any) -> np.ndarray:
+    """Scores as the decoding loops take them: logits as they are, probabilities as logs."""
+    s = np.asarray(scores, dtype=np.float64)
+    return np.log(np.maximum(s, 1e-300)) if t.role == "probs" else s
+
+
+# -- seq2seq --------------------------------------------------------------------------------------------
+def encode(encoder: Runner, io: Seq2SeqIO, feed: Mapping[str, np.ndarray]) -> Tuple[np.ndarray, States, np.ndarray]:
+    """(memory, decoder initial states, source lengths) from one encoder run on ``feed``.
+
+    Source lengths come from the encoder's lengths input, else every memory step counts.
+    """
+    out = encoder.infer(feed)
+    memory = out[io.memory_out.name]
+    states = tuple(out[t.name] for t in io.enc_states)
+    if io.src_lengths is not None:
+        lengths = np.asarray(feed[io.src_lengths.name], dtype=np.int64)
+    else:
+        lengths = np.full((memory.shape[0],), memory.shape[1], dtype=np.int64)
+    return memory, states, lengths
+
+
+def seq2seq_step(decoder: Runner, io: Seq2SeqIO) -> Seq2SeqStep:
+    """The rnndeploy.decoding seq2seq step running ``decoder`` (the decoder-step graph)."""
+
+    def step(tokens: np.ndarray, states: States, memory: np.ndarray,
+             src_lengths: np.ndarray) -> Tuple[np.ndarray, States, Optional[np.ndarray]]:
+        feed = {io.token_in.name: _cast(io.token_in, tokens), io.memory_in.name: _cast(io.memory_in, memory)}
+        feed.update({t.name: _cast(t, s) for t, s in zip(io.dec_states_in, states)})
+        if io.src_lengths_in is not None:
+            feed[io.src_lengths_in.name] = _cast(io.src_lengths_in, src_lengths)
+        if io.src_mask_in is not None:
+            mask = np.arange(memory.shape[1])[None, :] < np.asarray(src_lengths).reshape(-1, 1)
+            feed[io.src_mask_in.name] = _cast(io.src_mask_in, mask)
+        out = decoder.infer(feed)
+        attention = out[io.attention.name] if io.attention is not None else None
+        return _log_scores(io.scores, out[io.scores.name]), tuple(out[t.name] for t in io.dec_states_out), attention
+
+    return step
+
+
+# -- char-LM ---------------------------------------------------------------------------------------------
+def lm_step(runner: Runner, io: Optional[LanguageModelIO] = None) -> LMStep:
+    """The rnndeploy.decoding char-LM step running ``runner``'s graph.
+
+    Stateful graphs (state in → state out) take only the new ids, starting from zero
+    states; a stateless graph is re-run on the growing prefix, which the step keeps as
+    its "state".
+    """
+    io = io or LanguageModelIO.resolve(runner.graph_spec)
+    time_axis = io.scores.time_axis
+
+    def run(tokens: np.ndarray, extra: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        batch, seq = tokens.shape
+        feed = {io.tokens.name: _cast(io.tokens, tokens), **extra}
+        if io.lengths is not None:
+            feed[io.lengths.name] = np.full((batch,), seq, dtype=numpy_dtype(io.lengths.dtype))
+        if io.mask is not None:
+            feed[io.mask.name] = np.ones((batch, seq), dtype=numpy_dtype(io.mask.dtype))
+        return runner.infer(feed)
+
+    def scores(out: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.moveaxis(_log_scores(io.scores, out[io.scores.name]), time_axis, 1)
+
+    if io.stateful:
+        def step(tokens: np.ndarray, states: Optional[States]) -> Tuple[np.ndarray, States]:
+            tokens = np.asarray(tokens)
+            if states is None:
+                states = tuple(np.zeros(t.shape_for({"batch": tokens.shape[0]}), numpy_dtype(t.dtype))
+                               for t in io.states_in)
+            out = run(tokens, {t.name: _cast(t, s) for t, s in zip(io.states_in, states)})
+            return scores(out), tuple(_cast(i, out[o.name]) for i, o in zip(io.states_in, io.states_out))
+        return step
+
+    def step_prefix(tokens: np.ndarray, states: Optional[States]) -> Tuple[np.ndarray, States]:
+        prefix = np.asarray(tokens) if states is None else np.concatenate([states[0], tokens], axis=1)
+        return scores(run(prefix, {})), (prefix,)
+    return step_prefix
+
+
+# -- conveniences over ONNX files ---------------------------------------------------------------------------
+def _runner(path: PathLike, backend: str, options: RunnerOptions) -> Runner:
+    """An active runner on one exported ONNX file, its spec read from the file's metadata."""
+    return create_runner(backend, resolve_source(onnx=str(path), auto_checkpoint=False), options).activate()
+
+
+def _options(threads: Optional[int], options: Optional[RunnerOptions]) -> RunnerOptions:
+    if options is not None:
+        return options
+    return RunnerOptions(threads=int(threads) if threads else None)
 
 
 class OnnxSeq2Seq:
@@ -76,30 +136,35 @@ class OnnxSeq2Seq:
 
     Args:
         encoder, decoder_step: paths of the exported graphs (see ``seq2seq_paths``).
-        providers: onnxruntime execution providers (default CPU).
-        threads: intra-op threads per session (default: onnxruntime's choice).
+        backend: the runner both graphs run in (default "ort-cpu"; any ONNX backend).
+        threads: intra-op threads per session (default: the runtime's choice).
+        options: full RunnerOptions instead of ``threads``.
     """
 
     def __init__(
         self,
         encoder: PathLike,
         decoder_step: PathLike,
-        providers: Optional[Sequence[str]] = None,
+        backend: str = "ort-cpu",
         threads: Optional[int] = None,
+        options: Optional[RunnerOptions] = None,
     ):
-        self.encoder = _OnnxGraph(encoder, providers, threads)
-        self.decoder = _OnnxGraph(decoder_step, providers, threads)
-        if self.encoder.graph_name != "encoder" or self.decoder.graph_name != "decoder_step":
+        opts = _options(threads, options)
+        self.encoder = _runner(encoder, backend, opts)
+        self.decoder = _runner(decoder_step, backend, opts)
+        if self.encoder.source.graph != "encoder" or self.decoder.source.graph != "decoder_step":
             raise SpecError(
-                f"{encoder} holds graph {self.encoder.graph_name!r} and {decoder_step} holds {self.decoder.graph_name!r}",
+                f"{encoder} holds graph {self.encoder.source.graph!r} and {decoder_step} holds "
+                f"{self.decoder.source.graph!r}",
                 "give the encoder file first, then the decoder_step file",
             )
-        if self.encoder.spec.name != self.decoder.spec.name:
+        if self.encoder.source.spec.name != self.decoder.source.spec.name:
             raise SpecError(
-                f"{encoder} is from model {self.encoder.spec.name!r} but {decoder_step} from {self.decoder.spec.name!r}",
+                f"{encoder} is from model {self.encoder.source.spec.name!r} but {decoder_step} from "
+                f"{self.decoder.source.spec.name!r}",
                 "use the two files of one export",
             )
-        self.spec: ModelSpec = self.decoder.spec
+        self.spec: ModelSpec = self.decoder.source.spec
         attrs = self.spec.attrs
         for key in ("bos_id", "eos_id"):
             if key not in attrs:
@@ -109,24 +174,10 @@ class OnnxSeq2Seq:
         self.pad_id = int(attrs.get("pad_id", 0))
         self.max_decode_len = int(attrs.get("max_decode_len", 64))
         self.state_batch_axis = int(attrs.get("state_batch_axis", 1))
-        enc, dec = self.encoder.graph, self.decoder.graph
-        names = attrs.get("decoder_state") or {}
-        self.enc_states = list(
-            names.get("encoder_outputs") or [t.name for t in self.encoder.by_role(enc.outputs, "state")]
-        )
-        self.dec_states_in = list(names.get("inputs") or [t.name for t in self.decoder.by_role(dec.inputs, "state")])
-        self.dec_states_out = list(names.get("outputs") or [t.name for t in self.decoder.by_role(dec.outputs, "state")])
-        if not (len(self.enc_states) == len(self.dec_states_in) == len(self.dec_states_out)):
-            raise SpecError(f"{decoder_step}: encoder and decoder state tensors do not pair up")
-        self.src_tokens = self.encoder.one(enc.inputs, "tokens", "source token input").name
-        self.src_lengths = self.encoder.one(enc.inputs, "lengths", "source lengths input").name
-        self.memory_out = self.encoder.one(enc.outputs, "memory", "memory output").name
-        self.token_in = self.decoder.one(dec.inputs, "token", "token input").name
-        self.memory_in = self.decoder.one(dec.inputs, "memory", "memory input").name
-        self.lengths_in = self.decoder.one(dec.inputs, "lengths", "source lengths input").name
-        self.logits_out = self.decoder.by_role(dec.outputs, "logits")[0].name
-        att = self.decoder.by_role(dec.outputs, "attention")
-        self.attention_out = att[0].name if att else None
+        self.io = Seq2SeqIO.resolve(self.encoder.graph_spec, self.decoder.graph_spec, attrs)
+        if self.io.src_tokens is None or self.io.src_lengths is None:
+            raise SpecError(f"{encoder}: the encoder takes no source tokens and lengths", "re-export with this rnndeploy")
+        self.step: Seq2SeqStep = seq2seq_step(self.decoder, self.io)
 
     @classmethod
     def from_export(cls, out: PathLike, **kwargs: Any) -> OnnxSeq2Seq:
@@ -134,30 +185,18 @@ class OnnxSeq2Seq:
         enc, dec = seq2seq_paths(out)
         return cls(enc, dec, **kwargs)
 
+    def close(self) -> None:
+        """Release both runners."""
+        self.encoder.deactivate()
+        self.decoder.deactivate()
+
     def encode(self, src_tokens: np.ndarray, src_lengths: np.ndarray) -> Tuple[np.ndarray, States]:
         """(memory [batch, src_seq, M], decoder initial states)."""
-        outs = self.encoder.run(
-            {
-                self.src_tokens: np.asarray(src_tokens, dtype=np.int64),
-                self.src_lengths: np.asarray(src_lengths, dtype=np.int64),
-            }
-        )
-        return outs[self.memory_out], tuple(outs[n] for n in self.enc_states)
-
-    def step(
-        self, tokens: np.ndarray, states: States, memory: np.ndarray, src_lengths: np.ndarray
-    ) -> Tuple[np.ndarray, States, Optional[np.ndarray]]:
-        """One decoder step (the ``rnndeploy.decoding`` seq2seq step signature)."""
-        feeds = {
-            self.token_in: np.asarray(tokens, dtype=np.int64),
-            self.memory_in: np.ascontiguousarray(memory, dtype=np.float32),
-            self.lengths_in: np.asarray(src_lengths, dtype=np.int64),
-        }
-        for name, s in zip(self.dec_states_in, states):
-            feeds[name] = np.ascontiguousarray(s, dtype=np.float32)
-        outs = self.decoder.run(feeds)
-        att = outs[self.attention_out] if self.attention_out else None
-        return outs[self.logits_out], tuple(outs[n] for n in self.dec_states_out), att
+        assert self.io.src_tokens is not None and self.io.src_lengths is not None  # checked in __init__
+        feed = {self.io.src_tokens.name: _cast(self.io.src_tokens, src_tokens),
+                self.io.src_lengths.name: _cast(self.io.src_lengths, src_lengths)}
+        memory, states, _ = encode(self.encoder, self.io, feed)
+        return memory, states
 
     def decode(
         self,
@@ -204,34 +243,24 @@ class OnnxSeq2Seq:
 
 
 class OnnxCharLM:
-    """A char-LM exported with ``--with-state``, generating text in onnxruntime."""
+    """A char-LM exported with ``--with-state``, generating text (see OnnxSeq2Seq for the args)."""
 
-    def __init__(self, path: PathLike, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None):
-        self.model = _OnnxGraph(path, providers, threads)
-        g = self.model.graph
-        self.tokens_in = self.model.one(g.inputs, "tokens", "token input").name
-        self.logits_out = self.model.one(g.outputs, "logits", "logits output").name
-        self.states_in = self.model.by_role(g.inputs, "state")
-        self.states_out = [t.name for t in self.model.by_role(g.outputs, "state")]
-        if not self.states_in or len(self.states_in) != len(self.states_out):
+    def __init__(self, path: PathLike, backend: str = "ort-cpu", threads: Optional[int] = None,
+                 options: Optional[RunnerOptions] = None):
+        self.path = str(path)
+        self.runner = _runner(path, backend, _options(threads, options))
+        self.io = LanguageModelIO.resolve(self.runner.graph_spec)
+        if not self.io.stateful:
+            self.runner.deactivate()
             raise UsageError(
                 f"{path} has no state inputs/outputs: generation needs the streaming form",
                 "re-export with rnndeploy export --with-state",
             )
-        self.vocab: Optional[List[str]] = self.model.spec.attrs.get("vocab")
+        self.vocab: Optional[List[str]] = self.runner.source.spec.attrs.get("vocab")
+        self.step: LMStep = lm_step(self.runner, self.io)
 
-    def zero_states(self, batch: int) -> States:
-        return tuple(np.zeros(t.shape_for({"batch": batch}), dtype=np.float32) for t in self.states_in)
-
-    def step(self, tokens: np.ndarray, states: Optional[States]) -> Tuple[np.ndarray, States]:
-        """(logits [batch, seq, vocab], new states); states None starts from zeros."""
-        tok = np.ascontiguousarray(tokens, dtype=np.int64)
-        st = self.zero_states(tok.shape[0]) if states is None else states
-        feeds = {self.tokens_in: tok}
-        for t, s in zip(self.states_in, st):
-            feeds[t.name] = np.ascontiguousarray(s, dtype=np.float32)
-        outs = self.model.run(feeds)
-        return outs[self.logits_out], tuple(outs[n] for n in self.states_out)
+    def close(self) -> None:
+        self.runner.deactivate()
 
     def generate(
         self, prime: Union[str, Sequence[int]], n_chars: int, temperature: float = 1.0, seed: int = 0
@@ -240,9 +269,7 @@ class OnnxCharLM:
         else ids). Same seed → same output as the torch model's ``generate``."""
         if isinstance(prime, str):
             if not self.vocab:
-                raise UsageError(
-                    f"{self.model.path} carries no vocabulary to encode text with", "give the prime as token ids"
-                )
+                raise UsageError(f"{self.path} carries no vocabulary to encode text with", "give the prime as token ids")
             lut = {c: i for i, c in enumerate(self.vocab)}
             missing = sorted({c for c in prime if c not in lut})
             if missing:

@@ -341,6 +341,121 @@ class ModelSpec:
             raise SpecError(f"model spec is not valid JSON: {exc}") from exc
 
 
+# -- what decoding loops use -----------------------------------------------------------------
+def _first_role(tensors: Sequence[TensorSpec], *roles: str) -> Optional[TensorSpec]:
+    return next((t for t in tensors if t.role in roles), None)
+
+
+def _named(tensors: Sequence[TensorSpec], names: Optional[Sequence[str]], role: str) -> Tuple[TensorSpec, ...]:
+    """The tensors called ``names`` (in that order) when given, else every tensor with ``role``."""
+    if names:
+        return tuple(_by_name(tensors, n, "state tensor") for n in names)
+    return tuple(t for t in tensors if t.role == role)
+
+
+@dataclass(frozen=True)
+class Seq2SeqIO:
+    """Which tensors of an encoder / decoder-step pair decoding reads and feeds — resolved
+    once, by the one rule every decoder (parity's decoding agreement, OnnxSeq2Seq) uses.
+
+    State pairs follow ``attrs["decoder_state"]`` ({"encoder_outputs", "inputs",
+    "outputs"}: tensor names in order) when the spec records it, else the "state" roles
+    in declaration order.
+
+    Attributes:
+        src_tokens / src_lengths: encoder inputs (roles tokens / lengths; lengths optional).
+        memory_out: encoder output read as the decoder's memory (role memory).
+        enc_states: encoder outputs that start the decoder states.
+        token_in, memory_in: decoder-step inputs (roles token / memory).
+        dec_states_in / dec_states_out: decoder-step state inputs and outputs, paired.
+        src_lengths_in / src_mask_in: optional decoder-step source lengths / mask inputs.
+        scores: decoder-step logits or probs output [batch, vocab].
+        attention: optional decoder-step attention output.
+    """
+
+    src_tokens: Optional[TensorSpec]
+    src_lengths: Optional[TensorSpec]
+    memory_out: TensorSpec
+    enc_states: Tuple[TensorSpec, ...]
+    token_in: TensorSpec
+    memory_in: TensorSpec
+    dec_states_in: Tuple[TensorSpec, ...]
+    dec_states_out: Tuple[TensorSpec, ...]
+    src_lengths_in: Optional[TensorSpec]
+    src_mask_in: Optional[TensorSpec]
+    scores: TensorSpec
+    attention: Optional[TensorSpec]
+
+    @classmethod
+    def resolve(cls, encoder: GraphSpec, decoder: GraphSpec, attrs: Optional[Mapping[str, Any]] = None) -> Seq2SeqIO:
+        """Raises SpecError naming what an encoder / decoder-step pair lacks."""
+        names = dict((attrs or {}).get("decoder_state") or {})
+        memory_out = _first_role(encoder.outputs, "memory")
+        token_in = _first_role(decoder.inputs, "token")
+        memory_in = _first_role(decoder.inputs, "memory")
+        scores = _first_role(decoder.outputs, "logits", "probs")
+        if memory_out is None or token_in is None or memory_in is None or scores is None:
+            raise SpecError(f"graphs {encoder.name!r}/{decoder.name!r} do not form an encoder / decoder-step pair",
+                            "the decoder step needs token, state, memory inputs and logits, state outputs")
+        enc_states = _named(encoder.outputs, names.get("encoder_outputs"), "state")
+        dec_in = _named(decoder.inputs, names.get("inputs"), "state")
+        dec_out = _named(decoder.outputs, names.get("outputs"), "state")
+        if len(dec_in) != len(dec_out):
+            raise SpecError(f"graph {decoder.name!r} takes {len(dec_in)} states and returns {len(dec_out)}",
+                            "every decoder state input needs its output")
+        if len(enc_states) != len(dec_in):
+            raise SpecError(f"encoder gives {len(enc_states)} states, decoder step takes {len(dec_in)}")
+        return cls(
+            src_tokens=_first_role(encoder.inputs, "tokens"), src_lengths=_first_role(encoder.inputs, "lengths"),
+            memory_out=memory_out, enc_states=enc_states, token_in=token_in, memory_in=memory_in,
+            dec_states_in=dec_in, dec_states_out=dec_out, src_lengths_in=_first_role(decoder.inputs, "lengths"),
+            src_mask_in=_first_role(decoder.inputs, "mask"), scores=scores,
+            attention=_first_role(decoder.outputs, "attention"),
+        )
+
+
+@dataclass(frozen=True)
+class LanguageModelIO:
+    """Which tensors of a token-in, scores-per-step-out graph (a char-LM) sampling uses.
+
+    Attributes:
+        tokens: the token ids input [batch, seq].
+        scores: the logits / probs output with a time axis.
+        states_in / states_out: state pairs (empty for a stateless graph, which is re-run
+            on the growing prefix instead).
+        lengths / mask: optional inputs, filled as "every position valid".
+    """
+
+    tokens: TensorSpec
+    scores: TensorSpec
+    states_in: Tuple[TensorSpec, ...]
+    states_out: Tuple[TensorSpec, ...]
+    lengths: Optional[TensorSpec]
+    mask: Optional[TensorSpec]
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.states_in)
+
+    @classmethod
+    def resolve(cls, graph: GraphSpec) -> LanguageModelIO:
+        """Raises SpecError when the graph has no tokens input, no per-step logits/probs
+        output, or inputs sampling cannot fill."""
+        tokens = _first_role(graph.inputs, "tokens")
+        scores = _first_role(graph.outputs, "logits", "probs")
+        if tokens is None or scores is None or scores.time_axis is None:
+            raise SpecError(f"graph {graph.name!r} is not a token-in, logits-per-step-out graph",
+                            "sampling agreement applies to char-LM models")
+        others = [t for t in graph.inputs if t.role not in ("tokens", "state", "lengths", "mask")]
+        if others:
+            raise SpecError(f"graph {graph.name!r} has inputs sampling cannot fill: {', '.join(t.name for t in others)}")
+        state_in = tuple(t for t in graph.inputs if t.role == "state")
+        state_out = tuple(t for t in graph.outputs if t.role == "state")
+        stateful = bool(state_in) and len(state_in) == len(state_out)
+        return cls(tokens, scores, state_in if stateful else (), state_out if stateful else (),
+                   _first_role(graph.inputs, "lengths"), _first_role(graph.inputs, "mask"))
+
+
 # -- ONNX metadata ------------------------------------------------------------------------
 def write_onnx_metadata(model: Any, spec: ModelSpec, graph: str, export_info: Mapping[str, Any]) -> None:
     """Store spec, graph name and export facts in an ``onnx.ModelProto``'s metadata_props.

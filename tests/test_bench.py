@@ -47,8 +47,7 @@ def source() -> ModelSource:
 
 class CountingRunner(Runner):
     def __init__(self, source, options=None, name="fake"):
-        super().__init__(source, options)
-        self.backend = name
+        super().__init__(source, options, label=name)
         self.runs = 0
         self.prepared = 0
 
@@ -131,7 +130,7 @@ def test_sweep_is_side_by_side_and_ratios_use_torch():
     timers = {"torch": ScriptedTimer([0.010]), "ort-cpu": ScriptedTimer([0.004])}
     cfg = BenchConfig(backends=("ort-cpu", "torch"), batches=(1, 4), seqs=(8, 32), warmup=1, iters=3, settle=0.0,
                       show_progress=False)
-    res = run_bench(source(), cfg, runner_factory=factory, timer_factory=lambda r: timers[r.backend])
+    res = run_bench(source(), cfg, runner_factory=factory, timer_factory=lambda r: timers[r.label])
     order = [(m.backend, m.batch, m.seq) for m in res.measurements]
     assert order == [("ort-cpu", 1, 8), ("torch", 1, 8), ("ort-cpu", 4, 8), ("torch", 4, 8),
                      ("ort-cpu", 1, 32), ("torch", 1, 32), ("ort-cpu", 4, 32), ("torch", 4, 32)]
@@ -174,18 +173,20 @@ def test_bench_cli_on_a_foreign_model(tmp_path):
 
 def test_backend_labels_give_several_configurations_side_by_side(tmp_path):
     pytest.importorskip("onnxruntime")
-    from rnndeploy.backends import create_runner, parse_backend_label
+    from rnndeploy.backends import BackendLabel, create_runner
     from rnndeploy.backends.source import resolve_source
 
-    assert parse_backend_label("torch:fp16:half:graph") == (
+    label = BackendLabel.parse("torch:fp16:half:graph")
+    assert (label.name, label.changes) == (
         "torch", {"precision": "fp16", "cuda_graph": True, "extra": {"fp16_mode": "half"}})
-    assert parse_backend_label("ort-cpu:t1") == ("ort-cpu", {"threads": 1})
+    label = BackendLabel.parse("ort-cpu:t1")
+    assert (label.name, label.changes) == ("ort-cpu", {"threads": 1})
     for bad in ("tflite", "torch:fast", "ort-cpu:t0"):
         with pytest.raises(UsageError):
-            parse_backend_label(bad)
+            BackendLabel.parse(bad)
     src = resolve_source(str(FOREIGN / "gru_seq.onnx"))
     r = create_runner("ort-cpu:t1", src)
-    assert r.backend == "ort-cpu:t1" and r.options.threads == 1
+    assert r.label == "ort-cpu:t1" and r.backend == "ort-cpu" and r.options.threads == 1
     res = CliRunner().invoke(cli, ["bench", str(FOREIGN / "gru_seq.onnx"), "--backend", "ort-cpu",
                                    "--backend", "ort-cpu:t1", "--baseline", "ort-cpu", "--seq", "4", "--iters", "3",
                                    "--warmup", "1", "--json", str(tmp_path / "b.json")])

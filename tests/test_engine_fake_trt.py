@@ -281,9 +281,8 @@ class Context:
         return True
 
     def _outputs(self):
-        from onnx.reference import ReferenceEvaluator
-
-        from rnndeploy.graph.reference import recurrent_ops
+        # the engine "computes" the ONNX graph as the spec defines it (recurrent ops honour sequence_lens)
+        from rnndeploy.graph.reference import reference_run
 
         feed = {}
         for name, mode, vi in self.engine.io:
@@ -293,7 +292,7 @@ class Context:
                 want = ONNX_TO_NP[vi.type.tensor_type.elem_type]
                 feed[name] = feed[name].astype(want)
         names = [n for n, m, _ in self.engine.io if m == "out"]
-        return dict(zip(names, ReferenceEvaluator(self.engine.model, new_ops=recurrent_ops()).run(names, feed)))
+        return reference_run(self.engine.model, feed, names)
 
     def get_tensor_shape(self, name):
         if name in self.shapes:

@@ -189,7 +189,7 @@ def test_engine_rows_outside_a_dry_run_are_tensorrt_runners_on_the_state_engines
     ctx = Context(prep, State(tmp_path / "state"), "trt", False)
     g = next(iter(ctx.graphs.values()))
     runner = engine_runner(ctx, g, "fp16", "trt:fp16:graph", cuda_graph=True)("trt:fp16:graph", ctx.source(g), None)
-    assert isinstance(runner, TensorRTRunner) and runner.backend == "trt:fp16:graph"
+    assert isinstance(runner, TensorRTRunner) and runner.label == "trt:fp16:graph"
     assert runner.source.engine == str(tmp_path / "state" / "engines" / g.key / "fp16.plan")
     assert runner.options.precision == "fp16" and runner.options.cuda_graph and runner.options.device == "cuda"
     assert trt_label("fp32", dry=False) == "trt:fp32" and "stand-in" in trt_label("fp32", dry=True)

@@ -8,8 +8,8 @@ missing dependency raises MissingDependencyError naming the pip extra.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Tuple, Type
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Type
 
 from rnndeploy.backends.base import (
     HostTimer,
@@ -36,7 +36,8 @@ __all__ = [
     "runnable_backends",
     "check_feed",
     "create_runner",
-    "parse_backend_label",
+    "natural_options",
+    "BackendLabel",
     "runner_class",
 ]
 
@@ -99,11 +100,11 @@ def runner_class(name: str) -> Type[Runner]:
     return cls
 
 
-def parse_backend_label(label: str) -> Tuple[str, Dict[str, Any]]:
-    """A backend label → (registry name, RunnerOptions changes).
-
-    A label is a backend name optionally followed by ``:``-separated modifiers, so one
-    run can hold several configurations of the same backend side by side:
+@dataclass(frozen=True)
+class BackendLabel:
+    """A backend as named on the command line: a registry name optionally followed by
+    ``:``-separated modifiers, so one run can hold several configurations of the same
+    backend side by side. The label text names the runner's rows and cases.
 
         torch            the backend as configured by the run's options
         torch:fp16       FP16 (torch: autocast on CUDA / .half() on CPU; ort-trt, trt: FP16 kernels)
@@ -113,45 +114,92 @@ def parse_backend_label(label: str) -> Tuple[str, Dict[str, Any]]:
         ort-cpu:t1       one intra-op thread (``tN``: N threads)
         ort-cuda:copies  timings include host↔device copies
 
-    Raises:
-        UsageError: unknown backend or modifier.
+    Attributes:
+        text: the label as given, e.g. "torch:fp16:graph".
+        name: the registry name, e.g. "torch".
+        changes: the RunnerOptions fields the modifiers set (``extra`` merged into the options' extra).
     """
-    name, *mods = label.split(":")
-    if name not in BACKENDS:
-        raise UsageError(f"backend {name!r} is unknown", f"use one of {', '.join(BACKENDS)}")
-    changes: Dict[str, Any] = {}
-    extra: Dict[str, Any] = {}
-    for m in mods:
-        if m in ("fp16", "fp32", "bf16"):
-            changes["precision"] = m
-        elif m in ("graph", "nograph"):
-            changes["cuda_graph"] = m == "graph"
-        elif m in ("copies", "nocopies"):
-            changes["include_copies"] = m == "copies"
-        elif m in ("half", "autocast"):
-            extra["fp16_mode"] = m
-        elif len(m) > 1 and m[0] == "t" and m[1:].isdigit() and int(m[1:]) > 0:
-            changes["threads"] = int(m[1:])
-        else:
-            raise UsageError(f"backend label {label!r}: modifier {m!r} is unknown",
-                             "modifiers: fp16, fp32, bf16, half, autocast, graph, nograph, copies, nocopies, tN (threads)")
-    if extra:
-        changes["extra"] = extra
-    return name, changes
+
+    text: str
+    name: str
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> BackendLabel:
+        """Raises UsageError for an unknown backend or modifier."""
+        name, *mods = str(text).split(":")
+        if name not in BACKENDS:
+            raise UsageError(f"backend {name!r} is unknown", f"use one of {', '.join(BACKENDS)}")
+        changes: Dict[str, Any] = {}
+        extra: Dict[str, Any] = {}
+        for m in mods:
+            if m in ("fp16", "fp32", "bf16"):
+                changes["precision"] = m
+            elif m in ("graph", "nograph"):
+                changes["cuda_graph"] = m == "graph"
+            elif m in ("copies", "nocopies"):
+                changes["include_copies"] = m == "copies"
+            elif m in ("half", "autocast"):
+                extra["fp16_mode"] = m
+            elif len(m) > 1 and m[0] == "t" and m[1:].isdigit() and int(m[1:]) > 0:
+                changes["threads"] = int(m[1:])
+            else:
+                raise UsageError(f"backend label {text!r}: modifier {m!r} is unknown",
+                                 "modifiers: fp16, fp32, bf16, half, autocast, graph, nograph, copies, nocopies, tN (threads)")
+        if extra:
+            changes["extra"] = extra
+        return cls(str(text), name, changes)
+
+    @classmethod
+    def lookup(cls, text: str) -> Optional[BackendLabel]:
+        """``parse`` for a label whose name may be outside the registry: None then (a test's
+        or a script's own runner factory serves such names)."""
+        return cls.parse(text) if str(text).split(":")[0] in BACKENDS else None
+
+    @property
+    def entry(self) -> Backend:
+        return BACKENDS[self.name]
+
+    @property
+    def runs_torch(self) -> bool:
+        """The backend runs the PyTorch module itself (a checkpoint or user module)."""
+        return self.entry.artefact == "torch"
+
+    def apply(self, options: RunnerOptions) -> RunnerOptions:
+        """``options`` with this label's modifiers applied."""
+        if not self.changes:
+            return options
+        changes = dict(self.changes)
+        extra = {**options.extra, **changes.pop("extra", {})}
+        return replace(options, extra=extra, **changes)
+
+    def natural_options(self, options: RunnerOptions) -> RunnerOptions:
+        """``options`` on the device this backend runs on: a GPU backend given no device
+        (or cpu) gets "cuda"; an ONNX or engine backend on the CPU gets "cpu"; torch keeps
+        the device asked for (None = its own choice)."""
+        entry = self.entry
+        if entry.gpu and options.device in (None, "cpu"):
+            return replace(options, device="cuda")
+        if not entry.gpu and entry.artefact != "torch" and options.device not in (None, "cpu"):
+            return replace(options, device="cpu")
+        return options
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def natural_options(label: str, options: RunnerOptions) -> RunnerOptions:
+    """``BackendLabel.natural_options`` for a label; a name the registry does not know (a
+    test's or a script's own runner factory serves it) keeps ``options`` as they are."""
+    parsed = BackendLabel.lookup(label)
+    return options if parsed is None else parsed.natural_options(options)
 
 
 def create_runner(name: str, source: ModelSource, options: Optional[RunnerOptions] = None) -> Runner:
     """Instantiate (not activate) the runner for backend ``name`` — a registry name or a
-    label with modifiers (see ``parse_backend_label``); the runner reports the label."""
-    base, changes = parse_backend_label(name)
-    opts = options or RunnerOptions()
-    if changes:
-        extra = {**opts.extra, **changes.pop("extra", {})}
-        opts = replace(opts, extra=extra, **changes)
-    runner = runner_class(base)(source, opts)
-    if name != base:
-        runner.backend = name  # type: ignore[misc]  # rows and cases are labelled as asked
-    return runner
+    label with modifiers (see ``BackendLabel``); the runner carries the label."""
+    label = BackendLabel.parse(name)
+    return runner_class(label.name)(source, label.apply(options or RunnerOptions()), label=label.text)
 
 
 def available_backends() -> List[str]:

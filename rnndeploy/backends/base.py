@@ -221,17 +221,20 @@ class Runner:
     Args:
         source: the model artefacts and spec.
         options: how to run (precision, device, threads, CUDA graph, ...).
+        label: what this runner is called in results and messages (default: the
+            registry name), e.g. "torch:fp16" when one run holds several
+            configurations of a backend (``create_runner`` passes the label it parsed).
     """
 
-    # The registry name; ``create_runner`` sets it per instance to a label such as
-    # "torch:fp16" when one run holds several configurations of a backend.
+    # The registry name of the class (fixed; the instance's name is ``label``).
     backend: ClassVar[str] = "abstract"
     # Precisions this backend computes in (RunnerOptions.precision / a label's fp16, bf16 modifier).
     precisions: ClassVar[Tuple[str, ...]] = ("fp32", "fp16")
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, label: Optional[str] = None):
         self.source = source
         self.options = options or RunnerOptions()
+        self.label: str = label or self.backend
         if self.options.precision not in self.precisions:
             raise UsageError(f"backend {type(self).backend!r} does not compute in {self.options.precision}",
                              f"its precisions: {', '.join(self.precisions)}")
@@ -245,7 +248,7 @@ class Runner:
 
     def activate(self) -> Runner:
         if self._active:
-            raise RnnDeployError(f"runner {self.backend!r} is already active", "deactivate it before activating again")
+            raise RnnDeployError(f"runner {self.label!r} is already active", "deactivate it before activating again")
         self._activate_impl()
         self._active = True
         return self
@@ -303,26 +306,26 @@ class Runner:
 
     def describe(self) -> RunDescription:
         """What this runner's latency figures include. Subclasses should override."""
-        return RunDescription(backend=self.backend, device=self.options.device or "cpu",
+        return RunDescription(backend=self.label, device=self.options.device or "cpu",
                               precision=self.options.precision, threads=self.options.threads)
 
     # checking ------------------------------------------------------------------------------
     def check_inputs(self, feed: Mapping[str, Any]) -> Dict[str, np.ndarray]:
         """Validate ``feed`` against the GraphSpec; returns it as {name: np.ndarray}."""
-        return check_feed(self.graph_spec, feed, self.backend)
+        return check_feed(self.graph_spec, feed, self.label)
 
     def _check_outputs(self, out: Mapping[str, Any]) -> Dict[str, np.ndarray]:
         missing = [t.name for t in self.graph_spec.outputs if t.name not in out]
         if missing:
             raise SpecError(
-                f"backend {self.backend!r} returned no output {', '.join(repr(m) for m in missing)}",
+                f"backend {self.label!r} returned no output {', '.join(repr(m) for m in missing)}",
                 f"the model returned: {', '.join(sorted(out)) or 'nothing'}; the spec expects {_expected(self.graph_spec.outputs)}",
             )
         return {t.name: np.asarray(out[t.name]) for t in self.graph_spec.outputs}
 
     def _require_active(self, what: str) -> None:
         if not self._active:
-            raise RnnDeployError(f"runner {self.backend!r} is not active ({what} called)",
+            raise RnnDeployError(f"runner {self.label!r} is not active ({what} called)",
                                  "use it as a context manager or call activate() first")
 
     # subclass hooks ---------------------------------------------------------------------------

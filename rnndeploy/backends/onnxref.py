@@ -22,9 +22,9 @@ class OnnxReferenceRunner(Runner):
 
     backend = "onnx-ref"
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
-        super().__init__(source, options)
-        self.model = source.onnx_model(self.backend)
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, label: Optional[str] = None):
+        super().__init__(source, options, label)
+        self.model = source.onnx_model(self.label)
         self.output_names: List[str] = [t.name for t in self.graph_spec.outputs]
         self._evaluator: Any = None
         self._precision = self.options.precision
@@ -53,5 +53,5 @@ class OnnxReferenceRunner(Runner):
     def describe(self) -> RunDescription:
         import onnx
 
-        return RunDescription(backend=self.backend, device="cpu", precision=self._precision, threads=1,
+        return RunDescription(backend=self.label, device="cpu", precision=self._precision, threads=1,
                               details={"onnx": onnx.__version__})

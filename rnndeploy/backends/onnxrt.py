@@ -110,9 +110,9 @@ class OrtCpuRunner(Runner):
     backend = "ort-cpu"
     providers_wanted: Tuple[str, ...] = ("CPUExecutionProvider",)
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
-        super().__init__(source, options)
-        self.model = source.onnx_model(self.backend)
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, label: Optional[str] = None):
+        super().__init__(source, options, label)
+        self.model = source.onnx_model(self.label)
         self.path = self.model if isinstance(self.model, str) else "the in-memory ONNX model"
         self.session: Any = None
         self.output_names: List[str] = [t.name for t in self.graph_spec.outputs]
@@ -121,7 +121,7 @@ class OrtCpuRunner(Runner):
 
     # lifecycle -----------------------------------------------------------------------------------
     def _activate_impl(self) -> None:
-        ort = require("onnxruntime", f"the {self.backend} backend")
+        ort = require("onnxruntime", f"the {self.label} backend")
         self._file_precision = onnx_file_precision(self.model)
         self._precision = self._effective_precision(self._file_precision)
         so = session_options(ort, self.options, cuda_graph=self.options.cuda_graph)
@@ -141,7 +141,7 @@ class OrtCpuRunner(Runner):
     def _effective_precision(self, file_precision: str) -> str:
         """The precision the runner computes in: the ONNX file's own (ORT runs the graph as given)."""
         if self.options.precision == "fp16" and file_precision != "fp16":
-            raise UsageError(f"{self.backend} runs the ONNX file as given, and {self.path} is FP32",
+            raise UsageError(f"{self.label} runs the ONNX file as given, and {self.path} is FP32",
                              "pass the FP16 ONNX file (rnndeploy.precision converts one), or run --precision fp32")
         return file_precision
 
@@ -175,7 +175,7 @@ class OrtCpuRunner(Runner):
 
             threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return RunDescription(
-            backend=self.backend, device="cpu", precision=self._precision, threads=threads,
+            backend=self.label, device="cpu", precision=self._precision, threads=threads,
             host_device_copies=False, cuda_graph=False, timer="host",
             details={"graph_optimization_level": str(self.options.extra.get("graph_optimization_level", "all")),
                      "onnxruntime": _ort_version()},
@@ -198,21 +198,21 @@ class OrtCudaRunner(OrtCpuRunner):
     backend = "ort-cuda"
     provider = "CUDAExecutionProvider"
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
-        super().__init__(source, options)
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, label: Optional[str] = None):
+        super().__init__(source, options, label)
         self.device_id = _device_id(self.options)
         self._graph_ids = 0
 
     def _activate_impl(self) -> None:
-        ort = require("onnxruntime", f"the {self.backend} backend")
+        ort = require("onnxruntime", f"the {self.label} backend")
         if self.provider not in ort.get_available_providers():
-            raise MissingDependencyError("onnxruntime-gpu", "gpu", f"the {self.backend} backend "
+            raise MissingDependencyError("onnxruntime-gpu", "gpu", f"the {self.label} backend "
                                          f"(this onnxruntime offers {', '.join(ort.get_available_providers())})")
         from rnndeploy.doctor import probe_gpus
 
         gpus, err = probe_gpus()
         if not gpus:
-            raise DeviceError(f"the {self.backend} backend needs a CUDA GPU: {err}", "run it on a GPU machine")
+            raise DeviceError(f"the {self.label} backend needs a CUDA GPU: {err}", "run it on a GPU machine")
         super()._activate_impl()
 
     def _cuda_options(self) -> Dict[str, Any]:
@@ -276,7 +276,7 @@ class OrtCudaRunner(OrtCpuRunner):
                 try:
                     shape = t.shape_for(sizes)
                 except SpecError as exc:
-                    raise UsageError(f"{self.backend} with a CUDA graph: {exc.message}",
+                    raise UsageError(f"{self.label} with a CUDA graph: {exc.message}",
                                      "the output shape must follow from the input shapes; run without --cuda-graph") from exc
                 values[t.name] = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), numpy_dtype(t.dtype), "cuda",
                                                                            self.device_id)
@@ -299,7 +299,7 @@ class OrtCudaRunner(OrtCpuRunner):
 
     def describe(self) -> RunDescription:
         return RunDescription(
-            backend=self.backend, device=f"cuda:{self.device_id}", precision=self._precision, threads=None,
+            backend=self.label, device=f"cuda:{self.device_id}", precision=self._precision, threads=None,
             host_device_copies=self.options.include_copies, cuda_graph=self.options.cuda_graph, timer="host",
             details={"onnxruntime": _ort_version(), "provider": self.provider,
                      "timing": "host clock around run_with_iobinding; ORT synchronises the stream after each run"},

@@ -63,9 +63,9 @@ class OpenVinoRunner(Runner):
     backend = "openvino"
     precisions = ("fp32", "bf16")
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
-        super().__init__(source, options)
-        self.model = source.onnx_model(self.backend)
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, label: Optional[str] = None):
+        super().__init__(source, options, label)
+        self.model = source.onnx_model(self.label)
         self.output_names: List[str] = [t.name for t in self.graph_spec.outputs]
         self.compiled: Any = None
         self.request: Any = None
@@ -76,7 +76,7 @@ class OpenVinoRunner(Runner):
 
     # lifecycle -----------------------------------------------------------------------------------
     def _activate_impl(self) -> None:
-        ov = require("openvino", f"the {self.backend} backend")
+        ov = require("openvino", f"the {self.label} backend")
         core = ov.Core()
         if self.options.precision == "bf16":
             native, why = cpu_has_native_bf16(core)
@@ -156,7 +156,7 @@ class OpenVinoRunner(Runner):
                                    "performance_hint": str(self.options.extra.get("performance_hint", "LATENCY"))}
         if self._rewrites:
             details["rewrites"] = list(self._rewrites)
-        return RunDescription(backend=self.backend, device="cpu", precision=self._precision, threads=self._threads,
+        return RunDescription(backend=self.label, device="cpu", precision=self._precision, threads=self._threads,
                               host_device_copies=False, cuda_graph=False, timer="host", details=details)
 
     def _where(self) -> str:

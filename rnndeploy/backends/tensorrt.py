@@ -119,8 +119,8 @@ class TensorRTRunner(Runner):
 
     backend = "trt"
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None):
-        super().__init__(source, options)
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, label: Optional[str] = None):
+        super().__init__(source, options, label)
         self._loaded: Any = None
         self._rt: Any = None
         self._context: Any = None
@@ -146,7 +146,7 @@ class TensorRTRunner(Runner):
         from rnndeploy import cuda
         from rnndeploy.engine.inspect_engine import engine_profiles, io_tensors, load_engine
 
-        path = self.source.need("engine", self.backend)
+        path = self.source.need("engine", self.label)
         extra = dict(self.options.extra)
         device = _device_index(self.options.device)
         self._loaded = load_engine(path, device=device, allow_other_gpu=bool(extra.get("allow_other_gpu", False)),
@@ -370,7 +370,7 @@ class TensorRTRunner(Runner):
         if self._graph_note:
             details["cuda_graph_note"] = self._graph_note
         return RunDescription(
-            backend=self.backend,
+            backend=self.label,
             device=f"cuda:{_device_index(self.options.device)} ({gpu.get('name', '?')})",
             precision=prec.get("requested", self.options.precision),
             host_device_copies=self.options.include_copies,

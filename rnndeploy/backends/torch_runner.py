@@ -102,13 +102,14 @@ class TorchRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, module: Any = None):
+    def __init__(self, source: ModelSource, options: Optional[RunnerOptions] = None, label: Optional[str] = None,
+                 module: Any = None):
         """``module``: an in-memory ``nn.Module`` to run instead of loading ``source``'s checkpoint
         or module file (e.g. ``zoo_model.graph_module(graph)`` in a benchmark script)."""
-        super().__init__(source, options)
+        super().__init__(source, options, label)
         self._given = module
         if module is None and not (source.checkpoint or source.module):
-            source.need("checkpoint", self.backend)
+            source.need("checkpoint", self.label)
         self.torch: Any = None
         self.module: Any = None
         self.device: Any = None
@@ -271,7 +272,7 @@ class TorchRunner(Runner):
         details["source"] = "in-memory" if self._given is not None else ("checkpoint" if self.source.checkpoint else "module")
         threads = torch.get_num_threads() if torch is not None and dev == "cpu" else None
         return RunDescription(
-            backend=self.backend, device=dev, precision=self.options.precision, threads=threads,
+            backend=self.label, device=dev, precision=self.options.precision, threads=threads,
             host_device_copies=bool(self.options.include_copies and dev != "cpu"),
             cuda_graph=bool(self.options.cuda_graph), timer="cuda-event" if dev != "cpu" else "host", details=details,
         )

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends import BackendLabel, ModelSource, RunnerOptions, create_runner, natural_options
 from rnndeploy.backends.base import Runner, Timer
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.results import BenchResult
@@ -37,7 +37,8 @@ class BenchConfig:
         min_time: seconds of timed calls per configuration when ``iters`` is None.
         number: calls per timed block.
         max_samples: stop a configuration after this many blocks even before ``min_time``.
-        options / backend_options: RunnerOptions (per backend overrides).
+        options / backend_options: RunnerOptions, each backend on its natural device
+            (``BackendLabel.natural_options``); per backend overrides.
         seed: input generation seed.
         torch_row: add torch when possible.
         extra_dims: sizes of other dynamic axes (foreign models).
@@ -65,7 +66,9 @@ class BenchConfig:
     show_progress: Optional[bool] = None
 
     def options_for(self, backend: str) -> RunnerOptions:
-        return self.backend_options.get(backend, self.options)
+        if backend in self.backend_options:
+            return self.backend_options[backend]
+        return natural_options(backend, self.options)
 
 
 RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
@@ -75,7 +78,7 @@ def plan_backends(source: ModelSource, config: BenchConfig) -> Tuple[List[str], 
     """(backends in measurement order, warnings) — torch first when it can be a row."""
     backends = list(dict.fromkeys(config.backends))
     warnings: List[str] = []
-    if not any(_is_torch(b) for b in backends) and config.torch_row:
+    if not any(_runs_torch(b) for b in backends) and config.torch_row:
         if (source.checkpoint or source.module) and available("torch"):
             backends.insert(0, "torch")
         else:
@@ -86,8 +89,9 @@ def plan_backends(source: ModelSource, config: BenchConfig) -> Tuple[List[str], 
     return backends, warnings
 
 
-def _is_torch(label: str) -> bool:
-    return label.split(":")[0] == "torch"
+def _runs_torch(label: str) -> bool:
+    parsed = BackendLabel.lookup(label)
+    return parsed is not None and parsed.runs_torch
 
 
 def choose_baseline(backends: List[str], wanted: Optional[str] = None) -> Optional[str]:
@@ -98,7 +102,7 @@ def choose_baseline(backends: List[str], wanted: Optional[str] = None) -> Option
         return wanted
     if "torch" in backends:
         return "torch"
-    return next((b for b in backends if _is_torch(b)), None)
+    return next((b for b in backends if _runs_torch(b)), None)
 
 
 def run_bench(source: ModelSource, config: BenchConfig, command: str = "",

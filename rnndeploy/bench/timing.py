@@ -77,7 +77,7 @@ def measure(
 
         sizes = infer_sizes(runner.graph_spec, feed)
     return Measurement(
-        backend=runner.backend,
+        backend=runner.label,
         sizes=dict(sizes),
         times=tuple(times),
         number=number,

@@ -121,7 +121,7 @@ class Context:
 
 def _labelled(runner: Any, label: str) -> Any:
     """The runner, reporting itself as ``label`` in rows and cases (e.g. "trt:fp16-keep")."""
-    runner.backend = label
+    runner.label = label
     return runner
 
 

@@ -52,7 +52,6 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         normalized_source,
         parse_dims,
         parse_int_list,
-        per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import UsageError
@@ -64,8 +63,6 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
-    has_torch = any(b.split(":")[0] == "torch" for b in backends)
-    all_backends = list(backends) + ([] if no_torch_row or has_torch else ["torch"])
     config = BenchConfig(
         backends=tuple(backends),
         batches=tuple(parse_int_list(batches, "--batch")),
@@ -74,7 +71,6 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         iters=iters,
         min_time=None if iters else min_time,
         options=options,
-        backend_options=per_backend_options(all_backends, options),
         seed=seed,
         torch_row=not no_torch_row,
         baseline=baseline,

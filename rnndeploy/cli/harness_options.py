@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import click
 
@@ -135,24 +135,6 @@ def runner_options_from(precision: str, device: Optional[str], threads: Optional
         extra["trt_cache_dir"] = trt_cache_dir
     return RunnerOptions(precision=precision, device=device, threads=threads, cuda_graph=cuda_graph,
                          include_copies=include_copies, extra=extra)
-
-
-def per_backend_options(backends: Sequence[str], options: Any) -> Mapping[str, Any]:
-    """Options per backend: a GPU backend given --device cpu (or none) gets cuda; torch keeps --device."""
-    from dataclasses import replace
-
-    from rnndeploy.backends import BACKENDS, parse_backend_label
-
-    out = {}
-    for b in backends:
-        entry = BACKENDS.get(parse_backend_label(b)[0])
-        opts = options
-        if entry is not None and entry.gpu and (options.device in (None, "cpu")):
-            opts = replace(options, device="cuda")
-        if entry is not None and not entry.gpu and entry.artefact != "torch" and options.device not in (None, "cpu"):
-            opts = replace(options, device="cpu")
-        out[b] = opts
-    return out
 
 
 def parse_dims(items: Sequence[str]) -> Dict[str, int]:

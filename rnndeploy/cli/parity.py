@@ -64,10 +64,8 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     Exit status: 0 all outputs within tolerance, 1 a check failed (or NaN/Inf), 2 bad input,
     3 a backend's package or GPU is missing.
     """
-    from dataclasses import replace
     from pathlib import Path
 
-    from rnndeploy.backends import RunnerOptions
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.cli.harness_options import (
         command_line,
@@ -76,7 +74,6 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         normalized_source,
         parse_dims,
         parse_shapes,
-        per_backend_options,
         runner_options_from,
     )
     from rnndeploy.errors import ParityError, UsageError
@@ -108,17 +105,12 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
-    ref_options = per_backend_options([ref], replace(options, precision="fp32", cuda_graph=False))[ref]
-    if ref.split(":")[0] == "torch" and device is None:
-        ref_options = replace(ref_options, device=None)
     config = ParityConfig(
         backends=tuple(backends),
         reference=ref,
         shapes=tuple(parse_shapes(shapes)),
         seed=seed,
         options=options,
-        backend_options=per_backend_options(backends, options),
-        reference_options=ref_options if isinstance(ref_options, RunnerOptions) else RunnerOptions(),
         overrides=ToleranceOverrides.parse(atol, rtol, tol_items),
         golden=golden,
         save_golden=save_golden,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from rnndeploy import __version__
+from rnndeploy.artefacts.naming import graph_paths
 from rnndeploy.errors import ExportError, UsageError
 from rnndeploy.export import exporters as ex
 from rnndeploy.export.inputs import example_sizes, long_seq_for, validation_sizes
@@ -220,17 +221,14 @@ def output_paths(out: str, graphs: Sequence[str]) -> Dict[str, Path]:
         UsageError: the directory holding the output does not exist.
     """
     p = Path(out)
-    if p.is_dir():
-        return {g: p / f"{g}.onnx" for g in graphs}
-    if p.suffix.lower() != ".onnx":
-        raise UsageError(
-            f"output {out}: neither an existing directory nor a .onnx file name",
-            "give -o model.onnx, or -o DIR for an existing directory",
-        )
-    check_parent_dir(p, "output")
-    if len(graphs) == 1:
-        return {graphs[0]: p}
-    return {g: p.with_name(f"{p.stem}.{g}.onnx") for g in graphs}
+    if not p.is_dir():
+        if p.suffix.lower() != ".onnx":
+            raise UsageError(
+                f"output {out}: neither an existing directory nor a .onnx file name",
+                "give -o model.onnx, or -o DIR for an existing directory",
+            )
+        check_parent_dir(p, "output")
+    return graph_paths(p, graphs)
 
 
 # -- the pipeline -----------------------------------------------------------------------

@@ -13,12 +13,12 @@ backends still run, so one report shows everything that is wrong.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, natural_options
 from rnndeploy.backends.base import Runner, check_feed
 from rnndeploy.errors import ParityError, RnnDeployError, UsageError, first_line
 from rnndeploy.fileio import load_npz
@@ -29,14 +29,12 @@ from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
 from rnndeploy.parity.task import (
     greedy_tokens,
     sample_tokens,
-    sampling_plan,
-    seq2seq_plan,
     sequence_agreement,
     token_agreement,
 )
 from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
 from rnndeploy.progress import progress
-from rnndeploy.spec import GraphSpec
+from rnndeploy.spec import GraphSpec, LanguageModelIO, Seq2SeqIO
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,11 @@ class ParityConfig:
             ``expected_file`` or ``golden``.
         shapes: (batch, seq) cases for generated inputs.
         seed: generation seed.
-        options: RunnerOptions for the runtimes under test (precision, device, ...);
-            ``backend_options`` overrides them per backend.
-        reference_options: RunnerOptions for the reference (default FP32 on its natural device).
+        options: RunnerOptions for the runtimes under test (precision, device, ...), each
+            on its natural device (``BackendLabel.natural_options``); ``backend_options``
+            overrides them per backend.
+        reference_options: RunnerOptions for the reference (default: ``options`` at FP32,
+            without a CUDA graph, on the reference's natural device).
         overrides: tolerance overrides (--atol/--rtol/--tol).
         golden / save_golden: golden directory to check against / to write.
         inputs_file / expected_file: .npz files (any ONNX model).
@@ -71,7 +71,7 @@ class ParityConfig:
     seed: int = 0
     options: RunnerOptions = field(default_factory=RunnerOptions)
     backend_options: Mapping[str, RunnerOptions] = field(default_factory=dict)
-    reference_options: RunnerOptions = field(default_factory=RunnerOptions)
+    reference_options: Optional[RunnerOptions] = None
     overrides: ToleranceOverrides = field(default_factory=ToleranceOverrides)
     golden: Optional[str] = None
     save_golden: Optional[str] = None
@@ -90,7 +90,14 @@ class ParityConfig:
     data_rows: Optional[int] = 256
 
     def options_for(self, backend: str) -> RunnerOptions:
-        return self.backend_options.get(backend, self.options)
+        if backend in self.backend_options:
+            return self.backend_options[backend]
+        return natural_options(backend, self.options)
+
+    def options_for_reference(self) -> RunnerOptions:
+        if self.reference_options is not None:
+            return self.reference_options
+        return natural_options(self.reference, replace(self.options, precision="fp32", cuda_graph=False))
 
 
 RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
@@ -111,9 +118,9 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     config.overrides.check_outputs(graph)
     _check_config(config)
     if config.sample_steps:
-        sampling_plan(graph)  # a model that cannot be sampled fails now, not after every backend ran
+        LanguageModelIO.resolve(graph)  # a model that cannot be sampled fails now, not after every backend ran
     if config.decoder is not None:
-        seq2seq_plan(graph, config.decoder.graph_spec)
+        Seq2SeqIO.resolve(graph, config.decoder.graph_spec, source.spec.attrs)
     warnings: List[str] = []
     hashes = model_hashes(source)
     pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
@@ -168,7 +175,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     # 2. reference outputs by running the reference backend
     ref_runner: Optional[Runner] = None
     if ref_outputs is None:
-        ref_runner = runner_factory(config.reference, source, config.reference_options)
+        ref_runner = runner_factory(config.reference, source, config.options_for_reference())
         ref_runner.activate()
         try:
             ref_outputs = []
@@ -199,7 +206,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         if ref_runner is None:
             warnings.append("decoding agreement needs a reference backend run (not a golden / expected file)")
         else:
-            ref_decoder = runner_factory(config.reference, config.decoder, config.reference_options).activate()
+            ref_decoder = runner_factory(config.reference, config.decoder, config.options_for_reference()).activate()
     bos_eos = _special_ids(source, config) if ref_decoder is not None else None
     if config.sample_steps and tests and ref_runner is None:
         warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
@@ -326,16 +333,16 @@ def _argmax_tasks(results: Iterable[CaseResult], backend: str, graph: GraphSpec,
 
 def _sampling_task(ref_runner: Runner, runner: Runner, backend: str, cases: Sequence[Case],
                    config: ParityConfig) -> TaskAgreement:
-    plan = sampling_plan(runner.graph_spec)
-    base = np.asarray(cases[0].inputs[plan["tokens"].name])
+    io = LanguageModelIO.resolve(runner.graph_spec)
+    base = np.asarray(cases[0].inputs[io.tokens.name])
     prompt = base[:, : max(1, min(8, base.shape[1]))]
     ref_tokens = sample_tokens(ref_runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
     test_tokens = sample_tokens(runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
     agree, first = token_agreement(ref_tokens, test_tokens)
-    return TaskAgreement("sampling", backend, plan["logits"].name, agree, int(ref_tokens.size),
+    return TaskAgreement("sampling", backend, io.scores.name, agree, int(ref_tokens.size),
                          {"steps": config.sample_steps, "rows": int(prompt.shape[0]), "prompt_len": int(prompt.shape[1]),
                           "seed": config.seed, "temperature": config.sample_temperature, "first_divergence": first,
-                          "stateful": bool(plan["state_in"])},
+                          "stateful": io.stateful},
                          config.min_agreement)
 
 
