@@ -136,7 +136,11 @@ def test_tune_cli_chooses_per_shape_writes_deploy_and_round_trips(tmp_path, lstm
     assert result.kind == "tune" and len(result.choices) == 2
     checks = {a.variant: a for a in result.accuracy}
     assert checks["fp32"].passed and checks["int8"].metric == "mse" and checks["int8"].value is not None
+    labels = [m.backend for m in result.measurements]
+    assert len(labels) == len(set((m.backend, m.batch) for m in result.measurements))  # one row per candidate
+    assert set(labels) <= {c.label for c in result.candidates} and "ort-cpu default" in labels
     for ch in result.choices:
+        assert ch.baseline_median is not None
         here = [m for m in result.measurements if m.batch == ch.batch and m.seq == ch.seq]
         assert ch.label == min(here, key=lambda m: m.median).backend  # times are stored to 4 digits
     deploy = json.loads((out / "deploy.json").read_text())

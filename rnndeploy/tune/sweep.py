@@ -335,7 +335,7 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
             try:
                 r = runner_factory(c.backend if c.label != BASELINE else "ort-cpu", _source_for(source, c.artefact),
                                    RunnerOptions())
-                r.backend = c.label  # type: ignore[misc]  # measurements are labelled by candidate
+                r.label = c.label  # measurements are labelled by candidate
                 runners[c.label] = r.activate()
             except RnnDeployError:
                 raise
