@@ -124,6 +124,34 @@ def test_floor_reads_recurrent_weights_from_the_nearest_cache_that_holds_them(ls
     assert f2.seconds > f1.seconds and f2.parts["recurrence"] == pytest.approx(2 * f1.parts["recurrence"])
 
 
+@pytest.mark.parametrize("vendor, family, flags, fpc, per_level", [
+    ("GenuineIntel", 6, {"avx512f", "avx2", "fma"}, 64, {1: 128, 2: 64, 3: 32}),
+    ("AuthenticAMD", 25, {"avx512f", "avx2", "fma"}, 32, {1: 64, 2: 32, 3: 32}),  # Zen 4 splits 512-bit ops
+    ("AuthenticAMD", 26, {"avx512f", "avx2", "fma"}, 64, {1: 128, 2: 64, 3: 32}),
+    ("AuthenticAMD", 23, {"avx2", "fma"}, 32, {1: 64, 2: 32, 3: 32}),
+    ("GenuineIntel", 6, {"avx2", "fma"}, 32, {1: 64, 2: 64, 3: 32}),
+    ("", None, set(), 8, {1: 32, 2: 32, 3: 16}),
+])
+def test_nominal_rates_follow_the_cores_vector_datapath(vendor, family, flags, fpc, per_level):
+    from rnndeploy.bench.floor import nominal_rates
+
+    _, got_fpc, got_levels = nominal_rates(vendor, family, flags)
+    assert got_fpc == fpc and got_levels == per_level
+
+
+def test_measured_rates_never_beat_the_floor_they_feed():
+    from rnndeploy.bench.floor import probe_cpu
+
+    cpu = probe_cpu()
+    m = cpu.measured
+    assert set(m) >= {"gemm_flops", "DRAM"} and all(v > 0 for v in m.values())
+    assert cpu.peak_flops >= m["gemm_flops"]
+    for c in cpu.caches:
+        assert c.bytes_per_s * cpu.cores >= m[f"L{c.level}"]
+    assert cpu.dram_bytes_per_s == m["DRAM"]
+    assert probe_cpu(measure=False).measured == {}
+
+
 def test_tune_cli_chooses_per_shape_writes_deploy_and_round_trips(tmp_path, lstm):
     _, path = lstm
     out, js = tmp_path / "deploy", tmp_path / "tune.json"
