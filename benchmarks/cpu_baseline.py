@@ -1,10 +1,13 @@
-"""CPU baseline: torch eager vs ONNX Runtime (CPU EP) for every zoo model, side by side.
+"""CPU baseline: torch eager vs ONNX Runtime (CPU EP) vs OpenVINO for every zoo model, side by side.
 
 Every recipe in recipes/ (and each of its variants) is built with random weights from
 its [model] section (rnndeploy.models.build_model; the dataset is loaded only for its
 sizes and vocabularies), exported with rnndeploy.export (validated), and timed with
 rnndeploy.bench: torch eager and ort-cpu in one process, interleaved per (batch, seq),
-same inputs, same thread count. Then three checks:
+same inputs, same thread count. OpenVINO (when installed) runs in the same sweep in FP32
+(``openvino``: INFERENCE_PRECISION_HINT f32) and, on a CPU with native bf16 (AVX-512 BF16
+or AMX), in bf16 (``openvino:bf16``); their errors against torch are measured with
+rnndeploy.parity at batch 1 and 32, seq 128. Then three checks:
 
 1. target: ort-cpu median ≤ 0.5 × torch eager median at batch 1, seq 128, for the
    LSTM/GRU models;
@@ -98,6 +101,35 @@ def labelled_ort(label: str, threads: Optional[int] = None, **extra: Any):
     return make
 
 
+def openvino_labels() -> List[str]:
+    """["openvino", "openvino:bf16"] as far as this box runs them (bf16 needs native CPU support)."""
+    from rnndeploy.optional import available
+
+    if not available("openvino"):
+        return []
+    from rnndeploy.backends.openvino_runner import cpu_has_native_bf16
+
+    return ["openvino"] + (["openvino:bf16"] if cpu_has_native_bf16()[0] else [])
+
+
+def openvino_errors(source: ModelSource, model: Any, labels: List[str], threads: int, shapes: Tuple[Tuple[int, int], ...],
+                    command: str) -> Dict[str, Dict[str, Optional[float]]]:
+    """Worst max |error| and relative L2 (over outputs and shapes) of each label against torch FP32."""
+    from rnndeploy.parity.harness import ParityConfig, run_parity
+
+    cfg = ParityConfig(backends=tuple(labels), reference="torch", shapes=shapes, seed=0,
+                       options=RunnerOptions(threads=threads), reference_options=RunnerOptions(threads=threads),
+                       show_progress=False)
+    res = run_parity(source, cfg, command, runner_factory=torch_factory(model))
+    out: Dict[str, Dict[str, Optional[float]]] = {}
+    for label in labels:
+        stats = [o.stats for c in res.cases if c.backend == label for o in c.outputs if o.stats is not None]
+        failed = any(c.error for c in res.cases if c.backend == label)
+        out[label] = {"max_abs": max((s.max_abs for s in stats), default=None) if not failed else None,
+                      "rel_l2": max((s.rel_l2 for s in stats), default=None) if not failed else None}
+    return out
+
+
 def harness_overhead(source: ModelSource, threads: int, rounds: int, calls: int) -> Dict[str, Any]:
     """Median per-call time of rnndeploy.bench.measure vs a bare session.run loop, alternated."""
     from rnndeploy.bench.timing import measure
@@ -155,6 +187,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     overhead: Optional[Dict[str, Any]] = None
     sweeps: List[BenchResult] = []
     cache: Dict[str, Any] = {}
+    ov_labels = openvino_labels()
     with tempfile.TemporaryDirectory() as tmp:
         seen = set()
         only = [n for r in args.recipes.split(",") for n in (r, f"{r}:*")] if args.recipes else None
@@ -170,7 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             cell = str(model.config.get("cell", ""))
             for graph, path in paths.items():
                 source = ModelSource(model.spec(), graph, False, onnx=path)
-                cfg = BenchConfig(backends=("torch", "ort-cpu"), batches=batches, seqs=seqs, warmup=10,
+                cfg = BenchConfig(backends=("torch", "ort-cpu", *ov_labels), batches=batches, seqs=seqs, warmup=10,
                                   min_time=args.min_time, options=opts, seed=0, torch_row=False,
                                   max_samples=args.max_samples)
                 res = run_bench(source, cfg, command, runner_factory=torch_factory(model))
@@ -180,7 +213,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows.append({"model": res.model["name"], "graph": graph, "recipe": label, "cell": cell, "ratio_b1_s128": r,
                              "iqr": spread,
                              "torch_ms": (res.get("torch", 1, 128).median * 1e3) if res.get("torch", 1, 128) else None,
-                             "ort_ms": (res.get("ort-cpu", 1, 128).median * 1e3) if res.get("ort-cpu", 1, 128) else None})
+                             "ort_ms": (res.get("ort-cpu", 1, 128).median * 1e3) if res.get("ort-cpu", 1, 128) else None,
+                             "ov": openvino_row(res, ov_labels, batches)})
+                if ov_labels:
+                    err_shapes = tuple((b, 128) for b in (1, 32) if b in batches) or ((batches[0], seqs[0]),)
+                    rows[-1]["ov_errors"] = openvino_errors(source, model, ov_labels, args.threads, err_shapes, command)
                 if overhead is None:
                     overhead = harness_overhead(source, args.threads, rounds=5 if not args.quick else 2,
                                                 calls=200 if not args.quick else 50)
@@ -204,6 +241,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(summary_markdown(rows, overhead, sweeps, command, args))
     print(f"wrote {out / 'cpu_baseline.json'} and .md" + (" and .html" if args.html else ""), file=sys.stderr)
     return 0
+
+
+def openvino_row(res: BenchResult, labels: List[str], batches: Tuple[int, ...]) -> Dict[str, Any]:
+    """Medians (ms) of ort-cpu and each OpenVINO label at seq 128 for batch 1 and the largest batch."""
+    out: Dict[str, Any] = {}
+    for b in sorted({1, max(batches)} & set(batches)):
+        for label in ["ort-cpu", *labels]:
+            m = res.get(label, b, 128)
+            out[f"{label}@b{b}"] = None if m is None else m.median * 1e3
+    return out
 
 
 def settings_sweep(source: ModelSource, model: Any, args: Any, command: str) -> BenchResult:
@@ -248,7 +295,7 @@ def overhead_result(o: Dict[str, Any], command: str, machine: Any) -> BenchResul
 
 def summary_markdown(rows: List[Dict[str, Any]], overhead: Optional[Dict[str, Any]], sweeps: List[BenchResult],
                      command: str, args: Any) -> str:
-    lines = ["# CPU baseline: torch eager vs ONNX Runtime", "",
+    lines = ["# CPU baseline: torch eager vs ONNX Runtime vs OpenVINO", "",
              f"Command: `{command}`  ", f"Threads: {args.threads} for both; batches {args.batch}; seqs {args.seq}; "
              f"≥{args.min_time} s of timed calls (or {args.max_samples} calls) per configuration; random weights.", ""]
     load = getattr(args, "load", None)
@@ -271,6 +318,7 @@ def summary_markdown(rows: List[Dict[str, Any]], overhead: Optional[Dict[str, An
                       " / ".join(fmt.pct(x, 0) for x in r["iqr"]), fmt.ratio(ratio), verdict])
     lines.append(fmt.md_table(["recipe", "model", "graph", "cell", "torch ms", "ort-cpu ms", "IQR torch / ort", "ratio",
                                "target"], table, "llllrrrrl"))
+    lines += openvino_markdown(rows, args)
     if overhead:
         ok = "met" if overhead["overhead"] < OVERHEAD_TARGET else "MISSED"
         lines += ["", "## Harness overhead (batch 1, seq 16, smallest workload)", "",
@@ -289,6 +337,35 @@ def summary_markdown(rows: List[Dict[str, Any]], overhead: Optional[Dict[str, An
                           fmt.ratio(m.median / base.median) if base else "—"])
         lines.append(fmt.md_table(["configuration", "median ms", "IQR", "vs torch"], rows2, "lrrr"))
     return "\n".join(lines) + "\n"
+
+
+def openvino_markdown(rows: List[Dict[str, Any]], args: Any) -> List[str]:
+    """The OpenVINO section: FP32 and bf16 beside ONNX Runtime at seq 128, with their errors vs torch."""
+    if not any(r.get("ov_errors") for r in rows):
+        return ["", "OpenVINO: not installed here (pip install 'rnndeploy[openvino]'): no OpenVINO rows."]
+    labels = sorted({k for r in rows for k in (r.get("ov_errors") or {})}, key=lambda k: (k != "openvino", k))
+    batches = sorted({int(k.split("@b")[1]) for r in rows for k in (r.get("ov") or {})})
+    head = ["model", "graph"]
+    for b in batches:
+        head += [f"ort-cpu ms b{b}"] + [f"{lab} ms b{b}" for lab in labels]
+    head += [f"{lab} max abs err / rel L2" for lab in labels]
+    table = []
+    for r in rows:
+        if not r.get("ov_errors"):
+            continue
+        row = [r["model"], r["graph"]]
+        for b in batches:
+            for lab in ["ort-cpu", *labels]:
+                v = r["ov"].get(f"{lab}@b{b}")
+                row.append(fmt.ms(v / 1e3) if v is not None else "—")
+        for lab in labels:
+            e = r["ov_errors"].get(lab) or {}
+            row.append("—" if e.get("max_abs") is None else f"{e['max_abs']:.1e} / {e['rel_l2']:.1e}")
+        table.append(row)
+    return ["", "## OpenVINO beside ONNX Runtime (seq 128; FP32 = INFERENCE_PRECISION_HINT f32, bf16 only on CPUs "
+                "with native bf16)", "",
+            "Errors: worst over outputs and batch 1 / 32 (seq 128) against torch FP32, measured with rnndeploy.parity.",
+            "", fmt.md_table(head, table, "ll" + "r" * (len(head) - 2))]
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from rnndeploy.fileio import atomic_dir, sha256_file
 from rnndeploy.optional import require
 from rnndeploy.recipe import Recipe
 from rnndeploy.spec import ModelSpec
+from rnndeploy.validation import Fields
 
 FORMAT = "rnndeploy-checkpoint"
 FORMAT_VERSION = 1
@@ -211,7 +212,8 @@ def verify_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
         or not isinstance(manifest.get("files"), dict)
     ):
         raise CheckpointError(f"{mpath} is not an rnndeploy checkpoint manifest", f"give {EXPECTED}")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+    version = Fields(manifest, str(mpath), CheckpointError).int("format_version", required=False, default=0, minimum=0)
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{p} has checkpoint format {manifest.get('format_version')}, "
             f"newer than this rnndeploy reads ({FORMAT_VERSION})",
@@ -266,7 +268,7 @@ def load_model(path: Union[str, Path], device: str = "cpu") -> LoadedCheckpoint:
     data_info = _read_json(p, "data_info.json")
     try:
         recipe = Recipe.from_dict(_read_json(p, "recipe.json"), origin=str(p / "recipe.json"))
-        spec = ModelSpec.from_dict(_read_json(p, "spec.json"))
+        spec = ModelSpec.from_dict(_read_json(p, "spec.json"), str(p / "spec.json"))
     except RnnDeployError as err:
         raise CheckpointError(f"{p}: {err.message}", err.hint) from None
     try:

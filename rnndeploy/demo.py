@@ -108,13 +108,16 @@ def run(stages: Sequence[Stage], invoke: Callable[[Sequence[str]], int], echo: C
         echo(f"\n[{i}/{len(runnable)}] {stage.name}: {stage.command}")
         status = invoke(stage.args)
         if status:
-            raise _StageFailed(stage, status)
+            raise StageFailed(stage, status)
     for s in stages:
         if s.skip_reason is not None:
             echo(f"\n(skipped {s.name}: {s.skip_reason}; on a GPU box it runs: {s.command})")
 
 
-class _StageFailed(RnnDeployError):
+class StageFailed(RnnDeployError):
+    """A stage exited non-zero; its own one-line error is already printed."""
+
     def __init__(self, stage: Stage, status: int):
         super().__init__(f"demo stage {stage.name!r} failed (exit {status})", f"rerun it alone: {stage.command}")
+        self.stage = stage
         self.exit_code = status

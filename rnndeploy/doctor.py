@@ -70,6 +70,14 @@ def _ort_providers() -> List[str]:
         return [f"<error: {exc}>"]
 
 
+def _cpu_bf16() -> Dict[str, Any]:
+    """Whether this CPU computes bf16 natively (what openvino:bf16 needs), without importing openvino."""
+    from rnndeploy.backends.openvino_runner import cpu_has_native_bf16
+
+    native, why = cpu_has_native_bf16()
+    return {"native": native, "why": why}
+
+
 def probe_gpus() -> tuple[List[Dict[str, Any]], Optional[str]]:
     """CUDA devices via the driver API: ([{index, name, compute_capability, memory_gib}], error)."""
     try:
@@ -123,6 +131,8 @@ def collect() -> Report:
         ),
         Component("tensorrt", _dist_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "build-engine and the trt runner", "gpu"),
         Component("onnxslim", _dist_version("onnxslim"), "export --simplify", "simplify"),
+        Component("openvino", _dist_version("openvino"), "the openvino runner", "openvino",
+                  {"bf16": _cpu_bf16()} if _dist_version("openvino") else {}),
     ]
     gpus, err = probe_gpus()
     return Report(
@@ -142,6 +152,9 @@ def render(report: Report) -> str:
             extra = ""
             if "providers" in c.details:
                 extra = "  providers: " + ", ".join(c.details["providers"])
+            if "bf16" in c.details:
+                extra = "  openvino:bf16 " + ("available" if c.details["bf16"]["native"] else "refused") + \
+                    f" ({c.details['bf16']['why']})"
             lines.append(f"{c.name:<12} {c.version}{extra}")
         else:
             lines.append(f"{c.name:<12} missing — disables {c.disables} (pip install 'rnndeploy[{c.extra}]')")

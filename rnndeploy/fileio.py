@@ -1,19 +1,29 @@
-"""Small file helpers shared by every stage: atomic writes, content hashes, .npz arrays.
+"""Small file helpers shared by every stage: atomic writes, output preflight, content hashes, .npz arrays.
 
 Nothing rnndeploy writes is ever left half-written: files are written to a
 temporary name in the destination directory and renamed into place, so a crash
 or a failed validation leaves either the old file or nothing.
+
+Outputs are checked before any work (``check_output_path``): the directory exists,
+rnndeploy can create files in it (tried, not guessed from permission bits — root,
+read-only mounts and /proc all answer differently), and the path is not a directory
+(or, for a directory output, not a file). CLI options get this for free through
+``rnndeploy.cli.types.OutputPath``; library entry points that write call it first.
+A file-system error while writing is one line naming the path (``UsageError``,
+exit status 2), never a traceback. ``transaction_dir`` makes a whole directory of
+outputs all-or-nothing (the demo).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
-import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, Mapping, Union
+from typing import IO, Any, Dict, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
@@ -48,11 +58,52 @@ def check_parent_dir(path: PathLike, what: str = "output") -> Path:
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
+        if parent.exists():
+            raise UsageError(f"{what} path {p}: {parent} is not a directory", "choose another path")
         raise UsageError(
             f"{what} path {p}: directory {parent} does not exist",
             f"create it first (mkdir -p {parent}) or choose another path",
         )
     return p
+
+
+def check_output_path(path: PathLike, what: str = "output", kind: str = "file") -> Path:
+    """Check, before any work, that ``path`` can be written; returns it as a Path.
+
+    Args:
+        what: how to name it in the message (an option such as "--json", or "engine").
+        kind: "file" (the path must not be a directory), "dir" (it must not be a file;
+            an existing directory is the caller's business: replaced, or refused), or
+            "file_or_dir" (an existing directory receives files inside it).
+
+    Raises:
+        UsageError: missing or unwritable directory, a directory where a file goes (or
+            the reverse), a path nothing can be created at (/proc, /sys, read-only mounts).
+    """
+    if not str(path).strip():
+        raise UsageError(f"{what}: empty path")
+    p = check_parent_dir(path, what)
+    if kind == "file" and p.is_dir():
+        raise UsageError(f"{what} {p} is a directory", "give a file name (e.g. inside it)")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise UsageError(f"{what} {p} exists and is a file", "give a directory name")
+    parent = p if kind == "file_or_dir" and p.is_dir() else (p.parent if str(p.parent) else Path("."))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=str(parent))
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{what} {p}: cannot create files in {parent} ({exc.strerror or exc})",
+                         "choose a directory you can write to") from None
+    return p
+
+
+def output_error(path: PathLike, exc: OSError) -> UsageError:
+    """The one-line error for a file-system failure while writing ``path``."""
+    reason = exc.strerror or str(exc)
+    hint = "free some space or choose another place" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else \
+        "choose a path you can write to"
+    return UsageError(f"cannot write {path}: {reason}", hint)
 
 
 @contextlib.contextmanager
@@ -62,7 +113,12 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     On any exception the temporary file is removed and ``path`` is untouched.
     """
     p = check_parent_dir(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    if p.is_dir():
+        raise UsageError(f"cannot write {p}: it is a directory", "give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    except OSError as exc:
+        raise output_error(p, exc) from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -70,6 +126,12 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; others in the team must read results
         os.replace(tmp, p)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.errno in _WRITE_ERRNOS:
+            raise output_error(p, exc) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -89,8 +151,11 @@ def write_text_atomic(path: PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON (stable diffs), atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Write ``obj`` as indented, key-sorted JSON (stable diffs; non-finite floats as
+    strings, see rnndeploy.jsonio), atomically."""
+    from rnndeploy.jsonio import dumps
+
+    write_text_atomic(path, dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager
@@ -100,7 +165,12 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     An existing ``path`` is replaced only after the new one is complete.
     """
     p = check_parent_dir(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent)))
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"cannot write directory {p}: a file of that name exists", "choose another path")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent)))
+    except OSError as exc:
+        raise output_error(p, exc) from None
     try:
         yield tmp
         _normal_permissions(tmp)
@@ -111,22 +181,124 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
             _rmtree(old)
         else:
             os.replace(tmp, p)
+    except OSError as exc:
+        _rmtree(tmp)
+        if exc.errno in _WRITE_ERRNOS:
+            raise output_error(p, exc) from None
+        raise
     except BaseException:
         _rmtree(tmp)
         raise
 
 
-def load_npz(path: str, what: str) -> Dict[str, np.ndarray]:
-    """Arrays from an .npz file (never unpickles: allow_pickle=False)."""
+@contextlib.contextmanager
+def transaction_dir(path: PathLike, parents: bool = False, what: str = "output directory") -> Iterator[Path]:
+    """Let a multi-step job write into ``path`` in place, all or nothing.
+
+    If the block raises, ``path`` is restored: removed when it did not exist before,
+    else put back as it was (its entries are kept aside as hard links — rnndeploy's
+    writers replace files by renaming, so the kept inodes are never modified). The
+    paths the job records (in results, commands) are the final ones.
+
+    Args:
+        parents: create missing parent directories (removed again on failure).
+    """
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{what} file {p} does not exist")
+    created_top: Optional[Path] = None
+    if parents and not p.parent.exists():
+        top = p.parent
+        while not top.parent.exists():
+            top = top.parent
+        check_output_path(top, what, kind="dir")
+        try:
+            p.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise output_error(p.parent, exc) from None
+        created_top = top
     try:
+        with _transaction(check_output_path(p, what, kind="dir")) as out:
+            yield out
+    except BaseException:
+        if created_top is not None:
+            _rmtree(created_top)
+        raise
+
+
+@contextlib.contextmanager
+def _transaction(p: Path) -> Iterator[Path]:
+    existed = p.is_dir()
+    backup: Path = p
+    if existed:
+        backup = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".keep", dir=str(p.parent))) / p.name
+        try:
+            shutil.copytree(p, backup, copy_function=_link_or_copy, symlinks=True)
+        except OSError as exc:
+            _rmtree(backup.parent)
+            raise output_error(p, exc) from None
+    else:
+        try:
+            p.mkdir()
+        except OSError as exc:
+            raise output_error(p, exc) from None
+    try:
+        yield p
+    except BaseException:
+        _rmtree(p)
+        if existed:
+            os.replace(backup, p)
+            _rmtree(backup.parent)
+        raise
+    if existed:
+        _rmtree(backup.parent)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+# errors of the file system, not of rnndeploy: reported as one line with the path
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT,
+                 errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG}
+
+
+def load_npz(path: str, what: str) -> Dict[str, np.ndarray]:
+    """Arrays from an .npz file: never unpickles (allow_pickle=False), checks the arrays'
+    declared sizes against the machine's memory before reading them.
+
+    Raises:
+        UsageError: missing, a directory, not an .npz of plain arrays, or too large.
+    """
+    import zipfile
+
+    from rnndeploy.memory import check_fits, tensor_bytes
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} file {p} does not exist")
+    if not p.is_file():
+        raise UsageError(f"{what} {p} is not a file", "give an .npz written by numpy.savez")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            declared = 0
+            for info in zf.infolist():
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as f:
+                        version = np.lib.format.read_magic(f)
+                        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                           else np.lib.format.read_array_header_2_0(f))
+                    declared += tensor_bytes(shape, "int8") * max(np.dtype(dtype).itemsize, 1)
+        check_fits(declared, f"{what} file {p}")
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays: {exc}",
-                         "save it with numpy.savez(path, name=array, ...)") from exc
+    except UsageError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays ({first})",
+                         "save it with numpy.savez(path, name=array, ...)") from None
 
 
 def save_npz(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
@@ -154,6 +326,4 @@ def _normal_permissions(directory: Path) -> None:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)

@@ -22,11 +22,12 @@ reproducible on its own whatever other shapes run beside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.errors import SpecError
+from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.memory import check_graph_fits
 from rnndeploy.spec import GraphSpec, TensorSpec, numpy_dtype
 
 DEFAULT_SHAPES: Tuple[Tuple[int, int], ...] = ((1, 1), (1, 16), (3, 37), (8, 128))
@@ -56,10 +57,14 @@ def sizes_for(graph: GraphSpec, batch: int, seq: int, extra: Optional[Mapping[st
         SpecError: the graph has a dynamic axis we cannot size (foreign models): name it with --dim.
     """
     sizes = {"batch": batch, "seq": seq}
-    if "src_seq" in graph.dynamic_dims:
+    if "src_seq" in graph.input_dims:
         sizes["src_seq"] = seq
+    unknown_extra = [d for d in (extra or {}) if d not in graph.dynamic_dims]
+    if unknown_extra:
+        raise UsageError(f"--dim {unknown_extra[0]}: graph {graph.name!r} has no dynamic axis {unknown_extra[0]!r}",
+                         f"its dynamic axes: {', '.join(graph.dynamic_dims) or 'none'}")
     sizes.update(extra or {})
-    unknown = [d for d in graph.dynamic_dims if d not in sizes]
+    unknown = [d for d in graph.input_dims if d not in sizes]
     if unknown:
         raise SpecError(f"graph {graph.name!r} has dynamic axes {', '.join(repr(u) for u in unknown)} of unknown size",
                         "give their sizes with --dim NAME=SIZE, or pass --inputs FILE.npz")
@@ -75,6 +80,7 @@ def generate_inputs(graph: GraphSpec, sizes: Mapping[str, int], seed: int = 0,
     """
     batch = int(sizes.get("batch", 1))
     seq = int(sizes.get("seq", sizes.get("src_seq", 1)))
+    check_graph_fits(graph, sizes, f"inputs and outputs of graph {graph.name!r}")
     rng = np.random.default_rng([int(seed), batch, seq])
     lengths = None
     out: Dict[str, np.ndarray] = {}
@@ -97,13 +103,19 @@ def generate_inputs(graph: GraphSpec, sizes: Mapping[str, int], seed: int = 0,
 
 
 def generate_cases(graph: GraphSpec, shapes: Sequence[Tuple[int, int]], seed: int = 0,
-                   extra_dims: Optional[Mapping[str, int]] = None, pad_id: Optional[int] = None) -> List[Case]:
-    """One Case per (batch, seq); ids look like "b4-s128"."""
-    cases = []
-    for b, s in shapes:
-        sizes = sizes_for(graph, b, s, extra_dims)
-        cases.append(Case(f"b{b}-s{s}", sizes, generate_inputs(graph, sizes, seed, pad_id)))
-    return cases
+                   extra_dims: Optional[Mapping[str, int]] = None, pad_id: Optional[int] = None,
+                   attrs: Optional[Mapping[str, Any]] = None) -> List[Case]:
+    """One Case per (batch, seq); ids look like "b4-s128".
+
+    Every case's memory (rnndeploy.memory.check_graph_fits, with the spec's ``attrs``
+    for the recurrent layers) is checked before the first one is generated.
+    """
+    all_sizes = [sizes_for(graph, b, s, extra_dims) for b, s in shapes]
+    for (b, s), sizes in zip(shapes, all_sizes):  # every case checked before the first is made
+        check_graph_fits(graph, sizes, f"parity case b{b}-s{s} (inputs, reference and runtime outputs)", copies=3,
+                         attrs=attrs)
+    return [Case(f"b{b}-s{s}", sizes, generate_inputs(graph, sizes, seed, pad_id))
+            for (b, s), sizes in zip(shapes, all_sizes)]
 
 
 def infer_sizes(graph: GraphSpec, feed: Mapping[str, np.ndarray]) -> Dict[str, int]:

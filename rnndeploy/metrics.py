@@ -24,12 +24,14 @@ relative L2 per distinct sequence length in the batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from rnndeploy.spec import Tolerance
+from rnndeploy.validation import Fields
 
 REL_FLOOR = 1e-12
 _ARGMAX_ROLES = ("logits", "probs")
@@ -56,8 +58,13 @@ class ErrorStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ErrorStats:
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+    def from_dict(cls, d: Mapping[str, Any], where: str = "stats") -> ErrorStats:
+        f = Fields(d, where)
+        values: Dict[str, Any] = {k: f.number(k, minimum=0.0, allow_inf=True) for k in cls.__dataclass_fields__
+                                  if k not in ("cosine", "rtol_needed")}
+        values["cosine"] = f.number("cosine", minimum=-1.0 - 1e-9, maximum=1.0 + 1e-9)
+        values["rtol_needed"] = f.number("rtol_needed", required=False, minimum=0.0, allow_inf=True)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,10 @@ class TimeProfile:
         return {"max_abs": [_sig4(x) for x in self.max_abs], "rel_l2": [_sig4(x) for x in self.rel_l2]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TimeProfile:
-        return cls(max_abs=tuple(d["max_abs"]), rel_l2=tuple(d["rel_l2"]))
+    def from_dict(cls, d: Mapping[str, Any], where: str = "time_profile") -> TimeProfile:
+        f = Fields(d, where)
+        return cls(max_abs=tuple(f.numbers("max_abs", minimum=0.0, allow_inf=True)),
+                   rel_l2=tuple(f.numbers("rel_l2", minimum=0.0, allow_inf=True)))
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,11 @@ class OutputComparison:
     by_length: Optional[Mapping[int, float]] = None
     argmax_agreement: Optional[float] = None
 
+    @property
+    def checked(self) -> bool:
+        """False when the tolerance bounds nothing (``inf``): the output was not checked."""
+        return not self.tolerance.checks_nothing
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "output": self.output,
@@ -117,18 +131,66 @@ class OutputComparison:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> OutputComparison:
-        return cls(
-            output=d["output"],
-            shape=tuple(d["shape"]),
-            tolerance=Tolerance.from_dict(d["tolerance"]),
-            passed=bool(d["passed"]),
-            failure=d.get("failure"),
-            stats=None if d.get("stats") is None else ErrorStats.from_dict(d["stats"]),
-            time_profile=None if d.get("time_profile") is None else TimeProfile.from_dict(d["time_profile"]),
-            by_length=None if d.get("by_length") is None else {int(k): v for k, v in d["by_length"].items()},
-            argmax_agreement=d.get("argmax_agreement"),
+    def from_dict(cls, d: Mapping[str, Any], where: str = "output comparison") -> OutputComparison:
+        """Read one comparison back; its recorded verdict must follow from its numbers.
+
+        Raises:
+            UsageError: a field of the wrong type, or ``passed`` claimed for a comparison
+                whose statistics are missing or exceed its tolerance (a result that cannot
+                be verified is refused, never reported as passed).
+        """
+        f = Fields(d, where)
+        tol = f.record("tolerance")
+        stats = f.record("stats", required=False)
+        profile = f.record("time_profile", required=False)
+        by_length = f.mapping("by_length", required=False)
+        lengths: Optional[Dict[int, float]] = None
+        if by_length is not None:
+            per_length = Fields(by_length, f.path("by_length"))
+            lengths = {}
+            for k in by_length:
+                if not str(k).isdigit():
+                    raise f.fail(f"by_length.{k}", "keyed by sequence length", k)
+                lengths[int(k)] = per_length.number(k, minimum=0.0, allow_inf=True)
+        out = cls(
+            output=f.str("output"),
+            shape=tuple(f.ints("shape", minimum=0)),
+            tolerance=Tolerance.from_dict(tol.data, tol.where),  # type: ignore[union-attr]
+            passed=f.bool("passed"),
+            failure=f.str("failure", required=False),
+            stats=None if stats is None else ErrorStats.from_dict(stats.data, stats.where),
+            time_profile=None if profile is None else TimeProfile.from_dict(profile.data, profile.where),
+            by_length=lengths,
+            argmax_agreement=f.number("argmax_agreement", required=False, minimum=0.0, maximum=1.0),
         )
+        problem = out.unverified_pass()
+        if problem:
+            raise f.error(f"{where} ({out.output!r}) records passed but {problem}",
+                          "this result cannot be verified: run parity again")
+        return out
+
+    def unverified_pass(self) -> Optional[str]:
+        """Why a recorded pass does not follow from the recorded numbers (None when it does, or did not pass)."""
+        if not self.passed:
+            return None
+        s, tol = self.stats, self.tolerance
+        if s is None:
+            return "has no stats"
+        for key in ("max_abs", "atol_needed", "rel_l2"):
+            if not np.isfinite(getattr(s, key)):
+                return f"its {key} is {getattr(s, key)}"
+        slack = 1e-9
+        if s.atol_needed > tol.atol * (1 + slack) + 1e-300:
+            return f"atol needed {s.atol_needed:g} exceeds its tolerance atol {tol.atol:g}"
+        if s.rtol_needed is None and not math.isinf(tol.rtol) and not math.isinf(tol.atol):
+            return "no rtol could pass it (an error where the reference is 0)"
+        if s.rtol_needed is not None and s.rtol_needed > tol.rtol * (1 + slack) + 1e-300:
+            return f"rtol needed {s.rtol_needed:g} exceeds its tolerance rtol {tol.rtol:g}"
+        if tol.rel_l2 is not None and s.rel_l2 > tol.rel_l2 * (1 + slack) + 1e-300:
+            return f"relative L2 {s.rel_l2:g} exceeds its tolerance rel_l2 {tol.rel_l2:g}"
+        if self.failure:
+            return f"also records a failure ({self.failure[:80]})"
+        return None
 
 
 def _sig4(x: float) -> float:
@@ -295,9 +357,10 @@ def compare_output(
     if actual.dtype.kind not in "fc" or ref.dtype.kind not in "fc":
         # integer outputs (token ids, lengths): exact equality is the only sensible criterion
         same = np.array_equal(actual, ref)
-        stats = error_stats(actual.astype(np.float64), ref.astype(np.float64), Tolerance(0.0, 0.0))
+        exact = Tolerance(0.0, 0.0)  # the criterion applied, whatever the float tolerance says
+        stats = error_stats(actual.astype(np.float64), ref.astype(np.float64), exact)
         failure = None if same else f"{backend} output {name!r}: integer values differ from the reference"
-        return OutputComparison(name, shape, tol, same, failure, stats)
+        return OutputComparison(name, shape, exact, same, failure, stats)
     stats = error_stats(actual, ref, tol)
     passed, reason = within_tolerance(actual, ref, tol)
     profile = None

@@ -16,14 +16,13 @@ export metadata (the exporter knew which torch modules it traced).
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from rnndeploy.errors import SpecError, UsageError, first_line
-from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims
+from rnndeploy.errors import UsageError
+from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims, read_onnx_metadata
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 LOOP_OPS = ("Loop", "Scan")
@@ -179,13 +178,10 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
 
     path: Optional[str] = None
     if isinstance(path_or_model, (str, os.PathLike)):
+        from rnndeploy.onnx_file import load_onnx
+
         path = os.fspath(path_or_model)
-        if not os.path.isfile(path):
-            raise UsageError(f"ONNX file {path} does not exist", "check the path")
-        try:
-            model = onnx.load(path, load_external_data=False)
-        except Exception as exc:  # onnx raises DecodeError / various on garbage
-            raise UsageError(f"{path} is not a readable ONNX model: {first_line(exc)}") from exc
+        model = load_onnx(path, external_data=False)
         file_size = os.path.getsize(path)
     else:
         model = path_or_model
@@ -214,13 +210,8 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
     graph_key: Optional[str] = None
     export_info: Dict[str, Any] = {}
     if META_SPEC in props:
-        spec = ModelSpec.from_json(props[META_SPEC])
+        spec, graph_key, export_info = read_onnx_metadata(model, path or "the ONNX model")
         spec_dict = spec.to_dict()
-        graph_key = props.get(META_GRAPH) or next(iter(spec.graphs))
-        try:
-            export_info = json.loads(props.get(META_EXPORT, "{}"))
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"rnndeploy export metadata is not valid JSON: {exc}") from exc
     other = {k: v for k, v in props.items() if k not in (META_SPEC, META_GRAPH, META_EXPORT)}
 
     recurrence = _recurrence(hist, export_info)

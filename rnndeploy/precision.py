@@ -201,6 +201,21 @@ def out_of_range_tensors(model: Any) -> Tuple[OutOfRange, ...]:
     return tuple(found)
 
 
+def check_node_names(model: Any, names: Iterable[str], option: str = "--keep-node") -> None:
+    """Refuse node names the model's main graph does not have (a typo would keep nothing).
+
+    Raises:
+        UsageError: naming the unknown names and a few that exist.
+    """
+    known = node_names(model)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        close = [k for k in known if any(u.lower() in k.lower() or k.lower() in u.lower() for u in unknown)][:5]
+        sample = close or known[:5]
+        raise UsageError(f"{option} {', '.join(unknown)}: the model has no node of that name",
+                         f"its nodes include {', '.join(sample) or 'none'} (rnndeploy inspect lists them all)")
+
+
 def fp32_nodes(model: Any, policy: str, keep_nodes: Iterable[str] = (), keep_ops: Iterable[str] = ()) -> Dict[str, KeptNode]:
     """Name → KeptNode for every node of the main graph that ``policy`` leaves in FP32.
 
@@ -437,16 +452,10 @@ def convert_file(src: PathLike, dst: PathLike, policy: str = "fp16", keep_io_typ
 
 
 def load_onnx(path: PathLike) -> Any:
-    """``onnx.load`` with a clear error for a missing or unreadable file."""
-    import onnx
+    """The model in ``path``, checked (rnndeploy.onnx_file.load_onnx; external weights loaded)."""
+    from rnndeploy.onnx_file import load_onnx as load_checked
 
-    try:
-        return onnx.load(str(path))
-    except FileNotFoundError as exc:
-        raise UsageError(f"ONNX file {path} does not exist", "check the path") from exc
-    except Exception as exc:  # protobuf DecodeError and friends: the file is not ONNX
-        raise UsageError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})",
-                         "give the .onnx written by rnndeploy export or torch.onnx.export") from exc
+    return load_checked(path)
 
 
 def is_fp16_model(model: Any) -> bool:

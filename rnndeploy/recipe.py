@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -63,7 +64,7 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "steps_per_epoch": Param(
             "int", None, "cap on optimisation steps per epoch (default: the whole train split)", minimum=1
         ),
-        "seed": Param("int", 0, "seeds weight init, shuffling and dropout (same seed → same weights on CPU)"),
+        "seed": Param("int", 0, "seeds weight init, shuffling and dropout (same seed → same weights on CPU)", minimum=0),
         "max_minutes": Param(
             "float", None, "stop training after this many minutes (the best epoch so far is kept)", minimum=0.0
         ),
@@ -500,6 +501,8 @@ def check_value(where: str, param: Param, value: Any) -> Any:
         )
     if t == "float":
         value = float(value)
+        if not math.isfinite(value):  # TOML reads nan / inf: neither is a setting
+            raise RecipeError(f"{where} must be a finite number, got {value!r}", f"write {_example(param)}")
     if param.choices is not None:
         vals = value if t == "str_list" else [value]
         for v in vals:

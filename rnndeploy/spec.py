@@ -19,12 +19,14 @@ Conventions:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from rnndeploy.errors import SpecError
+from rnndeploy.validation import Fields, check_number
 
 SCHEMA_VERSION = 1
 
@@ -77,20 +79,32 @@ class Tolerance:
     rtol: float
     rel_l2: Optional[float] = None
 
+    def __post_init__(self) -> None:
+        # Fail closed: a NaN bound compares False with everything, so it would pass any error.
+        for key in ("atol", "rtol", "rel_l2"):
+            value = getattr(self, key)
+            if value is not None or key != "rel_l2":
+                object.__setattr__(self, key, check_number(value, f"tolerance {key}", minimum=0.0, allow_inf=True,
+                                                           error=SpecError))
+
+    @property
+    def checks_nothing(self) -> bool:
+        """True when no finite bound is left (``inf`` = "not checked"): every error passes."""
+        elementwise_open = math.isinf(self.atol) or math.isinf(self.rtol)
+        return elementwise_open and (self.rel_l2 is None or math.isinf(self.rel_l2))
+
     def to_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Tolerance:
-        _check_keys(d, {"atol", "rtol", "rel_l2"}, "tolerance")
-        try:
-            return cls(
-                atol=float(d["atol"]),
-                rtol=float(d["rtol"]),
-                rel_l2=None if d.get("rel_l2") is None else float(d["rel_l2"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SpecError(f"tolerance {dict(d)!r} is malformed: {exc}", "give atol and rtol as numbers") from exc
+    def from_dict(cls, d: Mapping[str, Any], where: str = "tolerance") -> Tolerance:
+        _check_keys(d, {"atol", "rtol", "rel_l2"}, where)
+        f = Fields(d, where, SpecError)
+        return cls(
+            atol=f.number("atol", minimum=0.0, allow_inf=True),
+            rtol=f.number("rtol", minimum=0.0, allow_inf=True),
+            rel_l2=f.number("rel_l2", required=False, minimum=0.0, allow_inf=True),
+        )
 
 
 # Defaults measured on the zoo (see benchmarks/results): FP32 runtimes differ from
@@ -145,8 +159,12 @@ class TensorSpec:
         for d in self.dims:
             if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int) and d < 0):
                 raise SpecError(f"tensor {self.name!r}: dimension {d!r} is neither a size nor an axis name")
-        if self.time_axis is not None and not (0 <= self.time_axis < len(self.dims)):
-            raise SpecError(f"tensor {self.name!r}: time_axis {self.time_axis} outside its {len(self.dims)} dims")
+        if self.time_axis is not None and (isinstance(self.time_axis, bool) or not isinstance(self.time_axis, int)
+                                           or not 0 <= self.time_axis < len(self.dims)):
+            raise SpecError(f"tensor {self.name!r}: time_axis {self.time_axis!r} outside its {len(self.dims)} dims")
+        for key in ("low", "high"):
+            if getattr(self, key) is not None:
+                check_number(getattr(self, key), f"tensor {self.name!r}: {key}", error=SpecError)
 
     @property
     def dynamic_axes(self) -> Dict[int, str]:
@@ -167,12 +185,14 @@ class TensorSpec:
         return {k: v for k, v in d.items() if not (v is None or v is False or (isinstance(v, str) and v == ""))}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
-        _check_keys(d, {f for f in cls.__dataclass_fields__}, "tensor spec")
-        try:
-            return cls(**{**d, "dims": tuple(d["dims"])})
-        except (KeyError, TypeError) as exc:
-            raise SpecError(f"tensor spec {dict(d)!r} is malformed: {exc}") from exc
+    def from_dict(cls, d: Mapping[str, Any], where: str = "tensor spec") -> TensorSpec:
+        f = Fields(d, where, SpecError)
+        _check_keys(d, set(cls.__dataclass_fields__), where)
+        return cls(name=f.str("name"), dtype=f.str("dtype"), dims=tuple(f.list("dims")), role=f.str("role"),
+                   time_axis=f.int("time_axis", required=False, minimum=0),
+                   low=f.number("low", required=False), high=f.number("high", required=False),
+                   optional=f.bool("optional", required=False, default=False),
+                   description=f.str("description", required=False, default=""))
 
 
 @dataclass(frozen=True)
@@ -232,6 +252,19 @@ class GraphSpec:
         )
 
     @property
+    def input_dims(self) -> Tuple[str, ...]:
+        """The dynamic axes a caller sizes (those of the inputs), first-seen order. An axis
+        name that only outputs use is *derived*: the model decides its size (e.g. rows =
+        seq × batch of a flattened ``view(-1, ntoken)``)."""
+        return named_dims(self.inputs)
+
+    @property
+    def derived_dims(self) -> Tuple[str, ...]:
+        """Output axis names that no input has (see ``input_dims``)."""
+        given = set(self.input_dims)
+        return tuple(d for d in named_dims(self.outputs) if d not in given)
+
+    @property
     def dynamic_dims(self) -> Tuple[str, ...]:
         """Every dynamic axis name used by this graph, in first-seen order."""
         return named_dims(self.inputs + self.outputs)
@@ -246,20 +279,23 @@ class GraphSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GraphSpec:
-        _check_keys(d, {"name", "inputs", "outputs", "tolerances", "output_tolerances"}, "graph spec")
-        try:
-            return cls(
-                name=d["name"],
-                inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
-                outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
-                tolerances={p: Tolerance.from_dict(t) for p, t in d.get("tolerances", {}).items()} or dict(DEFAULT_TOLERANCES),
-                output_tolerances={
-                    o: {p: Tolerance.from_dict(t) for p, t in per.items()} for o, per in d.get("output_tolerances", {}).items()
-                },
-            )
-        except KeyError as exc:
-            raise SpecError(f"graph spec lacks {exc.args[0]!r}") from exc
+    def from_dict(cls, d: Mapping[str, Any], where: str = "graph spec") -> GraphSpec:
+        f = Fields(d, where, SpecError)
+        _check_keys(d, {"name", "inputs", "outputs", "tolerances", "output_tolerances"}, where)
+        tolerances = f.mapping("tolerances", required=False, default={})
+        per_output = f.mapping("output_tolerances", required=False, default={})
+        for o, per in per_output.items():
+            if not isinstance(per, Mapping):
+                raise f.fail(f"output_tolerances.{o}", "an object of precision -> tolerance", per)
+        return cls(
+            name=f.str("name"),
+            inputs=tuple(TensorSpec.from_dict(t.data, t.where) for t in f.records("inputs")),
+            outputs=tuple(TensorSpec.from_dict(t.data, t.where) for t in f.records("outputs", nonempty=True)),
+            tolerances={p: Tolerance.from_dict(t, f.path(f"tolerances.{p}")) for p, t in tolerances.items()}
+            or dict(DEFAULT_TOLERANCES),
+            output_tolerances={o: {p: Tolerance.from_dict(t, f.path(f"output_tolerances.{o}.{p}")) for p, t in per.items()}
+                               for o, per in per_output.items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -314,31 +350,32 @@ class ModelSpec:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
-        _check_keys(d, {"schema_version", "name", "family", "graphs", "attrs"}, "model spec")
-        version = d.get("schema_version", SCHEMA_VERSION)
+    def from_dict(cls, d: Mapping[str, Any], where: str = "model spec") -> ModelSpec:
+        """The spec in ``d``; every field checked (SpecError naming ``where`` and the field)."""
+        f = Fields(d, where, SpecError)
+        _check_keys(d, {"schema_version", "name", "family", "graphs", "attrs"}, where)
+        version = f.int("schema_version", required=False, default=SCHEMA_VERSION, minimum=1)
         if version > SCHEMA_VERSION:
             raise SpecError(
-                f"model spec schema version {version} is newer than this rnndeploy understands ({SCHEMA_VERSION})",
+                f"{where}: schema version {version} is newer than this rnndeploy understands ({SCHEMA_VERSION})",
                 "upgrade rnndeploy on this machine",
             )
-        try:
-            return cls(
-                name=d["name"],
-                family=d["family"],
-                graphs={k: GraphSpec.from_dict(g) for k, g in d["graphs"].items()},
-                attrs=dict(d.get("attrs", {})),
-                schema_version=version,
-            )
-        except KeyError as exc:
-            raise SpecError(f"model spec lacks {exc.args[0]!r}") from exc
+        graphs = f.mapping("graphs")
+        return cls(
+            name=f.str("name"),
+            family=f.str("family"),
+            graphs={k: GraphSpec.from_dict(g, f.path(f"graphs.{k}")) for k, g in graphs.items()},
+            attrs=f.mapping("attrs", required=False, default={}),
+            schema_version=version,
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> ModelSpec:
+    def from_json(cls, text: str, where: str = "model spec") -> ModelSpec:
         try:
-            return cls.from_dict(json.loads(text))
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SpecError(f"model spec is not valid JSON: {exc}") from exc
+            raise SpecError(f"{where} is not valid JSON: {exc}") from None
+        return cls.from_dict(data, where)
 
 
 # -- what decoding loops use -----------------------------------------------------------------
@@ -472,26 +509,36 @@ def write_onnx_metadata(model: Any, spec: ModelSpec, graph: str, export_info: Ma
         model.metadata_props.add(key=k, value=v)
 
 
-def read_onnx_metadata(model: Any) -> Tuple[ModelSpec, str, Dict[str, Any]]:
+def has_rnndeploy_metadata(model: Any) -> bool:
+    """True when an ``onnx.ModelProto`` carries an rnndeploy spec (exported by rnndeploy)."""
+    return any(p.key == META_SPEC for p in model.metadata_props)
+
+
+def read_onnx_metadata(model: Any, where: str = "the ONNX file") -> Tuple[ModelSpec, str, Dict[str, Any]]:
     """(spec, graph name, export info) from an ``onnx.ModelProto`` written by rnndeploy.
+
+    Args:
+        where: how to name the file in messages (its path).
 
     Raises:
         SpecError: the file carries no rnndeploy metadata (e.g. a foreign model; use
-            ``spec_from_onnx_io`` for those).
+            ``spec_from_onnx_io`` for those), or metadata that does not parse / check.
     """
     props = {p.key: p.value for p in model.metadata_props}
     if META_SPEC not in props:
         raise SpecError(
-            "the ONNX file carries no rnndeploy spec (it was not written by rnndeploy export)",
+            f"{where} carries no rnndeploy spec (it was not written by rnndeploy export)",
             "give --inputs/--expected files, or re-export with rnndeploy export",
         )
-    spec = ModelSpec.from_json(props[META_SPEC])
+    spec = ModelSpec.from_json(props[META_SPEC], f"{where}: metadata {META_SPEC}")
     graph = props.get(META_GRAPH) or next(iter(spec.graphs))
     spec.graph(graph)
     try:
         info = json.loads(props.get(META_EXPORT, "{}"))
     except json.JSONDecodeError as exc:
-        raise SpecError(f"rnndeploy export metadata is not valid JSON: {exc}") from exc
+        raise SpecError(f"{where}: metadata {META_EXPORT} is not valid JSON: {exc}") from None
+    if not isinstance(info, dict):
+        raise SpecError(f"{where}: metadata {META_EXPORT} must be a JSON object, got {type(info).__name__}")
     return spec, graph, info
 
 
@@ -527,6 +574,30 @@ def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
     inputs = tuple(tensor(vi, True) for vi in model.graph.input if vi.name not in init_names)
     outputs = tuple(tensor(vi, False) for vi in model.graph.output)
     return ModelSpec(name=name, family="custom", graphs={"model": GraphSpec("model", inputs, outputs)})
+
+
+def shape_problem(t: TensorSpec, shape: Sequence[int], sizes: Mapping[str, int],
+                  derived: Optional[Dict[str, int]] = None) -> Optional[str]:
+    """Why ``shape`` does not fit ``t``'s dims at axis ``sizes`` (None when it fits).
+
+    Fixed axes must match; axes named in ``sizes`` must have that size; any other named
+    axis is derived, and takes one size per call: ``derived`` (updated in place) holds
+    the sizes seen so far, so two outputs sharing a derived axis must agree.
+    """
+    if len(shape) != len(t.dims):
+        return f"{t.name!r} has rank {len(shape)}, the spec says {len(t.dims)} {list(t.dims)}"
+    seen = derived if derived is not None else {}
+    for axis, (n, d) in enumerate(zip(shape, t.dims)):
+        if isinstance(d, int):
+            want: Optional[int] = d
+        elif d in sizes:
+            want = int(sizes[d])
+        else:
+            want = seen.setdefault(d, int(n))
+        if int(n) != want:
+            what = f"{d}" if isinstance(d, int) else f"{d!r} = {want}"
+            return f"{t.name!r} axis {axis} is {n}, the spec says {what} (shape {list(shape)} vs {list(t.dims)})"
+    return None
 
 
 # -- helpers --------------------------------------------------------------------------------

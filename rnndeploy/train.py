@@ -274,6 +274,7 @@ def train_recipe(
     bar = recipe.quality_bar
     monitor_higher, _ = METRICS[ds.task][bar.metric]
 
+    check_training_fits(recipe, ds)  # before any weight is allocated
     old_threads = torch.get_num_threads()
     if tc["threads"]:
         torch.set_num_threads(int(tc["threads"]))
@@ -317,6 +318,28 @@ def train_recipe(
     say(summary_line(ds.task, metrics[bar.split], bar.split))
     say(verdict.describe())
     return result
+
+
+def check_training_fits(recipe: Recipe, ds: Dataset) -> None:
+    """Refuse (UsageError) a model + batch that cannot fit in this machine's memory.
+
+    The model is built on torch's "meta" device (no memory) to count its parameters;
+    the estimate is weights + gradients + two Adam moments (float32) plus three times
+    the recurrent activations of one batch (forward outputs, gates, their gradients).
+    """
+    import torch
+
+    from rnndeploy.memory import activation_bytes, check_fits
+    from rnndeploy.models import build_model
+
+    with torch.device("meta"):
+        meta = build_model(recipe.model, ds.data_info)
+    params = sum(int(p.numel()) for p in meta.parameters())
+    seq = max((int(a.shape[1]) for a in ds.splits.get("train", {}).values() if getattr(a, "ndim", 0) >= 2), default=1)
+    batch = int(recipe.train["batch_size"])
+    need = params * 4 * 4 + 3 * activation_bytes(dict(meta.config), {"batch": batch, "seq": seq})
+    check_fits(need, f"training {meta.config.get('name', 'the model')} ({params:,} parameters, batch {batch}, seq {seq})",
+               "use a smaller hidden_size / num_layers / embedding_dim or batch_size")
 
 
 def summary_line(task: str, m: Mapping[str, float], split: str = "test") -> str:

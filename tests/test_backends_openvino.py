@@ -81,7 +81,7 @@ def test_bf16_is_reported_where_the_cpu_has_it_and_refused_where_not(tmp_path, m
 def test_other_backends_refuse_bf16(tmp_path):
     source, _, _ = _source(tmp_path, RnnCase("RNN"))
     with pytest.raises(UsageError, match="does not compute in bf16"):
-        create_runner("ort-cpu:bf16", source)
+        create_runner("onnx-ref:bf16", source)
 
 
 def test_unsupported_activation_is_one_line(tmp_path):
@@ -96,7 +96,25 @@ def test_missing_openvino_names_the_extra(tmp_path):
     code = block_imports("openvino") + (
         "from rnndeploy.cli import main\n"
         f"sys.argv = ['rnndeploy', 'parity', {str(tmp_path / 'm.onnx')!r}, '--backend', 'openvino', '--shapes', '1x2', "
-        "'--dim', 'seq=2', '--dim', 'batch=1']\nmain()\n")
+        "'--dim', 'seq=2', '--dim', 'batch=1', '--reference', 'onnx-ref']\nmain()\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "rnndeploy[openvino]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_input_openvino_prunes_is_not_fed_and_is_reported(tmp_path):
+    """ONNX's own test_lstm_with_peepholes has P as a graph input: OpenVINO prunes it (it ignores
+    peepholes), so the runner feeds the rest, says so, and the values show what that costs."""
+    from onnx import helper, numpy_helper
+
+    model, feed = build(RnnCase("LSTM", seq_lens=True, initial=True, peepholes=True))
+    for init in list(model.graph.initializer):  # every weight a graph input, as in ONNX's node test
+        feed[init.name] = numpy_helper.to_array(init)
+        model.graph.input.append(helper.make_tensor_value_info(init.name, onnx.TensorProto.FLOAT, list(init.dims)))
+        model.graph.initializer.remove(init)
+    onnx.save(model, tmp_path / "p_input.onnx")
+    source = ModelSource(spec=spec_from_onnx_io(model), onnx=str(tmp_path / "p_input.onnx"))
+    with create_runner("openvino", source) as r:
+        out = r.infer(feed)
+        assert r.describe().details["ignored_inputs"] == ["P"]
+    assert _max_err(out, reference_run(model, feed)) > 1e-2

@@ -4,6 +4,7 @@ grammar, validation, metadata, simplification and the bad-input cases."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_user_spec_finds_output_dims():
         ("hn", (1, "batch", 8), "state"),
     ]
     assert g.outputs[0].time_axis == 1
-    with pytest.raises(UsageError, match="declared float32"):
+    with pytest.raises(UsageError, match="has rank 3, the spec says 2"):
         user_spec(m, [parse_input("x[batch,seq,3]"), parse_input("h0[1,batch,8]")], ["y:float32[batch,8]", "hn"])
 
 
@@ -332,3 +333,56 @@ def test_user_module_with_dynamo_in_a_fresh_process(tmp_path):
     assert info.export_info["exporter"] == "dynamo" and info.recurrence == "native"
     assert info.outputs[0].dims == ("batch", "seq", 8)  # dynamo declared seq as 7; renamed, then validated at 4 sizes
     assert "declared output 'y' axis 1 as 7" in res.output
+
+
+# -- derived output axes ------------------------------------------------------------------------------
+def test_derived_output_axis_exports_validates_and_runs(tmp_path):
+    """`decoded.view(-1, ntoken)`: the declared axis 'rows' is no input axis, so it is derived."""
+    out = tmp_path / "wlm.onnx"
+    res = invoke("--model", f"{MODELS}/word_lm.py:build", "--input", "ids:int64[seq,batch]",
+                 "--output", "logits:float32[rows,50]:logits", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert re.search(r"seq=256 batch=3 +logits +\[768,50\]", res.output)  # checked at every validation shape
+    spec, graph, _ = read_onnx_metadata(__import__("onnx").load(str(out)))
+    g = spec.graph(graph)
+    assert g.output("logits").dims == ("rows", 50) and g.derived_dims == ("rows",) and g.input_dims == ("seq", "batch")
+    assert describe_onnx(out).outputs[0].dims == ("rows", 50)
+    res = CliRunner().invoke(cli, ["parity", str(out), "--module", f"{MODELS}/word_lm.py:build", "--backend", "ort-cpu",
+                                   "--shapes", "1x1,3x17", "--no-progress"])
+    assert res.exit_code == 0, res.output
+
+
+def test_undeclared_derived_axis_says_how_to_declare_it(tmp_path):
+    res = invoke("--model", f"{MODELS}/word_lm.py:build", "--input", "ids:int64[seq,batch]", "-o", str(tmp_path / "m.onnx"))
+    assert res.exit_code == 2 and "follows no input axis" in res.output and "derived axis" in res.output
+
+
+def test_declared_output_still_checked_against_the_module(tmp_path):
+    res = invoke("--model", f"{MODELS}/word_lm.py:build", "--input", "ids:int64[seq,batch]",
+                 "--output", "logits:float32[rows,49]", "-o", str(tmp_path / "m.onnx"))
+    assert res.exit_code == 2 and "axis 1 is 50, the spec says 49" in res.output
+    res = invoke("--model", f"{MODELS}/word_lm.py:build", "--input", "ids:int64[seq,batch]",
+                 "--output", "logits:float32[seq,50]", "-o", str(tmp_path / "m.onnx"))
+    assert res.exit_code == 2 and "'seq' = 7" in res.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_validation_checks_declared_sizes_at_every_shape(tmp_path):
+    """Declared [batch,5,4] holds at the probe sizes (seq 7, 10) but not at seq 1: validation fails."""
+    res = invoke("--model", f"{MODELS}/word_lm.py:short_window", "--input", "x[batch,seq,3]",
+                 "--output", "y:float32[batch,5,4]", "-o", str(tmp_path / "m.onnx"))
+    assert res.exit_code == 1, res.output
+    assert "torch output 'y' axis 1 is 1, the spec says 5" in res.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_shape_problem_holds_a_derived_axis_to_one_size():
+    from rnndeploy.spec import TensorSpec, shape_problem
+
+    a = TensorSpec("a", "float32", ("rows", 3), "other")
+    b = TensorSpec("b", "float32", ("rows", "batch"), "other")
+    seen: dict = {}
+    assert shape_problem(a, (12, 3), {"batch": 2}, seen) is None and seen == {"rows": 12}
+    assert shape_problem(b, (12, 2), {"batch": 2}, seen) is None
+    assert "'rows' = 12" in shape_problem(b, (11, 2), {"batch": 2}, seen)
+    assert "rank 1" in shape_problem(a, (12,), {}, {})

@@ -269,3 +269,32 @@ def test_parity_normalises_a_layout1_file_and_says_so(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if "normalised" in line]
     assert len(lines) == 1 and "layout=1 → 0 on 'gru_node'" in lines[0] and "running that copy" in lines[0]
     assert "PASSED" in proc.stdout
+
+
+def test_parity_without_backend_runs_every_available_runtime_and_says_which(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from rnndeploy.backends import ModelSource, default_backends
+    from rnndeploy.spec import spec_from_onnx_io
+
+    model, feed = build(RnnCase("LSTM", "bidirectional", 0, seq_lens=True, initial=True))
+    onnx.save(model, tmp_path / "m.onnx")
+    chosen, skipped = default_backends(ModelSource(spec_from_onnx_io(model), onnx=str(tmp_path / "m.onnx")))
+    assert "ort-cpu" in chosen and "torch" not in chosen and "onnx-ref" not in chosen
+    assert skipped["torch"] == "no checkpoint or module given" and "name it with --backend onnx-ref" in skipped["onnx-ref"]
+    np.savez(tmp_path / "in.npz", **feed)
+    np.savez(tmp_path / "out.npz", **reference_run(model, feed))
+    proc = run_cli("parity", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "in.npz"),
+                   "--expected", str(tmp_path / "out.npz"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if "no --backend given" in x)
+    assert f"running {', '.join(chosen)}" in line and "skipped torch: no checkpoint or module given" in line
+    assert all(f"Under test: {b} " in proc.stdout for b in chosen)
+
+
+def test_build_engine_dry_run_plans_from_the_normalised_copy(tmp_path):
+    model, _ = build(RnnCase("LSTM", "bidirectional", 1, seq_lens=True, initial=True))
+    onnx.save(model, tmp_path / "bf.onnx")
+    r = CliRunner().invoke(cli, ["build-engine", str(tmp_path / "bf.onnx"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "normalised" in r.output and "building from that copy" in r.output
+    assert "X [1..32, 1..1024, 3]" in r.output  # the profile keeps the file's batch-first input

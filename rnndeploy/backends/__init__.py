@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Mapping, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 from rnndeploy.backends.base import (
     HostTimer,
@@ -33,6 +33,8 @@ __all__ = [
     "RunnerOptions",
     "Timer",
     "available_backends",
+    "backend_availability",
+    "default_backends",
     "runnable_backends",
     "check_feed",
     "create_runner",
@@ -213,10 +215,36 @@ def runnable_backends(source: Optional[ModelSource] = None) -> List[str]:
     For a demo or CI step that should check "whatever this machine has". Imports
     onnxruntime (to list its providers) but never creates a TensorRT runtime.
     """
+    return [n for n, why in backend_availability(source).items() if why is None]
+
+
+# Backends never chosen by default: name them to run them.
+NOT_BY_DEFAULT = {"onnx-ref": "onnx's reference evaluator is slow (pure numpy): name it with --backend onnx-ref"}
+
+
+def default_backends(source: Optional[ModelSource] = None) -> Tuple[List[str], Dict[str, str]]:
+    """(backends to run, {skipped backend: why}) when the user names none: every backend
+    that can run here on ``source``'s artefacts, except those in NOT_BY_DEFAULT."""
+    chosen: List[str] = []
+    skipped: Dict[str, str] = {}
+    for name, why in backend_availability(source).items():
+        why = why or NOT_BY_DEFAULT.get(name)
+        if why is None:
+            chosen.append(name)
+        else:
+            skipped[name] = why
+    return chosen, skipped
+
+
+def backend_availability(source: Optional[ModelSource] = None) -> Dict[str, Optional[str]]:
+    """Every registered backend → None when it can run here (on ``source``'s artefacts), else why not."""
     from rnndeploy.doctor import probe_gpus
 
     names = available_backends()
-    has_gpu = bool(probe_gpus()[0]) if any(BACKENDS[n].gpu for n in names) else False
+    gpu_err: Optional[str] = None
+    if any(BACKENDS[n].gpu for n in names):
+        gpus, err = probe_gpus()
+        gpu_err = None if gpus else f"no CUDA GPU ({err})"
     providers: List[str] = []
     if "ort-cpu" in names:
         try:
@@ -226,17 +254,20 @@ def runnable_backends(source: Optional[ModelSource] = None) -> List[str]:
         except ImportError:  # pragma: no cover - available() said it was there
             providers = []
     need_provider = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
-    out = []
-    for n in names:
-        b = BACKENDS[n]
-        if b.gpu and not has_gpu:
-            continue
-        if n in need_provider and need_provider[n] not in providers:
-            continue
-        if source is not None:
-            have = {"torch": bool(source.checkpoint or source.module), "onnx": bool(source.onnx),
-                    "engine": bool(source.engine)}[b.artefact]
-            if not have:
-                continue
-        out.append(n)
+    missing_artefact = {"torch": "no checkpoint or module given", "onnx": "no ONNX file given",
+                        "engine": "no TensorRT engine given (--engine)"}
+    out: Dict[str, Optional[str]] = {}
+    for n, b in BACKENDS.items():
+        if n not in names:
+            out[n] = f"{b.module} is not installed (pip install 'rnndeploy[{b.extra}]')"
+        elif b.gpu and gpu_err:
+            out[n] = gpu_err
+        elif n in need_provider and need_provider[n] not in providers:
+            out[n] = f"this onnxruntime has no {need_provider[n]}"
+        elif source is not None and not {"torch": bool(source.checkpoint or source.module),
+                                         "onnx": bool(source.onnx or source.onnx_bytes),
+                                         "engine": bool(source.engine)}[b.artefact]:
+            out[n] = missing_artefact[b.artefact]
+        else:
+            out[n] = None
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from rnndeploy.backends.base import ModelSource
-from rnndeploy.errors import SpecError, UsageError
+from rnndeploy.errors import UsageError
 from rnndeploy.fileio import sha256_file
 
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
@@ -69,9 +69,13 @@ def resolve_source(
     if arts["module"] and not Path(arts["module"].rsplit(":", 1)[0]).is_file():
         raise UsageError(f"module file {arts['module'].rsplit(':', 1)[0]} does not exist", "write --module path/to/file.py:factory")
 
+    if arts["checkpoint"]:
+        _spec_from_checkpoint(arts["checkpoint"])  # a damaged checkpoint fails now, not inside torch
     if arts["onnx"]:
         spec, meta_graph, state_default = _spec_from_onnx(arts["onnx"])
-        if auto_checkpoint and not (arts["checkpoint"] or arts["module"]):
+        if arts["checkpoint"]:
+            check_exported_from(arts["onnx"], arts["checkpoint"])
+        elif auto_checkpoint and not arts["module"]:
             arts["checkpoint"] = _exported_from(arts["onnx"])
     elif arts["checkpoint"]:
         spec, meta_graph, state_default = _spec_from_checkpoint(arts["checkpoint"]), None, False
@@ -123,29 +127,46 @@ def model_hashes(source: ModelSource) -> Dict[str, Optional[str]]:
 
 # -- helpers -----------------------------------------------------------------------------------------
 def _load_onnx(path: str) -> Any:
-    import onnx
+    from rnndeploy.onnx_file import load_onnx
 
-    try:
-        return onnx.load(path, load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError / google.protobuf errors
-        raise UsageError(f"{path} is not a readable ONNX file: {exc}") from exc
+    return load_onnx(path, external_data=False)
 
 
 def _spec_from_onnx(path: str) -> Tuple[Any, Optional[str], bool]:
-    from rnndeploy.spec import read_onnx_metadata, spec_from_onnx_io
+    from rnndeploy.spec import has_rnndeploy_metadata, read_onnx_metadata, spec_from_onnx_io
 
     model = _load_onnx(path)
-    try:
-        spec, graph, _info = read_onnx_metadata(model)
-    except SpecError as exc:
-        if "carries no rnndeploy spec" not in exc.message:
-            raise
+    if not has_rnndeploy_metadata(model):
         return spec_from_onnx_io(model, name=Path(path).stem), "model", False
+    spec, graph, _info = read_onnx_metadata(model, path)
     init = {i.name for i in model.graph.initializer}
     file_inputs = {i.name for i in model.graph.input if i.name not in init}
     optional = [t.name for t in spec.graph(graph).inputs if t.optional]
     with_state = bool(optional) and all(n in file_inputs for n in optional)
     return spec, graph, with_state
+
+
+def check_exported_from(onnx_path: str, checkpoint: str) -> None:
+    """Refuse a checkpoint that is not the one ``onnx_path`` records it was exported from.
+
+    rnndeploy export writes the sha256 of the checkpoint's manifest.json (which hashes
+    every file of it) into the ONNX metadata; a different checkpoint would make torch a
+    reference for another model. Files without that record (foreign, user modules) pass.
+
+    Raises:
+        UsageError: the hashes differ.
+    """
+    recorded = _export_info(onnx_path).get("checkpoint_sha256")
+    manifest = Path(checkpoint) / "manifest.json"
+    if not isinstance(recorded, str) or not manifest.is_file():
+        return
+    actual = sha256_file(manifest)
+    if actual != recorded:
+        raise UsageError(
+            f"checkpoint {checkpoint} is not the model this ONNX file was exported from: {onnx_path} records "
+            f"checkpoint sha256 {recorded[:12]}…, {checkpoint} has {actual[:12]}…",
+            "give the checkpoint it was exported from, or export this checkpoint again (rnndeploy export)",
+        )
 
 
 def _exported_from(onnx_path: str) -> Optional[str]:
@@ -161,28 +182,27 @@ def _exported_from(onnx_path: str) -> Optional[str]:
 
 
 def _export_info(path: str) -> Dict[str, Any]:
-    from rnndeploy.spec import read_onnx_metadata
+    from rnndeploy.spec import has_rnndeploy_metadata, read_onnx_metadata
 
-    try:
-        return read_onnx_metadata(_load_onnx(path))[2]
-    except SpecError:
-        return {}
+    model = _load_onnx(path)
+    return read_onnx_metadata(model, path)[2] if has_rnndeploy_metadata(model) else {}
 
 
 def _spec_from_checkpoint(path: str) -> Any:
     """The ModelSpec a ``rnndeploy train`` checkpoint stores in spec.json (read without torch)."""
-    import json
 
+    from rnndeploy.checkpoint import verify_checkpoint
     from rnndeploy.spec import ModelSpec
 
-    p = Path(path) / "spec.json"
-    if not p.is_file():
-        raise UsageError(f"{path} is not an rnndeploy checkpoint (no spec.json)",
+    if Path(path).is_dir() and not (Path(path) / "manifest.json").is_file() and not (Path(path) / "spec.json").is_file():
+        raise UsageError(f"{path} is not an rnndeploy checkpoint (no manifest.json, no spec.json)",
                          "give a directory written by rnndeploy train --out, or an ONNX file")
+    verify_checkpoint(path)  # every file's sha256 (no torch needed)
+    p = Path(path) / "spec.json"
     try:
-        return ModelSpec.from_dict(json.loads(p.read_text()))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{p} is not valid JSON: {exc}") from exc
+        return ModelSpec.from_json(p.read_text(encoding="utf-8"), str(p))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {p}: {exc}") from None
 
 
 def _spec_from_engine_sidecar(path: str) -> Tuple[Any, Optional[str], bool]:

@@ -141,15 +141,23 @@ class Measurement:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Measurement:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "measurement") -> Measurement:
+        """Read one measurement back: at least one finite, positive time (UsageError naming the field)."""
+        from rnndeploy.validation import Fields
+
+        f = Fields(d, where)
+        sizes = f.sizes("sizes")
+        for axis in ("batch", "seq"):
+            if axis in sizes and sizes[axis] < 1:
+                raise f.fail(f"sizes.{axis}", "an integer >= 1", sizes[axis])
         return cls(
-            backend=d["backend"],
-            sizes={k: int(v) for k, v in d["sizes"].items()},
-            times=tuple(float(t) for t in d["times"]),
-            number=int(d.get("number", 1)),
-            warmup=int(d.get("warmup", 0)),
-            description=dict(d.get("description", {})),
-            metadata=dict(d.get("metadata", {})),
+            backend=f.str("backend"),
+            sizes=sizes,
+            times=tuple(f.numbers("times", above=0.0, nonempty=True)),
+            number=f.int("number", required=False, default=1, minimum=1),
+            warmup=f.int("warmup", required=False, default=0, minimum=0),
+            description=f.mapping("description", required=False, default={}),
+            metadata=f.mapping("metadata", required=False, default={}),
         )
 
 

@@ -70,15 +70,27 @@ class BenchResult:
             "created": self.created,
         }
 
+    @property
+    def status(self) -> str:
+        """"measured", or "invalid" when it holds no measurement."""
+        return "measured" if self.measurements else "invalid"
+
+    def invalid_reason(self) -> Optional[str]:
+        return None if self.measurements else "it holds no measurements: nothing was measured"
+
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BenchResult:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "bench result") -> BenchResult:
+        """Read a result back, every field checked (UsageError naming ``where`` and the field)."""
+        from rnndeploy.validation import Fields
+
+        f = Fields(d, where)
         return cls(
-            model=dict(d.get("model", {})),
-            measurements=tuple(Measurement.from_dict(m) for m in d.get("measurements", [])),
-            baseline=d.get("baseline"),
-            settings=dict(d.get("settings", {})),
-            warnings=tuple(d.get("warnings", [])),
-            machine=dict(d.get("machine", {})),
-            command=d.get("command", ""),
-            created=d.get("created", ""),
+            model=f.mapping("model", required=False, default={}),
+            measurements=tuple(Measurement.from_dict(m.data, m.where) for m in f.records("measurements")),
+            baseline=f.str("baseline", required=False),
+            settings=f.mapping("settings", required=False, default={}),
+            warnings=tuple(f.strs("warnings", required=False)),
+            machine=f.mapping("machine", required=False, default={}),
+            command=f.str("command", required=False, default=""),
+            created=f.str("created", required=False, default=""),
         )

@@ -21,6 +21,7 @@ from rnndeploy.bench.results import BenchResult
 from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, MAX_SAMPLES, measure
 from rnndeploy.errors import UsageError
 from rnndeploy.inputs import generate_inputs, sizes_for
+from rnndeploy.memory import check_graph_fits
 from rnndeploy.optional import available
 from rnndeploy.progress import progress
 
@@ -118,10 +119,14 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
     pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
     runners: Dict[str, Runner] = {}
     measurements: List[Measurement] = []
+    configs = [(bt, s) for s in config.seqs for bt in config.batches]
+    for batch, seq in configs:  # every configuration fits (and names only known axes) before any runner starts
+        check_graph_fits(graph, sizes_for(graph, batch, seq, config.extra_dims),
+                         f"bench b{batch} s{seq} (inputs and outputs of every runtime)", copies=len(backends) + 1,
+                         attrs=source.spec.attrs)
     try:
         for b in backends:
             runners[b] = runner_factory(b, source, config.options_for(b)).activate()
-        configs = [(bt, s) for s in config.seqs for bt in config.batches]
         label = f"bench {source.spec.name}"
         for batch, seq in progress(configs, label, enabled=config.show_progress):
             sizes = sizes_for(graph, batch, seq, config.extra_dims)

@@ -64,6 +64,23 @@ class LazyGroup(click.Group):
         except RnnDeployError as err:
             click.echo(f"rnndeploy: error: {err}", err=True)
             ctx.exit(err.exit_code)
+        except click.UsageError as err:
+            _usage_error(err)
+
+    def make_context(self, info_name: Optional[str], args: List[str], parent: Optional[click.Context] = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            _usage_error(err)
+            raise  # unreachable: _usage_error exits
+
+
+def _usage_error(err: click.UsageError) -> None:
+    """A command-line mistake as one line (click's default is usage + hint + error, three lines)."""
+    where = err.ctx.command_path if err.ctx is not None else "rnndeploy"
+    click.echo(f"rnndeploy: error: {err.format_message()} (see {where} --help)", err=True)
+    raise click.exceptions.Exit(err.exit_code)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

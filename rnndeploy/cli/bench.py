@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options
+from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS, SEED
 
 
 @click.command()
@@ -14,11 +15,11 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @runner_options
 @click.option("--batch", "batches", default="1", show_default=True, metavar="B,...", help="Batch sizes to sweep.")
 @click.option("--seq", "seqs", default="16,128", show_default=True, metavar="S,...", help="Sequence lengths to sweep.")
-@click.option("--iters", type=click.IntRange(min=1), help="Timed calls per configuration (instead of --min-time).")
-@click.option("--min-time", type=float, default=1.0, show_default=True,
+@click.option("--iters", type=POSITIVE_INT, help="Timed calls per configuration (instead of --min-time).")
+@click.option("--min-time", type=POSITIVE_SECONDS, default=1.0, show_default=True,
               help="Seconds of timed calls per configuration (when --iters is not given).")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
+@click.option("--warmup", type=NON_NEGATIVE_INT, default=10, show_default=True, help="Untimed calls first.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--no-torch-row", is_flag=True, help="Do not add torch beside the other backends.")
 @click.option("--baseline", metavar="LABEL", help="Row that ratios are taken against (default torch).")
 @dim_option
@@ -31,7 +32,8 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
           seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
           baseline: Optional[str], dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
           show_progress: Optional[bool]) -> Any:
-    """Measure latency of every --backend over a --batch x --seq sweep, side by side.
+    """Measure latency of every --backend (default: every runtime available here) over a
+    --batch x --seq sweep, side by side.
 
     Torch is added as a row whenever a checkpoint or module is known, so every ratio
     is measured in the same run. Each figure states what it includes (device,
@@ -47,6 +49,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.bench.sweep import BenchConfig, run_bench
     from rnndeploy.cli.harness_options import (
+        backends_or_defaults,
         command_line,
         emit_result,
         normalized_source,
@@ -63,6 +66,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
+    backends = backends_or_defaults(backends, source)
     config = BenchConfig(
         backends=tuple(backends),
         batches=tuple(parse_int_list(batches, "--batch")),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import click
 
 
 @click.command()
-@click.option("--out", "out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
+@click.option("--out", "out", default="runs/demo", show_default=True,
               help="Directory for the checkpoint, ONNX file, engine, results and report.")
 @click.option("--recipe", default="sine", show_default=True, help="Recipe to train (a name in recipes/ or a path).")
 @click.option("--quick", is_flag=True, help="Two epochs and a one-point benchmark (a smoke test of the pipeline).")
@@ -21,14 +20,22 @@ def demo(out: str, recipe: str, quick: bool) -> None:
     """
     from rnndeploy import demo as lib
     from rnndeploy.cli import cli
+    from rnndeploy.fileio import transaction_dir
+    from rnndeploy.recipe import load_recipe
 
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    load_recipe(recipe)  # a missing or broken recipe fails before anything is created
 
     def invoke(args: Sequence[str]) -> int:
         status = cli.main(list(args), prog_name="rnndeploy", standalone_mode=False)
         return int(status or 0)
 
-    stages = lib.plan(out_dir, lib.detect_machine(), recipe=recipe, quick=quick)
-    lib.run(stages, invoke, click.echo)
+    # all or nothing: a failed demo leaves no new directory and the previous output as it was
+    with transaction_dir(out, parents=True, what="--out") as out_dir:
+        stages = lib.plan(out_dir, lib.detect_machine(), recipe=recipe, quick=quick)
+        try:
+            lib.run(stages, invoke, click.echo)
+        except lib.StageFailed as err:  # the stage printed its own error line
+            click.echo(f"demo stopped at stage {err.stage.name!r} (exit {err.exit_code}); "
+                       f"rerun it alone: {err.stage.command}", err=True)
+            raise click.exceptions.Exit(err.exit_code) from None
     click.echo(f"\nreport: {out_dir / 'report.html'} (open it in a browser), {out_dir / 'report.md'}")

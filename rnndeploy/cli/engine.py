@@ -8,12 +8,13 @@ from typing import Optional, Tuple
 
 import click
 
+from rnndeploy.cli.types import DEVICE_INDEX, POSITIVE_INT, OutputPath
 from rnndeploy.errors import UsageError
 
 
 @click.command("build-engine")
 @click.argument("onnx_file", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", default=None, metavar="MODEL.plan", help="Engine file to write (MODEL.plan.json is written beside it).")
+@click.option("-o", "--output", default=None, metavar="MODEL.plan", type=OutputPath(), help="Engine file to write (MODEL.plan.json is written beside it).")
 @click.option("--fp16/--fp32", "fp16", default=None, help="Precision (default: the recipe's [engine] precision in the ONNX metadata, else FP32).")
 @click.option("--policy", type=click.Choice(["fp16", "fp16-keep-recurrence"]), default=None,
               help="FP16 policy: fp16 = everything with an FP16 kernel (default); fp16-keep-recurrence = LSTM/GRU/RNN stay FP32.")
@@ -28,9 +29,9 @@ from rnndeploy.errors import UsageError
 @click.option("--min-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax (x:1x1x8,lengths:1); repeat the three for more profiles.")
 @click.option("--opt-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax; opt = max when omitted.")
 @click.option("--max-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax.")
-@click.option("--workspace", "workspace_mib", type=int, default=None, metavar="MiB", help="Builder workspace limit (default: TensorRT's).")
+@click.option("--workspace", "workspace_mib", type=POSITIVE_INT, default=None, metavar="MiB", help="Builder workspace limit (default: TensorRT's).")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, metavar="N", help="Builder optimisation level 0-5 (default: TensorRT's, 3).")
-@click.option("--timing-cache", default=None, metavar="FILE", help="Load the timing cache from FILE if it exists; save it after the build.")
+@click.option("--timing-cache", default=None, metavar="FILE", type=OutputPath(), help="Load the timing cache from FILE if it exists; save it after the build.")
 @click.option("--no-stub-tactics", is_flag=True,
               help="Disable the cuBLAS/cuBLASLt/cuDNN tactic sources (automatic when those libraries are the trt86 kit's stubs).")
 @click.option("--keep-stub-tactics", is_flag=True, help="Keep those tactic sources even when the libraries look like stubs.")
@@ -39,10 +40,12 @@ from rnndeploy.errors import UsageError
 @click.option("--hoist-input-projection", "hoist", is_flag=True,
               help="Rewrite LSTM/GRU/RNN nodes so the input projection of all timesteps is one MatMul ahead of the "
               "recurrence (a Scan then carries only the recurrent matmul). Outputs are unchanged; try it for speed.")
-@click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
+@click.option("--trt-version", default=None, metavar="X.Y",
+              help="TensorRT the plan is for (checks the ONNX opset its parser reads). Default: the installed one.")
+@click.option("--device", type=DEVICE_INDEX, default=0, show_default=True, help="CUDA device index.")
 @click.option("--progress/--no-progress", default=None, help="Build progress on stderr (default: when stderr is a terminal).")
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log on stderr.")
-@click.option("--write-fp16-onnx", default=None, metavar="FILE.onnx",
+@click.option("--write-fp16-onnx", default=None, metavar="FILE.onnx", type=OutputPath(),
               help="Write the FP16 ONNX this policy produces (onnx only; no TensorRT or GPU needed). Without -o, stop there.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (profiles, precision, kept nodes) and stop; needs no TensorRT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecar (or the plan) as JSON.")
@@ -50,7 +53,7 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
                  batch: Optional[str], seq: Optional[str], dims: Tuple[str, ...], profiles: Tuple[str, ...],
                  min_shapes: Tuple[str, ...], opt_shapes: Tuple[str, ...], max_shapes: Tuple[str, ...],
                  workspace_mib: Optional[int], opt_level: Optional[int], timing_cache: Optional[str],
-                 no_stub_tactics: bool, keep_stub_tactics: bool, tf32: bool, keep_nodes: Tuple[str, ...], hoist: bool, device: int,
+                 no_stub_tactics: bool, keep_stub_tactics: bool, tf32: bool, keep_nodes: Tuple[str, ...], hoist: bool, trt_version: Optional[str], device: int,
                  progress: Optional[bool], verbose: bool, write_fp16_onnx: Optional[str], dry_run: bool, as_json: bool) -> None:
     """Build a TensorRT engine from an ONNX file, with optimization profiles from the
     model's metadata (or the options below) and FP16 chosen the way the installed
@@ -79,15 +82,12 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
         workspace_mib=workspace_mib, opt_level=opt_level, timing_cache=timing_cache,
         stub_tactics="disable" if no_stub_tactics else ("keep" if keep_stub_tactics else "auto"),
         tf32=tf32, progress=progress, verbose=verbose, device=device, keep_nodes=keep_nodes, hoist=hoist,
+        trt_version=trt_version,
     )
-    if output is not None:
-        from rnndeploy.fileio import check_parent_dir
-
-        check_parent_dir(output, "engine")
     from rnndeploy.graph.files import auto_normalize_path
 
     if os.path.isfile(onnx_file):
-        onnx_file, line = auto_normalize_path(onnx_file)
+        onnx_file, line = auto_normalize_path(onnx_file, use="building from")
         if line:
             click.echo(f"rnndeploy: {line}", err=True)
     plan = plan_build(onnx_file, options)
@@ -134,3 +134,5 @@ def _print_plan(plan, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     click.echo(f"profiles   from {plan.profiles_origin}: {describe_profiles(plan.profiles)}")
     if plan.rewrite:
         click.echo(f"rewrite    {len(plan.rewrite['rewritten'])} node(s) hoisted, left: {plan.rewrite['skipped'] or 'none'}")
+    for note in plan.notes:
+        click.echo(f"note       {note}")

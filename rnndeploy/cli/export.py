@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import click
 
+from rnndeploy.cli.types import POSITIVE_INT, OutputPath
 from rnndeploy.errors import UsageError
 
 
@@ -16,6 +17,7 @@ from rnndeploy.errors import UsageError
     "-o",
     "--out",
     required=True,
+    type=OutputPath(kind="file_or_dir"),
     help="NAME.onnx, or an existing directory (DIR/<graph>.onnx). "
     "A seq2seq model writes NAME.encoder.onnx + NAME.decoder_step.onnx (DIR/encoder.onnx + DIR/decoder_step.onnx).",
 )
@@ -49,7 +51,7 @@ from rnndeploy.errors import UsageError
     "it fails or does not validate; the choice is recorded in the metadata. A named exporter is used alone.",
 )
 @click.option(
-    "--opset", type=int, default=None, help="ONNX opset (default: the recipe's, else 17 — TensorRT 8.6 parses <= 17)."
+    "--opset", type=POSITIVE_INT, default=None, help="ONNX opset (default: the recipe's, else 17 — TensorRT 8.6 parses <= 17)."
 )
 @click.option(
     "--with-state/--without-state",
@@ -63,7 +65,7 @@ from rnndeploy.errors import UsageError
 )
 @click.option(
     "--long-seq",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     metavar="N",
     help="Longest training sequence; validation runs one twice as long (default: from the recipe/data, else 128).",

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import click
 
 from rnndeploy.backends import BACKENDS
+from rnndeploy.cli.types import POSITIVE_INT, TOLERANCE, OutputPath
 from rnndeploy.errors import UsageError
 
 F = Callable[..., Any]
@@ -38,11 +39,12 @@ model_options = _stack(
 runner_options = _stack(
     click.option("--backend", "backends", multiple=True, metavar="NAME[:MOD...]",
                  help=f"Runtime to run (repeatable): {', '.join(BACKENDS)}; modifiers give several configurations "
-                      "side by side, e.g. torch:fp16, torch:fp16:graph, ort-cpu:t1, ort-cuda:copies."),
+                      "side by side, e.g. torch:fp16, torch:fp16:graph, ort-cpu:t1, ort-cuda:copies, openvino:bf16. "
+                      "Default: every runtime available here (the command says which, and why others are skipped)."),
     click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                  help="Precision of the runtimes under test (torch: autocast or .half(); trt/ort-trt: FP16 kernels)."),
     click.option("--device", metavar="DEV", help="cpu, cuda or cuda:N (torch; GPU backends take cuda:N)."),
-    click.option("--threads", type=click.IntRange(min=1), help="Intra-op CPU threads (torch, ort-cpu). Default: library default."),
+    click.option("--threads", type=POSITIVE_INT, help="Intra-op CPU threads (torch, ort-cpu). Default: library default."),
     click.option("--cuda-graph", is_flag=True, help="Capture and replay a CUDA graph (GPU backends)."),
     click.option("--include-copies", is_flag=True,
                  help="GPU timings include host<->device copies (default: device-resident inputs and outputs)."),
@@ -57,8 +59,8 @@ runner_options = _stack(
 )
 
 tolerance_options = _stack(
-    click.option("--atol", type=float, help="Absolute tolerance for every output (overrides the spec)."),
-    click.option("--rtol", type=float, help="Relative tolerance for every output (overrides the spec)."),
+    click.option("--atol", type=TOLERANCE, help="Absolute tolerance for every output (overrides the spec)."),
+    click.option("--rtol", type=TOLERANCE, help="Relative tolerance for every output (overrides the spec)."),
     click.option("--tol", "tol_items", multiple=True, metavar="OUTPUT:ATOL:RTOL[:REL_L2]",
                  help="Tolerance for one output (repeatable); wins over --atol/--rtol."),
 )
@@ -67,8 +69,8 @@ dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
                           help="Size of a dynamic axis other than batch/seq (foreign models; repeatable).")
 
 output_options = _stack(
-    click.option("--json", "json_path", metavar="FILE", help="Write the result as an rnndeploy results JSON file."),
-    click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown."),
+    click.option("--json", "json_path", metavar="FILE", type=OutputPath(), help="Write the result as an rnndeploy results JSON file."),
+    click.option("--markdown", "markdown_path", metavar="FILE", type=OutputPath(), help="Write the result as Markdown."),
     click.option("--progress/--no-progress", "show_progress", default=None, help="Progress bars (default: on a terminal)."),
 )
 
@@ -184,3 +186,20 @@ def normalized_source(source: Any) -> Any:
     if line:
         click.echo(f"rnndeploy: {line}", err=True)
     return source
+
+
+def backends_or_defaults(backends: Sequence[str], source: Any, reference: Optional[str] = None) -> Sequence[str]:
+    """``backends`` as given, or — when none was named — every runtime that can run here on
+    ``source`` (rnndeploy.backends.default_backends), said in one line on stderr: which
+    were chosen and which were skipped, and why."""
+    if backends:
+        return backends
+    from rnndeploy.backends import default_backends
+
+    chosen, skipped = default_backends(source)
+    ref = f" ({reference} is the reference)" if reference in chosen else ""
+    line = f"no --backend given: running {', '.join(chosen) or 'none'}{ref}"
+    if skipped:
+        line += "; skipped " + "; ".join(f"{name}: {why}" for name, why in skipped.items())
+    click.echo(f"rnndeploy: {line}", err=True)
+    return chosen

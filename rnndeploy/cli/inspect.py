@@ -7,12 +7,14 @@ import os
 
 import click
 
+from rnndeploy.cli.types import DEVICE_INDEX
+
 
 @click.command()
 @click.argument("path", metavar="MODEL.onnx|MODEL.plan", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 @click.option("--no-live", is_flag=True, help="Engine: show the sidecar only; do not deserialize the engine.")
-@click.option("--device", type=int, default=0, show_default=True, help="CUDA device for deserializing an engine.")
+@click.option("--device", type=DEVICE_INDEX, default=0, show_default=True, help="CUDA device for deserializing an engine.")
 def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
     """Describe an ONNX file (inputs/outputs with dynamic dims, ops, recurrence, precision,
     rnndeploy metadata) or a TensorRT engine (sidecar: TensorRT version, GPU, precision

@@ -6,10 +6,12 @@ from typing import Optional
 
 import click
 
+from rnndeploy.cli.types import OutputPath
+
 
 @click.command()
 @click.argument("onnx_file", metavar="IN.onnx", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", metavar="OUT.onnx", help="Where to write the normalised model. Without it: report only.")
+@click.option("-o", "--output", metavar="OUT.onnx", type=OutputPath(), help="Where to write the normalised model. Without it: report only.")
 @click.option("--batch-first-state", is_flag=True,
               help="Make state inputs/outputs [batch, layers*dirs, hidden] (for servers that batch along axis 0).")
 @click.option("--no-fold", is_flag=True, help="Keep constant shape subgraphs as they are.")
@@ -17,7 +19,7 @@ import click
               help="openvino: also add a no-op clip to recurrent nodes with sequence_lens (OpenVINO ignores the "
                    "lengths otherwise; a clip makes ONNX Runtime's CUDA EP fall back to CPU for that node).")
 @click.option("--no-verify", is_flag=True, help="Write without checking the rewritten model against the original.")
-@click.option("--json", "json_path", metavar="FILE", help="Also write the report (rewrites, compatibility) as JSON.")
+@click.option("--json", "json_path", metavar="FILE", type=OutputPath(), help="Also write the report (rewrites, compatibility) as JSON.")
 def normalize(onnx_file: str, output: Optional[str], batch_first_state: bool, no_fold: bool, target: str,
               no_verify: bool, json_path: Optional[str]) -> None:
     """Rewrite IN.onnx so ONNX Runtime, TensorRT and OpenVINO all compute it correctly:

@@ -7,16 +7,18 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options, tolerance_options
+from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, OutputPath
 
 
 @click.command()
 @model_options
 @runner_options
 @click.option("--reference", metavar="NAME", help="Backend whose outputs are the truth (default torch when a checkpoint "
-                                                  "or module is given, else ort-cpu).")
+                                                  "or module is given, else ort-cpu). Without --backend, every other "
+                                                  "runtime available here is checked against it.")
 @click.option("--shapes", default="1x1,1x16,3x37,8x128", show_default=True, metavar="BxS,...",
               help="batch x seq cases for generated inputs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs and sampling.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs and sampling.")
 @dim_option
 @click.option("--inputs", "inputs_file", metavar="FILE.npz", help="Inputs keyed by input name (any ONNX model).")
 @click.option("--expected", "expected_file", metavar="FILE.npz", help="Reference outputs keyed by output name.")
@@ -28,17 +30,17 @@ from rnndeploy.cli.harness_options import dim_option, model_options, output_opti
 @click.option("--rows", "data_rows", type=click.IntRange(min=1), default=256, show_default=True,
               help="With --inputs-from-recipe: rows of the split (one case).")
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
-@click.option("--save-golden", metavar="DIR", help="Write the inputs and reference outputs as a golden directory.")
+@click.option("--save-golden", metavar="DIR", type=OutputPath(kind="dir"), help="Write the inputs and reference outputs as a golden directory.")
 @tolerance_options
-@click.option("--sample-steps", type=click.IntRange(min=0), default=None,
+@click.option("--sample-steps", type=NON_NEGATIVE_INT, default=None,
               help="char-LM: also compare N sampled tokens per row (fixed seed). Default 32 for char-LMs, else 0.")
-@click.option("--min-agreement", type=float, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
+@click.option("--min-agreement", type=FRACTION, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
 @click.option("--decoder", "decoder_path", metavar="FILE",
               help="seq2seq: the decoder_step ONNX file (or engine) beside MODEL = the encoder; adds greedy decoding "
                    "agreement with every backend. Default: NAME.decoder_step.onnx beside NAME.encoder.onnx.")
-@click.option("--decode-max-len", type=click.IntRange(min=1), default=64, show_default=True, help="seq2seq: decoding steps.")
-@click.option("--bos-id", type=int, help="seq2seq: start token id (default: the spec's).")
-@click.option("--eos-id", type=int, help="seq2seq: end token id (default: the spec's).")
+@click.option("--decode-max-len", type=POSITIVE_INT, default=64, show_default=True, help="seq2seq: decoding steps.")
+@click.option("--bos-id", type=NON_NEGATIVE_INT, help="seq2seq: start token id (default: the spec's).")
+@click.option("--eos-id", type=NON_NEGATIVE_INT, help="seq2seq: end token id (default: the spec's).")
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
 @output_options
 def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
@@ -68,6 +70,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
 
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.cli.harness_options import (
+        backends_or_defaults,
         command_line,
         default_reference,
         emit_result,
@@ -101,8 +104,8 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         if source.graph != "encoder":
             raise UsageError(f"--decoder needs MODEL to be the encoder graph; {source.onnx or model} holds {source.graph!r}")
     ref = reference or default_reference(source)
-    if not backends and not save_golden:
-        raise UsageError("no --backend given", "name the runtimes to check, e.g. --backend ort-cpu")
+    if not save_golden:
+        backends = backends_or_defaults(backends, source, ref if not (golden or expected_file) else None)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     config = ParityConfig(
@@ -128,6 +131,12 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         data_rows=data_rows,
     )
     result = run_parity(source, config, command=command_line())
+    if save_golden and not result.cases:  # only the reference ran: a golden, no comparison
+        click.echo(f"golden written to {save_golden} (only the reference ran: nothing compared"
+                   f"{'; no --json/--markdown written' if json_path or markdown_path else ''})")
+        return None
+    if result.status == "invalid":  # never written, never reported as passed
+        raise UsageError(f"parity is invalid: {result.invalid_reason()}", "give finite tolerances and inputs to compare")
     emit_result(result, json_path, markdown_path)
     if save_golden:
         click.echo(f"golden written to {save_golden}")

@@ -6,12 +6,14 @@ from typing import Any, Optional, Sequence
 
 import click
 
+from rnndeploy.cli.types import OutputPath
+
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="RESULTS.json...")
-@click.option("-o", "--output", "html_path", metavar="FILE.html", help="Write one self-contained HTML page.")
-@click.option("--markdown", "markdown_path", metavar="FILE.md", help="Write Markdown tables.")
-@click.option("--json", "json_path", metavar="FILE.json", help="Write the merged results as one JSON file.")
+@click.option("-o", "--output", "html_path", metavar="FILE.html", type=OutputPath(), help="Write one self-contained HTML page.")
+@click.option("--markdown", "markdown_path", metavar="FILE.md", type=OutputPath(), help="Write Markdown tables.")
+@click.option("--json", "json_path", metavar="FILE.json", type=OutputPath(), help="Write the merged results as one JSON file.")
 @click.option("--title", default="rnndeploy report", show_default=True, help="Page title.")
 def report(files: Sequence[str], html_path: Optional[str], markdown_path: Optional[str], json_path: Optional[str],
            title: str) -> Any:
@@ -22,15 +24,17 @@ def report(files: Sequence[str], html_path: Optional[str], markdown_path: Option
       rnndeploy report cpu.json gpu.json -o report.html --markdown report.md
     Without -o/--markdown/--json, prints the tables.
     """
-    from rnndeploy.fileio import check_parent_dir
-    from rnndeploy.report import render_text, write_html, write_markdown
-    from rnndeploy.report.schema import load_results, merge, write_results
+    import os
 
-    for p in (html_path, markdown_path, json_path):
-        if p:
-            check_parent_dir(p)
-    doc = merge(files)
-    results = load_results(doc)
+    from rnndeploy.errors import UsageError
+    from rnndeploy.report import render_text, write_html, write_markdown
+    from rnndeploy.report.schema import load_verified, write_results
+
+    outputs = [p for p in (html_path, markdown_path, json_path) if p]
+    if len({os.path.abspath(p) for p in outputs}) < len(outputs):
+        raise UsageError(f"the same file is given for two outputs ({', '.join(outputs)})",
+                         "give -o, --markdown and --json different files")
+    doc, results = load_verified(files)
     if html_path:
         write_html(html_path, results, title)
         click.echo(f"wrote {html_path} ({len(results)} results)")

@@ -7,6 +7,8 @@ from typing import Optional, Tuple
 
 import click
 
+from rnndeploy.cli.types import POSITIVE_INT, SEED, OutputPath
+
 
 @click.command()
 @click.argument("recipe")
@@ -15,7 +17,7 @@ import click
     "-o",
     "out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=OutputPath(kind="dir"),
     help="Checkpoint directory to write; an existing checkpoint there is replaced atomically, "
     "any other non-empty directory is refused.",
 )
@@ -27,8 +29,8 @@ import click
     metavar="SECTION.KEY=VALUE",
     help='Override a recipe key; VALUE is TOML (5, 0.1, true, "x", [1, 2]); repeatable.',
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N.")
-@click.option("--seed", type=int, default=None, help="Shortcut for --set train.seed=N.")
+@click.option("--epochs", type=POSITIVE_INT, default=None, help="Shortcut for --set train.epochs=N.")
+@click.option("--seed", type=SEED, default=None, help="Shortcut for --set train.seed=N.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final verdict (no epoch lines, no progress bar).")
 @click.option("--require-quality", is_flag=True, help="Exit 1 when the recipe's quality bar is missed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")

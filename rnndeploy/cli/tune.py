@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import output_options
+from rnndeploy.cli.types import NON_NEGATIVE_FLOAT, POSITIVE_INT, POSITIVE_SECONDS, OutputPath
 
 VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 
@@ -20,16 +21,17 @@ VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Precision variant to try (repeatable; fp32 is always tried). Default: all.")
 @click.option("--threads", "threads", metavar="N,...", help="Intra-op thread counts to try (default: 1 and all cores).")
-@click.option("--max-accuracy-drop", type=float, metavar="PCT",
+@click.option("--max-accuracy-drop", type=NON_NEGATIVE_FLOAT, metavar="PCT",
               help="Reduced precision passes when the task metric is at most PCT percent worse than FP32's "
                    "(default: it must meet the model's tolerances).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]),
               help="Data split for the accuracy check (rebuilt from the model's metadata).")
-@click.option("--rows", type=click.IntRange(min=1), default=512, show_default=True, help="Rows of the split used.")
-@click.option("--budget", type=float, metavar="SECONDS", help="Stop measuring after this many seconds (skips are listed).")
-@click.option("--min-time", type=float, default=0.3, show_default=True, help="Seconds of timed calls per candidate and shape.")
+@click.option("--rows", type=POSITIVE_INT, default=512, show_default=True, help="Rows of the split used.")
+@click.option("--budget", type=POSITIVE_SECONDS, metavar="SECONDS", help="Stop measuring after this many seconds (skips are listed).")
+@click.option("--min-time", type=POSITIVE_SECONDS, default=0.3, show_default=True, help="Seconds of timed calls per candidate and shape.")
 @click.option("--decoder", "decoder_path", metavar="FILE", help="seq2seq: the decoder-step ONNX (for the task metric).")
-@click.option("--out", "out_dir", metavar="DIR", help="Write the chosen artefact(s) and deploy.json (runner settings) here: a new or empty "
+@click.option("--out", "out_dir", metavar="DIR", type=OutputPath(kind="dir"),
+              help="Write the chosen artefact(s) and deploy.json (runner settings) here: a new or empty "
                    "directory, or an earlier tune output, replaced as a whole only when the run succeeds.")
 @output_options
 def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants: Sequence[str], threads: Optional[str],
@@ -75,7 +77,7 @@ def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants:
 
 @click.command()
 @click.argument("model", metavar="MODEL.onnx")
-@click.option("-o", "--output", "out", required=True, metavar="OUT.onnx", help="Where to write the INT8 model.")
+@click.option("-o", "--output", "out", required=True, metavar="OUT.onnx", type=OutputPath(), help="Where to write the INT8 model.")
 @click.option("--policy", type=click.Choice(["int8", "int8-keep-recurrence", "int8-keep-head"]), default="int8",
               show_default=True, help="What stays FP32: nothing, the LSTM recurrence, or the output head.")
 @click.option("--per-channel", is_flag=True, help="One weight scale per output channel (default: per tensor).")

@@ -130,8 +130,11 @@ def resolve_params(cfg: Mapping[str, Any]) -> Dict[str, Any]:
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     """Load the dataset a recipe's ``[data]`` table describes (defaults filled in)."""
+    from rnndeploy.memory import guard
+
     params = resolve_params(cfg)
-    ds = SOURCES[params["source"]].loader(params)
+    with guard(f"loading the {params['source']} data", "use a smaller window / fewer series"):
+        ds = SOURCES[params["source"]].loader(params)
     ds.data_info["source"] = params["source"]
     # The resolved [data] table travels with data_info (checkpoint, ONNX metadata), so the
     # deploy side can rebuild the exact splits: rnndeploy.data.feeds.dataset_for_spec.

@@ -50,7 +50,7 @@ CMUDICT_PARAMS: Dict[str, Param] = {
         "bool", False, "keep the stress digits on vowels (AH0/AH1/AH2: a larger, harder target vocabulary)"
     ),
     **fraction_params(0.05, 0.05),
-    "seed": Param("int", 0, "seed of the sampling and of the train/val/test partition"),
+    "seed": Param("int", 0, "seed of the sampling and of the train/val/test partition", minimum=0),
 }
 
 
@@ -107,7 +107,7 @@ PAIRS_FILE_PARAMS: Dict[str, Param] = {
     "max_target_len": Param("int", 50, "pairs with a longer target (in tokens) are dropped", minimum=1),
     "max_pairs": Param("int", 0, "keep at most this many pairs, sampled with the seed; 0 keeps all", minimum=0),
     **fraction_params(0.1, 0.1),
-    "seed": Param("int", 0, "seed of the sampling and of the train/val/test partition"),
+    "seed": Param("int", 0, "seed of the sampling and of the train/val/test partition", minimum=0),
 }
 
 

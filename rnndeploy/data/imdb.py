@@ -127,7 +127,7 @@ IMDB_PARAMS: Dict[str, Param] = {
     "max_len": Param("int", 200, "word ids kept per review (longer reviews are truncated at the end)", minimum=1),
     "max_vocab": Param("int", 10000, "ids >= this become <unk> (Keras' num_words)", minimum=3),
     "val_fraction": Param("float", 0.1, "share of the npz's train split held out for validation", minimum=0.0),
-    "seed": Param("int", 0, "seed of the train/val partition"),
+    "seed": Param("int", 0, "seed of the train/val partition", minimum=0),
 }
 
 

@@ -50,7 +50,7 @@ def token_params(max_len: int = 40, min_count: int = 2, max_vocab: int = 10000) 
 ROTTEN_TOMATOES_PARAMS: Dict[str, Param] = {
     **token_params(),
     **fraction_params(0.1, 0.1),
-    "seed": Param("int", 0, "seed of the random train/val/test partition"),
+    "seed": Param("int", 0, "seed of the random train/val/test partition", minimum=0),
 }
 
 
@@ -88,7 +88,7 @@ LABELLED_TEXT_PARAMS: Dict[str, Param] = {
     "label_column": Param("str", "label", "column (CSV) or key (JSONL) holding the label"),
     **token_params(),
     **fraction_params(0.1, 0.1),
-    "seed": Param("int", 0, "seed of the random train/val/test partition"),
+    "seed": Param("int", 0, "seed of the random train/val/test partition", minimum=0),
 }
 
 

@@ -26,6 +26,7 @@ from rnndeploy.data.base import (
     vendored_file,
 )
 from rnndeploy.errors import DataError
+from rnndeploy.memory import check_fits
 
 SUNSPOTS_FILE = "sunspots_monthly.csv"
 SUNSPOTS_SHA256 = "b3017cdc7608f999f7a77f1f51c3ab20d171118b458dbfabf7160381babcddd6"
@@ -44,7 +45,7 @@ def _window_params(window: int, horizon: int = 1) -> Dict[str, Param]:
 # -- the seeds' sine ------------------------------------------------------------------------
 SINE_PARAMS: Dict[str, Param] = {
     "n_series": Param("int", 10000, "number of independent series generated", minimum=3),
-    "seed": Param("int", 42, "generator seed (independent of the training seed)"),
+    "seed": Param("int", 42, "generator seed (independent of the training seed)", minimum=0),
     **_window_params(50),
     **fraction_params(0.2, 0.1),
 }
@@ -67,6 +68,9 @@ def generate_sine(n_series: int, n_steps: int, rng: np.random.Generator) -> np.n
 
 def load_sine(p: Dict[str, Any]) -> Dataset:
     window, horizon, mode = p["window"], p["horizon"], p["targets"]
+    # series (float64 draws, float32 copy), x, and y (horizon copies in "sequence" mode)
+    check_fits(p["n_series"] * (window + horizon) * (8 * 3 + 4 * (1 + horizon)),
+               f"generating {p['n_series']} sine series of {window + horizon} steps", "use a smaller window or n_series")
     series = generate_sine(p["n_series"], window + horizon, np.random.default_rng(p["seed"]))
     x = series[:, :window, None]
     if mode == "last":
@@ -190,6 +194,8 @@ def _windows(z: np.ndarray, tc: int, window: int, horizon: int, mode: str, a: in
     if len(starts) == 0:
         empty = np.zeros((0, window, z.shape[1]), np.float32)
         return {"x": empty, "y": np.zeros((0, horizon), np.float32), "baseline": np.zeros((0, horizon), np.float32)}
+    check_fits(len(starts) * window * (z.shape[1] + horizon) * 4 * 2,
+               f"{len(starts)} windows of {window} steps", "use a smaller window")
     idx = starts[:, None] + np.arange(window)[None, :]
     x = z[idx]  # [N, window, F]
     if mode == "last":

@@ -23,10 +23,12 @@ from rnndeploy.engine import constraints, trt_compat
 from rnndeploy.engine.monitor import ElapsedSpinner, MemorySampler, PhaseTracker, make_progress_monitor
 from rnndeploy.engine.profiles import Profile, derive_profiles, engine_defaults, inputs_for_onnx
 from rnndeploy.engine.sidecar import write_sidecar
-from rnndeploy.errors import EngineBuildError, SpecError, UsageError
+from rnndeploy.errors import EngineBuildError, UsageError
 from rnndeploy.fileio import check_parent_dir, sha256_bytes, sha256_file, write_bytes_atomic
+from rnndeploy.onnx_file import default_opset
 from rnndeploy.precision import (
     POLICIES,
+    check_node_names,
     check_policy,
     convert_to_fp16,
     fp32_nodes,
@@ -34,7 +36,7 @@ from rnndeploy.precision import (
     load_onnx,
     precision_report_of,
 )
-from rnndeploy.spec import ModelSpec, read_onnx_metadata, spec_from_onnx_io
+from rnndeploy.spec import ModelSpec, has_rnndeploy_metadata, read_onnx_metadata, spec_from_onnx_io
 
 # Policy reasons that must be enforced on the FP16-flag path (the others — ops with no
 # FP16 path — TensorRT already handles by itself there).
@@ -79,6 +81,8 @@ class BuildOptions:
         keep_nodes: extra ONNX node names to keep FP32.
         hoist: rewrite eligible LSTM/GRU/RNN nodes so the input projection of all
             timesteps is one MatMul ahead of the recurrence (engine.rewrite); default off.
+        trt_version: the TensorRT the plan is for (opset check in --dry-run); None: the
+            installed one (found from package metadata, not imported).
     """
 
     fp16: Optional[bool] = None
@@ -96,6 +100,7 @@ class BuildOptions:
     device: int = 0
     keep_nodes: Tuple[str, ...] = ()
     hoist: bool = False
+    trt_version: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.policy is not None:
@@ -126,10 +131,12 @@ class BuildPlan:
     kept_fp32: Mapping[str, str]  # node name -> reason, enforced on the flag path
     options: BuildOptions
     rewrite: Optional[Mapping[str, Any]] = None  # HoistReport.to_dict() when options.hoist
+    notes: Tuple[str, ...] = ()  # what the plan could not check (e.g. the opset without a TensorRT version)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"onnx": self.onnx_path, "profiles": [p.to_dict() for p in self.profiles], "profiles_origin": self.profiles_origin,
-                "fp16": self.fp16, "policy": self.policy, "kept_fp32": dict(self.kept_fp32), "rewrite": self.rewrite}
+                "fp16": self.fp16, "policy": self.policy, "kept_fp32": dict(self.kept_fp32), "rewrite": self.rewrite,
+                "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -158,10 +165,14 @@ def plan_build(onnx_path: str, options: BuildOptions) -> BuildPlan:
         UsageError / ShapeError / SpecError: bad file, options or profiles.
     """
     model = load_onnx(onnx_path)
-    try:
-        spec, graph, export_info = read_onnx_metadata(model)
+    opset_note = trt_compat.check_parser_opset(default_opset(model), options.trt_version or trt_compat.installed_version(),
+                                               str(onnx_path))
+    if options.keep_nodes:
+        check_node_names(model, options.keep_nodes)
+    if has_rnndeploy_metadata(model):
+        spec, graph, export_info = read_onnx_metadata(model, str(onnx_path))
         spec_inputs = spec.graph(graph).inputs
-    except SpecError:
+    else:  # a foreign model: its declared inputs and outputs
         spec, graph, export_info = spec_from_onnx_io(model, os.path.splitext(os.path.basename(onnx_path))[0]), "model", {}
         spec_inputs = spec.graph("model").inputs
     inputs = inputs_for_onnx(model, spec_inputs)
@@ -201,6 +212,7 @@ def plan_build(onnx_path: str, options: BuildOptions) -> BuildPlan:
         onnx_path=str(onnx_path), onnx_sha256=sha256_file(onnx_path), spec=spec, graph=graph, with_state=with_state,
         profiles=tuple(profiles), profiles_origin=origin, fp16=fp16, policy=policy if fp16 else None,
         onnx_is_fp16=onnx_is_fp16, kept_fp32=kept, options=options, rewrite=rewrite,
+        notes=(opset_note,) if opset_note else (),
     )
 
 

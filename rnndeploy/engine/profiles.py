@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from rnndeploy.errors import ShapeError, UsageError
-from rnndeploy.spec import TensorSpec
+from rnndeploy.spec import DYNAMIC_DIMS, TensorSpec, named_dims
 
 Range = Tuple[int, int, int]  # (min, opt, max)
 Shape = Tuple[int, ...]
@@ -93,6 +93,10 @@ def describe_profiles(profiles: Sequence[Profile]) -> str:
 
 
 # -- parsing -----------------------------------------------------------------------------------
+# TensorRT dimensions are 32-bit signed integers.
+MAX_DIM = 2**31 - 1
+
+
 def parse_range(text: str, what: str) -> Range:
     """``"1:8:32"`` → (1, 8, 32); ``"8"`` → (8, 8, 8). ``what`` names the option in errors."""
     parts = [p.strip() for p in str(text).strip().split(":")]
@@ -107,6 +111,9 @@ def parse_range(text: str, what: str) -> Range:
     lo, opt, hi = values
     if not (1 <= lo <= opt <= hi):
         raise UsageError(f"{what}: {text!r} needs 1 <= min <= opt <= max", "e.g. 1:8:32")
+    if hi > MAX_DIM:
+        raise UsageError(f"{what}: {text!r}: {hi} is larger than TensorRT's largest dimension {MAX_DIM}",
+                         "give a realistic maximum")
     return lo, opt, hi
 
 
@@ -282,13 +289,26 @@ def derive_profiles(
         UsageError: conflicting or malformed options; ShapeError: an invalid profile.
     """
     extra: Dict[str, Range] = {}
+    given: List[Tuple[str, str]] = []  # (axis, option) the user named
     for item in dims:
         for name, rng in parse_dim_assignments(item, "--dim").items():
             extra[name] = rng
+            given.append((name, "--dim"))
     if batch is not None:
         extra["batch"] = parse_range(batch, "--batch")
+        given.append(("batch", "--batch"))
     if seq is not None:
         extra["seq"] = parse_range(seq, "--seq")
+        given.append(("seq", "--seq"))
+    # One --profile string may serve every graph of a model (decoder_step has src_seq but no seq),
+    # so the standard axes a graph lacks are skipped there; any other unknown name is a typo.
+    given += [(name, "--profile") for p in profiles for name in parse_dim_assignments(p, "--profile")
+              if name not in DYNAMIC_DIMS]
+    axes = named_dims(inputs)
+    for name, option in given:  # an axis the model does not have would be silently ignored
+        if name not in axes:
+            raise UsageError(f"{option} {name}: the model's inputs have no dynamic axis {name!r}",
+                             f"their dynamic axes: {', '.join(axes) or 'none (every size is fixed)'}")
 
     if min_shapes or opt_shapes or max_shapes:
         if profiles or extra:

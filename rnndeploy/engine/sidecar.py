@@ -96,7 +96,52 @@ def read_sidecar(engine_path: PathLike, required: bool = False) -> Optional[Side
     if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:
         raise EngineFileError(f"{path} is not an rnndeploy engine sidecar (schema {data.get('schema') if isinstance(data, dict) else None!r})",
                               "rebuild the engine with rnndeploy build-engine")
+    check_sidecar(data, f"engine sidecar {path}")
     return Sidecar(data)
+
+
+def check_sidecar(data: Mapping[str, Any], where: str) -> None:
+    """Check the types of every field other code reads (EngineFileError naming the field).
+
+    Unknown fields are kept (newer rnndeploy versions add facts); known ones must have
+    the type ``engine.builder`` writes.
+    """
+    from rnndeploy.validation import Fields
+
+    f = Fields(data, where, EngineFileError)
+    trt = f.record("tensorrt", required=False)
+    if trt is not None:
+        trt.str("version", required=False)
+    gpu = f.record("gpu", required=False)
+    if gpu is not None:
+        gpu.str("name", required=False)
+        cc = gpu.data.get("compute_capability")
+        if cc is not None and not isinstance(cc, (str, int, float, list)):
+            raise gpu.fail("compute_capability", "a version such as \"9.0\"", cc)
+    engine = f.record("engine", required=False)
+    if engine is not None:
+        engine.int("bytes", required=False, minimum=0)
+        engine.str("sha256", required=False)
+        engine.str("file", required=False)
+    onnx = f.record("onnx", required=False)
+    if onnx is not None:
+        onnx.str("sha256", required=False)
+    for prof in f.records("profiles", required=False):
+        for name in prof.data:
+            rng = prof.record(name)
+            for key in ("min", "opt", "max"):
+                rng.ints(key, minimum=0)
+    for rec in f.records("io", required=False):
+        rec.str("name")
+    f.record("precision", required=False)
+    f.record("build", required=False)
+    f.str("graph", required=False)
+    f.bool("with_state", required=False)
+    spec = f.record("spec", required=False)
+    if spec is not None:
+        from rnndeploy.spec import ModelSpec
+
+        ModelSpec.from_dict(spec.data, spec.where)
 
 
 def check_engine_bytes(engine_path: PathLike, sidecar: Optional[Sidecar], verify_hash: bool = True) -> int:

@@ -30,8 +30,52 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from rnndeploy.errors import UsageError
 
 PRECISION_PATHS = ("fp32", "strongly-typed", "fp16-flag", "fp16-flag+constraints")
+# Newest ai.onnx opset the ONNX parser bundled with a TensorRT release reads, where known:
+# 8.6 from its support matrix (and measured: rnndeploy exports opset 17 for it); 11.x from
+# NVIDIA's ONNX opset guide. Versions not listed are not checked (no guess is recorded).
+PARSER_MAX_OPSET = {"8.6": 17, "11": 25}
 PATH_PREFERENCES = ("auto", "strongly-typed", "flag")
 STUB_TACTIC_SOURCES = ("CUBLAS", "CUBLAS_LT", "CUDNN")
+
+
+def parser_max_opset(version: str) -> Optional[int]:
+    """The newest opset TensorRT ``version``'s parser reads (PARSER_MAX_OPSET), or None when unknown."""
+    parts = str(version).split(".")
+    for key in (".".join(parts[:2]), parts[0]):
+        if key in PARSER_MAX_OPSET:
+            return PARSER_MAX_OPSET[key]
+    return None
+
+
+def check_parser_opset(opset: int, version: Optional[str], what: str) -> Optional[str]:
+    """Refuse a model whose opset TensorRT ``version`` cannot parse; returns a note when unchecked.
+
+    Raises:
+        UsageError: the opset is newer than the parser's.
+    """
+    if not version:
+        return "opset not checked against a TensorRT parser (none installed; give --trt-version)"
+    newest = parser_max_opset(version)
+    if newest is None:
+        return f"opset not checked: the parser range of TensorRT {version} is not recorded here"
+    if opset > newest:
+        raise UsageError(f"{what} uses opset {opset}; TensorRT {version}'s ONNX parser reads opsets up to {newest}",
+                         f"export it with --opset {newest} (rnndeploy export ... --opset {newest})")
+    return None
+
+
+def installed_version() -> Optional[str]:
+    """The installed tensorrt package's version, read from its metadata (never imported)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover - Python < 3.8
+        return None
+    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_cu12", "tensorrt_cu13"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
 
 
 def _has(obj: Any, *names: str) -> bool:

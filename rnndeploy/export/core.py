@@ -22,6 +22,7 @@ from rnndeploy.export.inputs import example_sizes, long_seq_for, validation_size
 from rnndeploy.export.validate import ValidationFailed, ValidationReport, check_onnx, validate_ort
 from rnndeploy.fileio import check_parent_dir, write_bytes_atomic
 from rnndeploy.inputs import generate_inputs
+from rnndeploy.memory import check_graph_fits
 from rnndeploy.onnx_info import OnnxInfo, describe_onnx, render_onnx_info
 from rnndeploy.spec import GraphSpec, ModelSpec, write_onnx_metadata
 
@@ -276,6 +277,9 @@ def _export_graph(job: GraphJob, options: ExportOptions) -> Tuple[Any, GraphExpo
     ex_sizes = example_sizes(graph, options.example)
     example = job.make_feeds(ex_sizes, options.seed)
     val_sizes = validation_sizes(graph, ex_sizes, long_seq_for(options.longest_train_seq))
+    for sizes in val_sizes:  # the validation shapes must fit before anything is exported
+        check_graph_fits(graph, sizes, f"export validation of graph {graph.name!r} (torch and ONNX Runtime outputs)",
+                         copies=3, attrs=job.spec.attrs)
     candidates = options.candidates
 
     attempts: List[Attempt] = []

@@ -23,7 +23,7 @@ def example_sizes(graph: GraphSpec, overrides: Optional[Mapping[str, int]] = Non
     """Sizes of every dynamic dim of ``graph`` for the export example."""
     sizes = {}
     extra = 11  # names other than batch/seq/src_seq get distinct odd sizes
-    for name in graph.dynamic_dims:
+    for name in graph.input_dims:
         if name in EXAMPLE_SIZES:
             sizes[name] = EXAMPLE_SIZES[name]
         else:
@@ -50,11 +50,11 @@ def validation_sizes(graph: GraphSpec, example: Mapping[str, int], long_seq: int
     plans = [(1, 1), (1, 19), (5, 3), (3, long_seq)]
     out: List[Dict[str, int]] = []
     for batch, seq in plans:
-        sizes = {name: (batch if name == "batch" else seq) for name in graph.dynamic_dims}
+        sizes = {name: (batch if name == "batch" else seq) for name in graph.input_dims}
         if sizes == dict(example):  # cannot happen with the plans above unless overridden
             sizes = {k: v + 1 for k, v in sizes.items()}
         if sizes not in out:
             out.append(sizes)
-    if not graph.dynamic_dims:  # a fully static graph: one run is all there is
+    if not graph.input_dims:  # a fully static graph: one run is all there is
         return [{}]
     return out

@@ -12,7 +12,10 @@ to ``tokens`` in [0, V) where V is the smallest ``nn.Embedding`` of the module
 (nested tuples are flattened); their dims are found by running the module at two
 different sizes, so every output axis that follows ``batch`` or ``seq`` is dynamic
 under the same name. ``--output NAME:DTYPE[DIMS][:ROLE]`` declares them in full
-and is checked against what the module returns.
+and is checked against what the module returns. A declared axis name that no input
+has is a *derived* axis: its size is the module's to decide (``rows`` of
+``decoded.view(-1, ntoken)``, seq × batch); export validation checks it at every
+validation shape (ONNX Runtime against torch, the same size wherever it appears).
 """
 
 from __future__ import annotations
@@ -178,17 +181,13 @@ def user_spec(
     if not parsed:
         parsed = [("output" if n_out == 1 else f"output_{i}", None, None) for i in range(n_out)]
     out_specs = []
+    derived: List[Dict[str, int]] = [{} for _ in runs]  # derived axis sizes per probe, shared by all outputs
     for k, (oname, declared, role) in enumerate(parsed):
-        found = _infer_output(oname, k, runs, role)
         if declared is not None:
-            if declared.dims != found.dims or declared.dtype != found.dtype:
-                raise UsageError(
-                    f"--output {oname}: declared {declared.dtype}{list(declared.dims)} but the module returns "
-                    f"{found.dtype}{list(found.dims)}",
-                    "fix the declaration or leave out [DIMS] to let rnndeploy find them",
-                )
-            found = declared
-        out_specs.append(found)
+            _check_declared(declared, k, runs, derived)
+            out_specs.append(declared)
+        else:
+            out_specs.append(_infer_output(oname, k, runs, role))
     graph = GraphSpec("model", tuple(inputs), tuple(out_specs))
     return ModelSpec(name=name or "custom", family="custom", graphs={"model": graph}, attrs={"source": source})
 
@@ -242,6 +241,9 @@ def _common(m: re.Match[str], text: str, option: str, roles: Sequence[str]):
     raw = m.group("dims").strip()
     for d in [x.strip() for x in raw.split(",")] if raw else []:
         if re.fullmatch(r"\d+", d):
+            if int(d) == 0:
+                raise UsageError(f"{option} {text!r}: a fixed size of 0 makes the tensor empty",
+                                 "give a positive size, or an axis name for a dynamic axis")
             dims.append(int(d))
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", d):
             dims.append(d)
@@ -297,7 +299,7 @@ def _default_range(module: Any, t: TensorSpec) -> TensorSpec:
 def _probe_sizes(graph: GraphSpec, base: Dict[str, int], probe: int) -> Dict[str, int]:
     sizes = {}
     extra = 11 + probe * 6
-    for d in graph.dynamic_dims:
+    for d in graph.input_dims:
         if d in base:
             sizes[d] = base[d]
         else:
@@ -329,12 +331,32 @@ def _infer_output(name: str, k: int, runs, role: Optional[str]) -> TensorSpec:
         if not match:
             raise UsageError(
                 f"output {name!r} axis {axis} changes with the input sizes ({x} then {y}) but follows no input axis",
-                "declare it with --output NAME:DTYPE[DIMS] or make forward's output follow batch/seq",
+                "declare it with --output NAME:DTYPE[DIMS] naming a derived axis (e.g. logits:float32[rows,1000]), "
+                "or make forward's output follow batch/seq",
             )
         dims.append(match[0])
     if role is None:
         role = "prediction" if dtype.startswith("float") else "other"
     return TensorSpec(name, dtype, tuple(dims), role, time_axis=_time_axis(dims))
+
+
+def _check_declared(declared: TensorSpec, k: int, runs, derived: List[Dict[str, int]]) -> None:
+    """A declared output against what the module returned at each probe: dtype, rank, fixed
+    axes, input axes; a name no input has is a derived axis (one size per probe, the same
+    wherever it appears)."""
+    from rnndeploy.spec import shape_problem
+
+    for (sizes, outs), seen in zip(runs, derived):
+        arr = outs[k]
+        dtype = _NP_TO_SPEC.get(str(arr.dtype), str(arr.dtype))
+        problem = None if dtype == declared.dtype else f"dtype {dtype}, declared {declared.dtype}"
+        problem = problem or shape_problem(declared, arr.shape, sizes, seen)
+        if problem:
+            raise UsageError(
+                f"--output {declared.name}: the module returns {dtype}{list(arr.shape)} at "
+                f"{', '.join(f'{a}={n}' for a, n in sizes.items())}: {problem}",
+                "fix the declaration (a name no input has declares a derived axis), or leave out [DIMS]",
+            )
 
 
 def _split_ref(ref: str) -> Tuple[Path, str]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from rnndeploy.errors import ExportError, SpecError, first_line
 from rnndeploy.metrics import compare_output
-from rnndeploy.spec import GraphSpec, Tolerance
+from rnndeploy.spec import GraphSpec, Tolerance, shape_problem
 
 FeedFn = Callable[[Dict[str, int], int], Dict[str, np.ndarray]]
 
@@ -257,9 +257,13 @@ def validate_ort(
                 err = ""
             except Exception as exc:
                 outs, err = None, f"onnxruntime failed: {_ort_message(exc)}"
+            derived: Dict[str, int] = {}  # derived output axes: one size per shape, from torch
             for k, t in enumerate(graph.outputs):
                 tol = graph.tolerance(t.name, "fp32")
-                if outs is None:
+                spec_err = shape_problem(t, refs[k].shape, sizes, derived)
+                if spec_err:
+                    checks.append(OutputCheck(dict(sizes), t.name, False, tol, error=f"torch output {spec_err}"))
+                elif outs is None:
                     checks.append(OutputCheck(dict(sizes), t.name, False, tol, error=err))
                 else:
                     checks.append(output_check(sizes, t.name, outs[t.name], refs[k], tol))

@@ -104,7 +104,8 @@ def _recurrent_issues(node: Any, name: str) -> List[CompatIssue]:
         add(["openvino"], "wrong", "ignores input_forget=1")
     if op == "LSTM" and ins[7]:
         add(["ort-cuda"], "cpu-fallback", "peepholes", "", "docs")
-        add(["openvino"], "wrong", "LSTM peepholes computed wrongly (max abs error 0.09–0.16 on unit-range weights)")
+        add(["openvino"], "wrong", "ignores the LSTM peepholes P (prunes a P graph input): max abs error 0.09–0.16 "
+                                   "on unit-range weights")
     clip = node_attr(node, "clip")
     if clip is not None:
         add(["ort-cuda"], "cpu-fallback", "clip", "", "docs")

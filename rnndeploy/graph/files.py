@@ -60,15 +60,10 @@ class NormalizeReport:
 
 
 def load_model(path: str) -> Any:
-    """The ONNX model at ``path`` with its external data, or a UsageError."""
-    import onnx
+    """The ONNX model at ``path`` with its external data, or a UsageError (rnndeploy.onnx_file)."""
+    from rnndeploy.onnx_file import load_onnx
 
-    if not os.path.isfile(path):
-        raise UsageError(f"ONNX file {path} does not exist", "check the path")
-    try:
-        return onnx.load(path)
-    except Exception as exc:  # DecodeError and friends on a file that is not ONNX
-        raise UsageError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") from exc
+    return load_onnx(path)
 
 
 def normalize_model(model: Any, options: NormalizeOptions, verify: bool = True,
@@ -136,7 +131,7 @@ def render_report(report: NormalizeReport) -> str:
 _TEMP_DIRS: List[str] = []
 
 
-def auto_normalize_path(path: str) -> Tuple[str, Optional[str]]:
+def auto_normalize_path(path: str, use: str = "running") -> Tuple[str, Optional[str]]:
     """(path to run, one line or None): a verified layout=0 copy of ``path`` when it has
     layout=1 recurrent nodes, else ``path`` itself. The copy lives in a temporary
     directory removed when the process exits."""
@@ -160,7 +155,7 @@ def auto_normalize_path(path: str) -> Tuple[str, Optional[str]]:
     names = ", ".join(repr(n) for n in nodes[:4]) + (f" and {len(nodes) - 4} more" if len(nodes) > 4 else "")
     checked = f"same outputs as the original, max |diff| {report.verification.max_abs:.1e}" \
         if report.verification else "unverified"
-    line = f"normalised {path}: layout=1 → 0 on {names} with Transposes ({checked}); running that copy"
+    line = f"normalised {path}: layout=1 → 0 on {names} with Transposes ({checked}); {use} that copy"
     return out, line
 
 

@@ -201,7 +201,6 @@ def make_state_batch_first(model: Any) -> Any:
 
 def state_batch_first(model: Any) -> Tuple[Any, List[Rewrite]]:
     """``make_state_batch_first`` plus one Rewrite per tensor changed."""
-    from onnx import helper
 
     m = _copy(model)
     names = _NameFactory(m)
@@ -211,29 +210,13 @@ def state_batch_first(model: Any) -> Tuple[Any, List[Rewrite]]:
     front: List[Any] = []
     inits = {i.name for i in m.graph.initializer}
     for vi in m.graph.input:
-        if vi.name not in ins or vi.name in inits or _rank(vi) not in (3, None):
-            continue
-        inner = names.make(f"{vi.name}/state_major")
-        _rename_uses(m.graph, vi.name, inner)
-        front.append(helper.make_node("Transpose", [vi.name], [inner], name=names.make(f"{vi.name}/to_state_major"),
-                                      perm=[1, 0, 2]))
-        before = _shape_text(vi)
-        _swap_dims(vi)
-        rewrites.append(Rewrite("state-batch-first", vi.name, f"state input {vi.name!r}: {before} → {_shape_text(vi)} "
-                                                              "(Transpose inside)", (1, 0, 2)))
+        if vi.name in ins and vi.name not in inits and _rank(vi) in (3, None):
+            front.append(_transpose_at_boundary(m.graph, vi, names, rewrites, is_input=True))
     back: List[Any] = []
     graph_inputs = {vi.name for vi in m.graph.input}
     for vo in m.graph.output:
-        if vo.name not in outs or vo.name in graph_inputs or _rank(vo) not in (3, None):
-            continue
-        inner = names.make(f"{vo.name}/state_major")
-        _rename_everywhere(m.graph, vo.name, inner)
-        back.append(helper.make_node("Transpose", [inner], [vo.name], name=names.make(f"{vo.name}/to_batch_first"),
-                                     perm=[1, 0, 2]))
-        before = _shape_text(vo)
-        _swap_dims(vo)
-        rewrites.append(Rewrite("state-batch-first", vo.name, f"state output {vo.name!r}: {before} → {_shape_text(vo)} "
-                                                              "(Transpose inside)", (1, 0, 2)))
+        if vo.name in outs and vo.name not in graph_inputs and _rank(vo) in (3, None):
+            back.append(_transpose_at_boundary(m.graph, vo, names, rewrites, is_input=False))
     nodes = front + list(m.graph.node) + back
     del m.graph.node[:]
     m.graph.node.extend(nodes)
@@ -243,6 +226,28 @@ def state_batch_first(model: Any) -> Tuple[Any, List[Rewrite]]:
     if rewrites and spec_states is not None:
         _swap_spec_state_dims(m, {r.node for r in rewrites})
     return m, rewrites
+
+
+def _transpose_at_boundary(graph: Any, vi: Any, names: _NameFactory, rewrites: List[Rewrite], is_input: bool) -> Any:
+    """Graph tensor ``vi`` becomes batch-first at the boundary; the Transpose that keeps the
+    inside state-major is returned (to go first for an input, last for an output)."""
+    from onnx import helper
+
+    inner = names.make(f"{vi.name}/state_major")
+    if is_input:
+        _rename_uses(graph, vi.name, inner)
+        node = helper.make_node("Transpose", [vi.name], [inner], name=names.make(f"{vi.name}/to_state_major"),
+                                perm=[1, 0, 2])
+    else:
+        _rename_everywhere(graph, vi.name, inner)
+        node = helper.make_node("Transpose", [inner], [vi.name], name=names.make(f"{vi.name}/to_batch_first"),
+                                perm=[1, 0, 2])
+    before = _shape_text(vi)
+    _swap_dims(vi)
+    kind = "input" if is_input else "output"
+    rewrites.append(Rewrite("state-batch-first", vi.name,
+                            f"state {kind} {vi.name!r}: {before} → {_shape_text(vi)} (Transpose inside)", (1, 0, 2)))
+    return node
 
 
 def _spec_state_names(model: Any) -> Optional[Tuple[Set[str], Set[str]]]:

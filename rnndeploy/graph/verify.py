@@ -110,7 +110,7 @@ def generate_feed(model: Any, seed: int = 0) -> Tuple[Dict[str, np.ndarray], Dic
         graph = spec_from_onnx_io(model).graph("model")
         from_spec = False
     sizes: Dict[str, int] = {}
-    for d in graph.dynamic_dims:
+    for d in graph.input_dims:
         if from_spec and d == "batch":
             sizes[d] = 2
         elif from_spec and d in ("seq", "src_seq"):

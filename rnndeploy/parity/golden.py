@@ -35,6 +35,7 @@ from rnndeploy.errors import SpecError, UsageError
 from rnndeploy.fileio import atomic_dir, load_npz, save_npz, sha256_bytes
 from rnndeploy.inputs import Case
 from rnndeploy.spec import GraphSpec, ModelSpec
+from rnndeploy.validation import Fields
 
 FORMAT = "rnndeploy.golden"
 VERSION = 1
@@ -120,30 +121,52 @@ def save_golden(
 def load_golden(path: str) -> Golden:
     """Read a golden directory written by ``save_golden`` (any rnndeploy, any Python ≥ 3.9).
 
+    The manifest is checked field by field; case files must be plain names inside the
+    directory (a manifest cannot point elsewhere).
+
     Raises:
-        UsageError: missing directory / manifest, unknown format, newer version, missing files.
+        UsageError: missing directory / manifest, unknown format, newer version, a field
+            of the wrong type, missing or unreadable files.
     """
     p = Path(path)
+    if not p.exists():
+        raise UsageError(f"golden directory {p} does not exist", "make one with --save-golden DIR")
+    if not p.is_dir():
+        raise UsageError(f"golden {p} is not a directory", "give the directory written by --save-golden DIR")
     mf = p / MANIFEST
     if not mf.is_file():
         raise UsageError(f"golden directory {p} has no {MANIFEST}", "make one with --save-golden DIR")
     try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{mf} is not valid JSON: {exc}") from exc
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{mf} is not valid JSON: {exc}") from None
+    f = Fields(manifest, str(mf))
     if manifest.get("format") != FORMAT:
         raise UsageError(f"{mf} is not an rnndeploy golden manifest (format {manifest.get('format')!r})")
-    if int(manifest.get("version", 0)) > VERSION:
-        raise UsageError(f"{mf} has golden format version {manifest['version']}, newer than this rnndeploy reads ({VERSION})",
+    version = f.int("version", minimum=1)
+    if version > VERSION:
+        raise UsageError(f"{mf} has golden format version {version}, newer than this rnndeploy reads ({VERSION})",
                          "upgrade rnndeploy on this machine")
+    model = f.record("model", required=False)
+    if model is not None and model.has("spec"):
+        ModelSpec.from_dict(model.mapping("spec"), model.path("spec"))
+    reference = f.record("reference", required=False)
+    if reference is not None:
+        reference.str("backend", required=False)
+    f.int("seed", required=False)
     cases, outputs = [], []
-    for entry in manifest.get("cases", []):
-        inputs = load_npz(str(p / entry["inputs"]), f"golden inputs ({entry['id']})")
-        outs = load_npz(str(p / entry["outputs"]), f"golden outputs ({entry['id']})")
-        cases.append(Case(entry["id"], {k: int(v) for k, v in entry.get("sizes", {}).items()}, inputs))
-        outputs.append(outs)
+    for entry in f.records("cases"):
+        case_id = entry.str("id")
+        files = {}
+        for key in ("inputs", "outputs"):
+            name = entry.str(key)
+            if Path(name).name != name or name in (".", ".."):
+                raise entry.fail(key, "a file name inside the golden directory", name)
+            files[key] = load_npz(str(p / name), f"golden {key} ({case_id})")
+        cases.append(Case(case_id, entry.sizes("sizes", required=False), files["inputs"]))
+        outputs.append(files["outputs"])
     if not cases:
-        raise UsageError(f"golden directory {p} holds no cases")
+        raise UsageError(f"golden directory {p} holds no cases", "make it again with --save-golden DIR")
     return Golden(p, manifest, cases, outputs)
 
 

@@ -22,6 +22,7 @@ from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, natura
 from rnndeploy.backends.base import Runner, check_feed
 from rnndeploy.errors import ParityError, RnnDeployError, UsageError, first_line
 from rnndeploy.fileio import load_npz
+from rnndeploy.input_checks import axis_sizes, check_expected, check_input_values
 from rnndeploy.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes
 from rnndeploy.metrics import OutputComparison, compare_output
 from rnndeploy.parity.golden import check_golden_matches, load_golden, save_golden
@@ -32,7 +33,7 @@ from rnndeploy.parity.task import (
     sequence_agreement,
     token_agreement,
 )
-from rnndeploy.parity.tolerances import ToleranceOverrides, resolve_tolerance
+from rnndeploy.parity.tolerances import ToleranceOverrides, check_something_checked, resolve_tolerance
 from rnndeploy.progress import progress
 from rnndeploy.spec import GraphSpec, LanguageModelIO, Seq2SeqIO
 
@@ -117,6 +118,8 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     graph = source.graph_spec
     config.overrides.check_outputs(graph)
     _check_config(config)
+    check_something_checked(graph, sorted({config.options_for(b).precision for b in config.backends} or {"fp32"}),
+                            config.overrides)
     if config.sample_steps:
         LanguageModelIO.resolve(graph)  # a model that cannot be sampled fails now, not after every backend ran
     if config.decoder is not None:
@@ -132,6 +135,11 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     if config.golden:
         golden = load_golden(config.golden)
         warnings += check_golden_matches(golden, graph, hashes.get("onnx_sha256"), hashes.get("checkpoint_sha256"))
+        for case, outs in zip(golden.cases, golden.outputs):
+            who = f"golden {golden.path} case {case.id!r}"
+            check_feed(graph, case.inputs, f"{who} inputs")
+            check_input_values(graph, case.inputs, f"{who} inputs")
+            check_expected(graph, outs, axis_sizes(graph.inputs, case.inputs), f"{who} outputs")
         cases = golden.cases
         ref_outputs = golden.outputs
         reference = {"backend": golden.reference_backend, "source": "golden", "path": str(golden.path),
@@ -141,14 +149,12 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     elif config.inputs_file:
         feed = load_npz(config.inputs_file, "--inputs")
         check_feed(graph, feed, f"--inputs {config.inputs_file}")
+        check_input_values(graph, feed, f"--inputs {config.inputs_file}")
         cases = [Case("inputs", infer_sizes(graph, feed), feed)]
         seed = None
         if config.expected_file:
             expected = load_npz(config.expected_file, "--expected")
-            missing = [t.name for t in graph.outputs if t.name not in expected]
-            if missing:
-                raise UsageError(f"--expected {config.expected_file} lacks outputs {', '.join(missing)}",
-                                 f"it holds {', '.join(sorted(expected)) or 'nothing'}")
+            check_expected(graph, expected, cases[0].sizes, f"--expected {config.expected_file}")
             ref_outputs = [{t.name: expected[t.name] for t in graph.outputs}]
             reference = {"backend": "expected", "source": "expected", "path": config.expected_file}
         else:
@@ -162,7 +168,7 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         seed = None
         reference = {"backend": config.reference, "source": "run", "inputs": task_data.describe()}
     else:
-        cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id)
+        cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id, source.spec.attrs)
         seed = config.seed
         reference = {"backend": config.reference, "source": "run"}
 

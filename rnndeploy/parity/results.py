@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from rnndeploy.metrics import OutputComparison, TimeProfile, summarize_profiles
+from rnndeploy.validation import Fields
 
 RESULT_VERSION = 1
 
@@ -43,9 +44,13 @@ class CaseResult:
                 "error": self.error, "outputs": [o.to_dict() for o in self.outputs]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CaseResult:
-        return cls(d["case"], {k: int(v) for k, v in d["sizes"].items()}, d["backend"],
-                   tuple(OutputComparison.from_dict(o) for o in d.get("outputs", [])), d.get("error"))
+    def from_dict(cls, d: Mapping[str, Any], where: str = "case") -> CaseResult:
+        f = Fields(d, where)
+        out = cls(f.str("case"), f.sizes("sizes"), f.str("backend"),
+                  tuple(OutputComparison.from_dict(o.data, o.where) for o in f.records("outputs", required=False)),
+                  f.str("error", required=False))
+        _same_verdict(f, out.passed)
+        return out
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,22 @@ class TaskAgreement:
                 "total": self.total, "details": dict(self.details), "threshold": self.threshold, "passed": self.passed}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TaskAgreement:
-        return cls(d["kind"], d["backend"], d.get("output", ""), float(d["agreement"]), int(d["total"]),
-                   dict(d.get("details", {})), d.get("threshold"))
+    def from_dict(cls, d: Mapping[str, Any], where: str = "task") -> TaskAgreement:
+        f = Fields(d, where)
+        out = cls(f.str("kind"), f.str("backend"), f.str("output", required=False, default=""),
+                  f.number("agreement", minimum=0.0, maximum=1.0), f.int("total", minimum=0),
+                  f.mapping("details", required=False, default={}),
+                  f.number("threshold", required=False, minimum=0.0, maximum=1.0))
+        _same_verdict(f, out.passed)
+        return out
+
+
+def _same_verdict(f: Fields, passed: bool) -> None:
+    """A recorded ``passed`` flag must agree with the verdict recomputed from the record's parts."""
+    recorded = f.bool("passed", required=False)
+    if recorded is not None and recorded != passed:
+        raise f.error(f"{f.path('passed')} records {str(recorded).lower()} but its parts say "
+                      f"{'passed' if passed else 'failed'}", "this result cannot be verified: run parity again")
 
 
 @dataclass(frozen=True)
@@ -128,8 +146,31 @@ class ParityResult:
     kind = "parity"
 
     @property
+    def status(self) -> str:
+        """"passed", "failed" or "invalid" — invalid when nothing was compared (no case,
+        a case without outputs, or only outputs whose tolerance is inf): never "passed"."""
+        if not self.cases:
+            return "invalid"
+        if not all(c.passed for c in self.cases) or not all(t.passed for t in self.tasks):
+            return "failed"
+        if any(not c.outputs for c in self.cases) or not any(o.checked for c in self.cases for o in c.outputs):
+            return "invalid"
+        return "passed"
+
+    @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.cases) and all(t.passed for t in self.tasks)
+        return self.status == "passed"
+
+    def invalid_reason(self) -> Optional[str]:
+        """Why the result is invalid (None when it is not)."""
+        if self.status != "invalid":
+            return None
+        if not self.cases:
+            return "it holds no cases: nothing was compared"
+        empty = [f"{c.backend} @ {c.case}" for c in self.cases if not c.outputs]
+        if empty:
+            return f"{empty[0]} compared nothing (no outputs)"
+        return "nothing was checked: every output's tolerance is inf"
 
     def failures(self) -> List[str]:
         """One line per failed (backend, case, output), task check or backend error."""
@@ -211,6 +252,7 @@ class ParityResult:
             "kind": self.kind,
             "result_version": RESULT_VERSION,
             "passed": self.passed,
+            "status": self.status,
             "model": dict(self.model),
             "reference": dict(self.reference),
             "backends": {k: dict(v) for k, v in self.backends.items()},
@@ -226,18 +268,34 @@ class ParityResult:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ParityResult:
-        return cls(
-            model=dict(d.get("model", {})),
-            reference=dict(d.get("reference", {})),
-            backends={k: dict(v) for k, v in d.get("backends", {}).items()},
-            seed=d.get("seed"),
-            cases=tuple(CaseResult.from_dict(c) for c in d.get("cases", [])),
-            tasks=tuple(TaskAgreement.from_dict(t) for t in d.get("tasks", [])),
-            task_metrics={k: dict(v) for k, v in d.get("task_metrics", {}).items()},
-            warnings=tuple(d.get("warnings", [])),
-            tolerance_overrides=dict(d.get("tolerance_overrides", {})),
-            machine=dict(d.get("machine", {})),
-            command=d.get("command", ""),
-            created=d.get("created", ""),
+    def from_dict(cls, d: Mapping[str, Any], where: str = "parity result") -> ParityResult:
+        """Read a result back, every field checked (UsageError naming ``where`` and the field).
+
+        Recorded verdicts must follow from the recorded numbers (see
+        ``OutputComparison.from_dict``); a result whose cases are missing reads as
+        "invalid" (``status``), which the report refuses.
+        """
+        f = Fields(d, where)
+        out = cls(
+            model=f.mapping("model", required=False, default={}),
+            reference=f.mapping("reference", required=False, default={}),
+            backends=f.objects("backends", required=False),
+            seed=f.int("seed", required=False),
+            cases=tuple(CaseResult.from_dict(c.data, c.where) for c in f.records("cases", required=False)),
+            tasks=tuple(TaskAgreement.from_dict(t.data, t.where) for t in f.records("tasks", required=False)),
+            task_metrics=f.objects("task_metrics", required=False),
+            warnings=tuple(f.strs("warnings", required=False)),
+            tolerance_overrides=f.mapping("tolerance_overrides", required=False, default={}),
+            machine=f.mapping("machine", required=False, default={}),
+            command=f.str("command", required=False, default=""),
+            created=f.str("created", required=False, default=""),
         )
+        if out.status == "invalid":
+            raise f.error(f"{where} cannot be verified: {out.invalid_reason()}",
+                          "give results written by rnndeploy parity --json FILE")
+        _same_verdict(f, out.passed)
+        status = f.str("status", required=False)
+        if status is not None and status != out.status:
+            raise f.error(f"{f.path('status')} records {status!r} but its cases say {out.status!r}",
+                          "this result cannot be verified: run parity again")
+        return out

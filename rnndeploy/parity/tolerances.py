@@ -12,6 +12,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 from rnndeploy.errors import UsageError
 from rnndeploy.spec import PRECISIONS, GraphSpec, Tolerance
+from rnndeploy.validation import check_number
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,13 @@ class ToleranceOverrides:
             parts = item.split(":")
             if len(parts) not in (3, 4) or not parts[0]:
                 raise UsageError(f"--tol {item!r} is malformed", "write OUTPUT:ATOL:RTOL or OUTPUT:ATOL:RTOL:REL_L2")
-            try:
-                nums = [float(p) for p in parts[1:]]
-            except ValueError as exc:
-                raise UsageError(f"--tol {item!r}: {exc}", "tolerances are numbers, e.g. logits:1e-3:1e-2") from exc
-            if any(n < 0 for n in nums):
-                raise UsageError(f"--tol {item!r}: tolerances must not be negative")
+            nums = [check_number(v, f"--tol {item!r} {key}", minimum=0.0, allow_inf=True,
+                                 hint="tolerances are numbers >= 0 (inf: not checked), e.g. logits:1e-3:1e-2")
+                     for key, v in zip(("atol", "rtol", "rel_l2"), parts[1:])]
             per[parts[0]] = Tolerance(nums[0], nums[1], nums[2] if len(nums) == 3 else None)
-        for name, value in (("--atol", atol), ("--rtol", rtol)):
-            if value is not None and value < 0:
-                raise UsageError(f"{name} must not be negative, got {value}")
-        return cls(atol, rtol, per)
+        checked = [None if v is None else check_number(v, name, minimum=0.0, allow_inf=True)
+                   for name, v in (("--atol", atol), ("--rtol", rtol))]
+        return cls(checked[0], checked[1], per)
 
     def check_outputs(self, graph: GraphSpec) -> None:
         unknown = sorted(set(self.per_output) - {t.name for t in graph.outputs})
@@ -69,3 +66,21 @@ def resolve_tolerance(graph: GraphSpec, output: str, precision: str,
     if overrides.rtol is not None:
         tol = replace(tol, rtol=overrides.rtol)
     return tol
+
+
+def check_something_checked(graph: GraphSpec, precisions: Sequence[str],
+                            overrides: Optional[ToleranceOverrides] = None) -> None:
+    """Refuse a comparison in which no output would be checked (fail closed).
+
+    Integer outputs are always compared exactly; float outputs are checked unless their
+    tolerance is ``inf`` (see ``Tolerance.checks_nothing``).
+
+    Raises:
+        UsageError: every float output's tolerance is inf at every precision under test.
+    """
+    if any(not t.dtype.startswith("float") for t in graph.outputs):
+        return
+    if all(resolve_tolerance(graph, t.name, p, overrides).checks_nothing for t in graph.outputs for p in precisions):
+        raise UsageError("nothing would be checked: every output's tolerance is inf (inf means 'not checked')",
+                         "give a finite --atol/--rtol, or --tol OUTPUT:ATOL:RTOL for at least one output")
+

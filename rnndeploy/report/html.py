@@ -66,7 +66,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str, fa
     out += [f'<th class="{"l" if a == "l" else ""}">{escape(h)}</th>' for h, a in zip(headers, align)]
     out.append("</tr></thead><tbody>")
     for r in rows:
-        bad = fail_col >= 0 and r[fail_col] not in ("ok", "PASSED", "")
+        bad = fail_col >= 0 and r[fail_col] not in ("ok", "PASSED", "", "not checked")
         out.append(f'<tr class="{"fail" if bad else ""}">')
         out += [f'<td class="{"l" if a == "l" else ""}">{escape(c)}</td>' for c, a in zip(r, align)]
         out.append("</tr>")
@@ -157,7 +157,7 @@ def _bench_section(r: Any, idx: int) -> str:
 def _parity_section(r: Any, idx: int) -> str:
     colors = backend_colors(r.backend_names())
     ref = r.reference
-    status = '<span class="pass">PASSED</span>' if r.passed else '<span class="fail">FAILED</span>'
+    status = '<span class="pass">PASSED</span>' if r.passed else f'<span class="fail">{r.status.upper()}</span>'
     out = [f'<p>{status} — reference <b>{escape(str(ref.get("backend")))}</b> '
            f'({escape(str(ref.get("source")))}{", " + escape(str(ref.get("path"))) if ref.get("path") else ""}). '
            f'Command: <code>{escape(r.command)}</code> · {escape(r.created)}</p><ul class="meta">']

@@ -10,6 +10,13 @@
 Every result carries its own ``machine`` and ``command``, so documents written on a
 CPU box and a GPU box merge by concatenating their ``results`` (``merge``). A reader
 refuses documents with a newer schema version rather than misreading them.
+
+Reading checks every field (``rnndeploy.validation.Fields``: one line naming the file
+and the field path, e.g. ``results file r.json: results[0].cases must be a list``), and
+the verdicts a result records must follow from its numbers. ``load_verified`` also
+refuses results that compared or measured nothing: a report never says PASSED for a
+result it cannot verify. Non-finite numbers are written as strings (rnndeploy.jsonio)
+and read back.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence, Union
+from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
-from rnndeploy.errors import UsageError
+from rnndeploy.errors import UsageError, first_line
 from rnndeploy.fileio import write_text_atomic
+from rnndeploy.jsonio import dumps
+from rnndeploy.validation import Fields, type_name
 
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
@@ -44,7 +53,7 @@ _NUMBER_LIST = re.compile(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]")
 def dumps_results(doc: Dict[str, Any]) -> str:
     """Indented, key-sorted JSON (stable diffs) with every list of numbers on one line
     (raw latency samples and error curves would otherwise take a line per number)."""
-    text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
+    text = dumps(doc, indent=1, sort_keys=True)
     return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
@@ -73,8 +82,35 @@ def read_document(path: Union[str, Path]) -> Dict[str, Any]:
         raise UsageError(f"{p} has results schema version {version!r}; this rnndeploy reads up to {SCHEMA_VERSION}",
                          "upgrade rnndeploy on this machine")
     if not isinstance(doc.get("results"), list):
-        raise UsageError(f"{p} has no results list")
+        raise UsageError(f"results file {p}: results must be a list, got {type_name(doc.get('results'))}",
+                         "write one with parity/bench --json FILE")
+    for i, r in enumerate(doc["results"]):
+        parse_result(r, f"results file {p}: results[{i}]")
     return doc
+
+
+def parse_result(r: Any, where: str) -> Result:
+    """A typed result (ParityResult / BenchResult) from one entry of a document, checked.
+
+    Raises:
+        UsageError: not an object, an unknown kind, or a field of the wrong type.
+    """
+    from rnndeploy.bench.results import BenchResult
+    from rnndeploy.parity.results import ParityResult
+
+    f = Fields(r, where)
+    kind = f.str("kind", choices=KINDS)
+    if kind == "parity":
+        return ParityResult.from_dict(r, where)
+    if kind == "bench":
+        return BenchResult.from_dict(r, where)
+    from rnndeploy.tune.results import TuneResult
+
+    try:  # its loader checks the containers; anything deeper that does not fit is the file's fault too
+        return TuneResult.from_dict(r, where)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{where} is malformed ({type(exc).__name__}: {first_line(exc)})",
+                         "give results written by rnndeploy tune --json FILE") from None
 
 
 def merge(paths: Iterable[Union[str, Path]]) -> Dict[str, Any]:
@@ -90,22 +126,37 @@ def merge(paths: Iterable[Union[str, Path]]) -> Dict[str, Any]:
     return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "results": results}
 
 
+def load_verified(paths: Sequence[Union[str, Path]]) -> Tuple[Dict[str, Any], List[Result]]:
+    """(merged document, typed results) of ``paths``, refusing what a report cannot vouch for.
+
+    Raises:
+        UsageError: no results at all, or a result that compared / measured nothing
+            (status "invalid"), named by file and index.
+    """
+    doc = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "results": []}
+    typed: List[Result] = []
+    seen = set()
+    for p in paths:
+        for i, r in enumerate(read_document(p)["results"]):
+            key = json.dumps(r, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            result = parse_result(r, f"results file {p}: results[{i}]")
+            if result.status == "invalid":
+                raise UsageError(f"results file {p}: results[{i}] ({result.kind}) cannot be verified: "
+                                 f"{result.invalid_reason()}", "give results written by parity/bench --json FILE")
+            doc["results"].append(r)
+            typed.append(result)
+    if not typed:
+        raise UsageError(f"no results in {', '.join(str(p) for p in paths)}: nothing to report",
+                         "give results written by parity/bench --json FILE")
+    return doc, typed
+
+
 def load_results(doc: Dict[str, Any]) -> List[Result]:
-    """Typed results (ParityResult / BenchResult) from a document."""
-    from rnndeploy.bench.results import BenchResult
-    from rnndeploy.parity.results import ParityResult
-
-    out: List[Result] = []
-    for r in doc["results"]:
-        kind = r.get("kind")
-        if kind == "parity":
-            out.append(ParityResult.from_dict(r))
-        elif kind == "bench":
-            out.append(BenchResult.from_dict(r))
-        elif kind == "tune":
-            from rnndeploy.tune.results import TuneResult
-
-            out.append(TuneResult.from_dict(r))
-        else:
-            raise UsageError(f"results document holds a result of unknown kind {kind!r}")
-    return out
+    """Typed results (ParityResult / BenchResult) from a document (each checked)."""
+    results = doc.get("results") if isinstance(doc, dict) else None
+    if not isinstance(results, list):
+        raise UsageError("results document has no results list")
+    return [parse_result(r, f"results[{i}]") for i, r in enumerate(results)]

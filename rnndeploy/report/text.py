@@ -44,9 +44,16 @@ def parity_rows(result: Any) -> List[List[str]]:
                 fmt.err(s.max_abs if s else None), fmt.err(s.p99_abs if s else None), fmt.err(s.rel_l2 if s else None),
                 "—" if s is None else f"{s.cosine:.6f}",
                 fmt.err(s.atol_needed if s else None),
-                "ok" if o.passed else ("NaN/Inf" if o.failure and ("NaN" in o.failure or "Inf" in o.failure) else "FAIL"),
+                verdict(o),
             ])
     return rows
+
+
+def verdict(o: Any) -> str:
+    """The result column of one output comparison: ok, not checked (tolerance inf), NaN/Inf, FAIL."""
+    if o.passed:
+        return "ok" if o.checked else "not checked"
+    return "NaN/Inf" if o.failure and ("NaN" in o.failure or "Inf" in o.failure) else "FAIL"
 
 
 PARITY_HEADERS = ["backend", "case", "output", "max abs", "p99 abs", "rel L2", "cosine", "atol needed", "result"]
@@ -59,12 +66,17 @@ def _parity(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
         ref.get("source"), "run in this process")
     lines = [
         heading(f"Parity: {result.model.get('name')} (graph {result.model.get('graph')}) — "
-                f"{'PASSED' if result.passed else 'FAILED'}"),
+                f"{result.status.upper()}"),
         "",
         f"Reference: {ref.get('backend')} ({src}; {describe_run(ref_desc)})",
     ]
     for b, d in result.backends.items():
         lines.append(f"Under test: {b} ({describe_run(d)})")
+        details = d.get("details") or {}
+        for text in details.get("rewrites", []):  # what the runtime needed to compute it right
+            lines.append(f"  rewritten for {b}: {text}")
+        if details.get("ignored_inputs"):
+            lines.append(f"  {b} ignores input(s) {', '.join(details['ignored_inputs'])} (pruned from its model; not fed)")
     tols = {}
     for c in result.cases:
         for o in c.outputs:

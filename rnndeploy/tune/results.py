@@ -177,7 +177,16 @@ class TuneResult:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TuneResult:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "tune result") -> TuneResult:
+        from rnndeploy.validation import Fields
+
+        f = Fields(d, where)  # the containers' types (a UsageError naming the field), then the values
+        for key in ("candidates", "accuracy", "measurements", "choices"):
+            f.records(key, required=False)
+        for key in ("model", "floors", "cpu", "deploy", "settings", "machine"):
+            f.mapping(key, required=False)
+        f.strs("skipped", required=False)
+        f.strs("warnings", required=False)
         return cls(
             model=dict(d.get("model", {})), baseline=d.get("baseline", ""),
             candidates=tuple(Candidate.from_dict(c) for c in d.get("candidates", [])),

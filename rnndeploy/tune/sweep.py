@@ -431,11 +431,9 @@ def check_out_dir(out_dir: str) -> None:
     Raises:
         UsageError: one line naming the path and what would work.
     """
-    from rnndeploy.fileio import check_parent_dir
+    from rnndeploy.fileio import check_output_path
 
-    p = check_parent_dir(out_dir, "--out")
-    if p.exists() and not p.is_dir():
-        raise UsageError(f"--out {p} is a file", "give a directory for the chosen artefacts and deploy.json")
+    p = check_output_path(out_dir, "--out", "dir")
     if p.is_dir() and any(p.iterdir()) and not (p / DEPLOY_JSON).is_file():
         raise UsageError(f"--out {p} holds other files (no {DEPLOY_JSON} of an earlier tune)",
                          "give a new or empty directory; tune replaces the whole directory")
