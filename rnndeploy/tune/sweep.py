@@ -68,7 +68,8 @@ class TuneConfig:
         budget: seconds for the whole run; measurements that would start later are skipped.
         min_time / warmup: timing per candidate and shape (seconds of calls; untimed calls).
         out_dir: where chosen artefacts and deploy.json go (None: nothing written).
-        decoder: a seq2seq model's decoder-step ONNX (FP32, for the task metric).
+        decoder: a seq2seq model's decoder-step ONNX (FP32; it gets the same INT8 variants as the
+            encoder, and each variant's task metric decodes with its own decoder step).
     """
 
     batches: Tuple[int, ...] = (1, 32)
@@ -126,9 +127,12 @@ def make_variants(onnx_path: str, variants: Sequence[str], workdir: str) -> Tupl
 
 
 def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes: Sequence[str],
-                    threads: Sequence[int]) -> Tuple[List[Candidate], List[str]]:
-    """The baseline plus every runtime × variant × thread count that can exist, and why others cannot."""
-    cands = [Candidate(BASELINE, "ort-cpu", FP32, files[FP32], None)]
+                    threads: Sequence[int], decoders: Optional[Mapping[str, str]] = None
+                    ) -> Tuple[List[Candidate], List[str]]:
+    """The baseline plus every runtime × variant × thread count that can exist, and why others cannot.
+    ``decoders``: a seq2seq model's decoder-step file per variant (a variant without one uses FP32's)."""
+    decoders = decoders or {}
+    cands = [Candidate(BASELINE, "ort-cpu", FP32, files[FP32], None, decoders.get(FP32))]
     notes: List[str] = []
     for rt in runtimes:
         for v in variants:
@@ -142,7 +146,8 @@ def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes:
                 continue  # ONNX Runtime's INT8 contrib ops run on ONNX Runtime only
             for t in threads:
                 label = f"{backend}:t{t}" + ("" if v == FP32 or (rt, v) in RUNTIME_PRECISIONS else f" {v}")
-                cands.append(Candidate(label, f"{backend}:t{t}", v, artefact, int(t)))
+                cands.append(Candidate(label, f"{backend}:t{t}", v, artefact, int(t),
+                                       decoders.get(v, decoders.get(FP32))))
     wanted_bf16 = "bf16" in variants
     if wanted_bf16 and "openvino" not in runtimes:
         notes.append("bf16 needs the openvino runtime, which is not installed (pip install openvino)")
@@ -175,18 +180,19 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
         warnings.append("no task metric: a seq2seq encoder needs its decoder step (--decoder FILE)")
         data = None
 
-    def outputs_of(backend: str, artefact: str) -> Dict[str, np.ndarray]:
+    def outputs_of(backend: str, artefact: str, decoder: Optional[str]) -> Dict[str, np.ndarray]:
         with runner_factory(backend, _source_for(source, artefact), RunnerOptions()) as r:
             if data is None:
                 sizes = sizes_for(graph, max(1, min(config.batches[-1], 8)), min(max(config.seqs), 128))
                 return r.infer(generate_inputs(graph, sizes, config.seed, _pad_id(source)))
-            if decoder_src is not None:
-                with runner_factory("ort-cpu", decoder_src, RunnerOptions()) as dec:
+            if decoder_src is not None:  # the decoder step runs on the same runtime, in the same variant
+                dec_src = _source_for(decoder_src, decoder or str(decoder_src.onnx))
+                with runner_factory(backend, dec_src, RunnerOptions()) as dec:
                     return run_task(r, data, decoder=dec)
             return run_task(r, data)
 
-    fp32_path = next(c.artefact for c in candidates if c.variant == FP32)
-    reference = outputs_of("ort-cpu", fp32_path)
+    fp32 = next(c for c in candidates if c.variant == FP32)
+    reference = outputs_of("ort-cpu", fp32.artefact, fp32.decoder)
     ref_scores = score_task(data, reference, graph) if data is not None else None
     inputs = data.describe() if data is not None else "generated inputs (no data recorded in the model)"
     checks: List[AccuracyCheck] = []
@@ -194,7 +200,8 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
     for c in progress(unique, "accuracy", enabled=config.show_progress):
         runtime, variant = c.key
         try:
-            outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact)
+            outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact,
+                                                                                             c.decoder)
         except DeviceError as exc:  # the runner refuses this machine (openvino:bf16 without native bf16)
             checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"{NOT_RUN}: {exc.message}"))
             warnings.append(f"{runtime} {variant} skipped: {exc.message}")
@@ -279,6 +286,7 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     _check_config(config)
     if config.out_dir:
         check_out_dir(config.out_dir)
+    _decoder_source(source, config)  # a --decoder that cannot be read stops here, before any work
     runtimes = list(config.runtimes) if config.runtimes is not None else cpu_runtimes()
     if "ort-cpu" not in runtimes:
         runtimes.insert(0, "ort-cpu")  # the baseline and the reference run on it
@@ -291,7 +299,12 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     try:
         files, notes = make_variants(source.onnx, config.variants, work)
         warnings += notes
-        candidates, notes = make_candidates(files, config.variants, runtimes, threads)
+        decoder = _decoder_path(source, config)
+        decoders: Dict[str, str] = {}
+        if decoder:  # seq2seq: the decoder step gets the same variants, scored with its encoder
+            decoders, notes = make_variants(decoder, config.variants, work)
+            warnings += [f"decoder step: {n}" for n in notes]
+        candidates, notes = make_candidates(files, config.variants, runtimes, threads, decoders)
         warnings += notes
         checks, notes = check_accuracy(source, candidates, config, runner_factory)
         warnings += notes
@@ -394,9 +407,10 @@ def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candida
     out = Path(out_dir)
     names: Dict[str, str] = {}
     for c in chosen:
-        if c.artefact not in names:
-            stem = Path(source.onnx or "model").stem
-            names[c.artefact] = f"{stem}.onnx" if c.variant in (FP32, "bf16") else f"{stem}.{c.variant}.onnx"
+        for path in (c.artefact, c.decoder):
+            if path and path not in names:
+                # the source's own name, or the variant's file name (both name the graph: .encoder / .decoder_step)
+                names[path] = Path(path).name
     with atomic_dir(out) as tmp:
         (tmp / "artefacts").mkdir()
         for src, name in names.items():
@@ -409,9 +423,13 @@ def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candida
             rel = Path("artefacts") / names[c.artefact]
             m = next((x for x in measurements if x.backend == c.label and x.batch == ch.batch and x.seq == ch.seq),
                      None)
+            dec = {}
+            if c.decoder:
+                dec_rel = Path("artefacts") / names[c.decoder]
+                dec = {"decoder_artefact": dec_rel.as_posix(), "decoder_sha256": sha256_file(tmp / dec_rel)}
             entries.append({
                 "batch": ch.batch, "seq": ch.seq, "candidate": c.label, "variant": c.variant,
-                "artefact": rel.as_posix(), "sha256": sha256_file(tmp / rel),
+                "artefact": rel.as_posix(), "sha256": sha256_file(tmp / rel), **dec,
                 "runner": {"backend": c.backend if c.label != BASELINE else "ort-cpu", "threads": c.threads,
                            "description": dict(m.description) if m else {}},
                 "median_s": ch.median, "ort_default_median_s": ch.baseline_median,
@@ -467,13 +485,18 @@ def _pad_id(source: ModelSource) -> Optional[int]:
     return pad if isinstance(pad, int) else None
 
 
+def _decoder_path(source: ModelSource, config: TuneConfig) -> Optional[str]:
+    """A seq2seq encoder's decoder-step file: --decoder, else NAME.decoder_step.onnx beside NAME.encoder.onnx."""
+    if config.decoder:
+        return config.decoder
+    if source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
+        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
+        return sibling if Path(sibling).is_file() else None
+    return None
+
+
 def _decoder_source(source: ModelSource, config: TuneConfig) -> Optional[ModelSource]:
     from rnndeploy.backends.source import resolve_source
 
-    path = config.decoder
-    if path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
-        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
-        path = sibling if Path(sibling).is_file() else None
+    path = _decoder_path(source, config)
     return resolve_source(onnx=path, graph="decoder_step") if path else None
-
-
