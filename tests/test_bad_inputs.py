@@ -89,6 +89,18 @@ def _onnx_add(opset: int = 17, dims=("batch", "seq", 2), name: str = "add", shif
     return m.SerializeToString()
 
 
+def _onnx_aten() -> bytes:
+    """An exporter's ATen fallback node (domain org.pytorch.aten): no runtime implements it."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("ATen", ["x"], ["y"], domain="org.pytorch.aten", name="aten_lstm", operator="lstm")
+    g = helper.make_graph([node], "aten", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("org.pytorch.aten", 1)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
 @contextlib.contextmanager
 def memory_cap(extra: int = 6 << 30) -> Any:
     """Cap this process's address space near its current size while a case runs, so a case
@@ -301,8 +313,8 @@ CASES = [
     B("parity-trt-profile-malformed", f"{P} --trt-profile seq=1:2", 2, "--trt-profile"),
     B("parity-trt-profile-order", f"{P} --trt-profile seq=4:2:1", 2, "--trt-profile"),
     # -- parity: models and backends ---------------------------------------------------------------
-    # (no "parity {onnx}" row: without --backend parity runs every runtime available here (005b3c1), so
-    # whether anything is left beside the reference depends on the machine — openvino installed: exit 0)
+    # without --backend every available runtime runs; with only the reference available, nothing is compared
+    B("parity-no-backend-only-reference", "parity {ckpt}", 2, "nothing to compare"),
     B("parity-backend-unknown", "parity {onnx} --backend ort-gpu", 2, "ort-gpu", "ort-cpu"),
     B("parity-backend-modifier-unknown", "parity {onnx} --backend ort-cpu:zz", 2, "zz"),
     B("parity-reference-unknown", f"{P} --reference bogus", 2, "bogus"),
@@ -598,6 +610,16 @@ CASES = [
     B("engine-fp32-of-fp16", "build-engine {d}/h.onnx --fp32 --dry-run", 2, "fp16",
       files={"h.onnx": lambda a: _fp16_bytes(a)}),
     B("engine-fp16-onnx-without-fp16", "build-engine {onnx} --write-fp16-onnx {d}/h.onnx", 2, "fp16"),
+    # -- normalize ------------------------------------------------------------------------------------
+    B("normalize-missing", "normalize {d}/nope.onnx -o {d}/o.onnx", 2, "nope.onnx", "does not exist"),
+    B("normalize-zero-byte", "normalize {d}/z.onnx -o {d}/o.onnx", 2, "z.onnx", "empty", files={"z.onnx": b""}),
+    B("normalize-garbage", "normalize {d}/g.onnx -o {d}/o.onnx", 2, "g.onnx", files={"g.onnx": b"\xff" * 40}),
+    B("normalize-onto-itself", "normalize {d}/a.onnx -o {d}/a.onnx", 2, "is the input file",
+      files={"a.onnx": lambda a: _onnx_add()}),
+    B("normalize-output-dir-missing", "normalize {add} -o {d}/no/o.onnx", 2, "does not exist"),
+    B("normalize-no-runtime-runs-it", "normalize {d}/aten.onnx -o {d}/o.onnx", 2, "aten_lstm", "no runtime",
+      "ort-cpu refuses", "openvino refuses", "nothing written", files={"aten.onnx": lambda a: _onnx_aten()}),
+    B("normalize-for-unknown", "normalize {add} -o {d}/o.onnx --for tensorrt", 2, "--for"),
     # -- export -------------------------------------------------------------------------------------
     B("export-missing-checkpoint", "export {d}/nope -o {d}/m.onnx", 2, "nope"),
     B("export-no-source", "export -o {d}/m.onnx", 2, "checkpoint"),
