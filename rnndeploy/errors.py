@@ -51,6 +51,10 @@ class SpecError(UsageError):
     """A model spec (or the ONNX metadata holding it) is missing or inconsistent."""
 
 
+class KerasModelError(UsageError):
+    """A Keras model file is unreadable, holds weights only, or uses what the converter cannot express."""
+
+
 class ShapeError(UsageError):
     """An input's name, dtype or shape does not fit the model or engine profile."""
 

@@ -15,6 +15,8 @@ EXTRAS = {
     "safetensors": ("train", "reading and writing checkpoints"),
     "onnxslim": ("simplify", "graph simplification"),
     "openvino": ("openvino", "the openvino runner"),
+    "h5py": ("keras", "reading Keras model files"),
+    "keras": ("keras-runtime", "running Keras models (export validation, the keras runner)"),
 }
 
 

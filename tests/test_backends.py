@@ -140,7 +140,7 @@ def test_runner_options_validation():
 
 
 def test_registry_names_and_errors(monkeypatch):
-    assert set(BACKENDS) == {"torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "onnx-ref", "openvino"}
+    assert set(BACKENDS) == {"torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "onnx-ref", "openvino", "keras"}
     assert BACKENDS["trt"].target == "rnndeploy.backends.tensorrt:TensorRTRunner"
     with pytest.raises(UsageError, match="unknown"):
         runner_class("tflite")

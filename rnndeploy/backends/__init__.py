@@ -8,6 +8,7 @@ missing dependency raises MissingDependencyError naming the pip extra.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
@@ -52,8 +53,9 @@ class Backend:
         target: "module:Class" of the Runner subclass.
         module: the third-party module it needs (checked before importing ``target``).
         extra: the pip extra providing ``module``.
-        artefact: what it runs: "onnx", "engine" or "torch" (checkpoint or user module).
+        artefact: what it runs: "onnx", "engine", "torch" (checkpoint or user module) or "keras".
         gpu: needs a CUDA device.
+        env: environment defaults set (unless already set) before ``module`` is imported.
     """
 
     target: str
@@ -61,6 +63,7 @@ class Backend:
     extra: str
     artefact: str
     gpu: bool = False
+    env: Tuple[Tuple[str, str], ...] = ()
 
 
 BACKENDS: Dict[str, Backend] = {
@@ -71,6 +74,9 @@ BACKENDS: Dict[str, Backend] = {
     "trt": Backend("rnndeploy.backends.tensorrt:TensorRTRunner", "tensorrt", "gpu", "engine", gpu=True),
     "onnx-ref": Backend("rnndeploy.backends.onnxref:OnnxReferenceRunner", "onnx", "cpu", "onnx"),
     "openvino": Backend("rnndeploy.backends.openvino_runner:OpenVinoRunner", "openvino", "openvino", "onnx"),
+    # Keras 3 picks its backend at import; torch is the one rnndeploy installs (no TensorFlow)
+    "keras": Backend("rnndeploy.backends.keras_runner:KerasRunner", "keras", "keras-runtime", "keras",
+                     env=(("KERAS_BACKEND", "torch"),)),
 }
 
 
@@ -84,6 +90,8 @@ def runner_class(name: str) -> Type[Runner]:
     entry = BACKENDS.get(name)
     if entry is None:
         raise UsageError(f"backend {name!r} is unknown", f"use one of {', '.join(BACKENDS)}")
+    for key, value in entry.env:
+        os.environ.setdefault(key, value)
     try:
         importlib.import_module(entry.module)
     except ImportError as exc:
@@ -255,7 +263,7 @@ def backend_availability(source: Optional[ModelSource] = None) -> Dict[str, Opti
             providers = []
     need_provider = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
     missing_artefact = {"torch": "no checkpoint or module given", "onnx": "no ONNX file given",
-                        "engine": "no TensorRT engine given (--engine)"}
+                        "engine": "no TensorRT engine given (--engine)", "keras": "no Keras model given (--keras)"}
     out: Dict[str, Optional[str]] = {}
     for n, b in BACKENDS.items():
         if n not in names:
@@ -266,7 +274,7 @@ def backend_availability(source: Optional[ModelSource] = None) -> Dict[str, Opti
             out[n] = f"this onnxruntime has no {need_provider[n]}"
         elif source is not None and not {"torch": bool(source.checkpoint or source.module),
                                          "onnx": bool(source.onnx or source.onnx_bytes),
-                                         "engine": bool(source.engine)}[b.artefact]:
+                                         "engine": bool(source.engine), "keras": bool(source.keras)}[b.artefact]:
             out[n] = missing_artefact[b.artefact]
         else:
             out[n] = None

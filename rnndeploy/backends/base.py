@@ -63,6 +63,7 @@ class ModelSource:
         checkpoint: rnndeploy checkpoint directory (torch runner).
         module: a user module as "path/to/file.py:factory" (torch runner).
         engine: path of a serialized TensorRT engine (trt runner).
+        keras: path of a saved Keras model, .keras or .h5 (keras runner).
         onnx_bytes: an ONNX model held in memory (export validation, FP16 checks);
             ONNX runners load it instead of ``onnx``.
     """
@@ -74,6 +75,7 @@ class ModelSource:
     checkpoint: Optional[str] = None
     module: Optional[str] = None
     engine: Optional[str] = None
+    keras: Optional[str] = None
     onnx_bytes: Optional[bytes] = field(default=None, repr=False)
 
     @classmethod
@@ -93,11 +95,11 @@ class ModelSource:
         return self.onnx_bytes if self.onnx_bytes is not None else self.need("onnx", backend)
 
     def need(self, what: str, backend: str) -> str:
-        """The path for artefact ``what`` ("onnx", "checkpoint", "module", "engine") or a UsageError."""
+        """The path for artefact ``what`` ("onnx", "checkpoint", "module", "engine", "keras") or a UsageError."""
         value = getattr(self, what)
         if not value:
             option = {"onnx": "--onnx FILE", "checkpoint": "--checkpoint DIR", "module": "--module FILE.py:FACTORY",
-                      "engine": "--engine FILE"}[what]
+                      "engine": "--engine FILE", "keras": "--keras FILE.keras"}[what]
             raise UsageError(f"backend {backend!r} needs a {what} and none was given", f"pass {option}")
         return value
 

@@ -19,19 +19,23 @@ ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 
 
 def classify(model: str) -> str:
-    """"onnx", "checkpoint", "engine" or "module" for a positional MODEL argument."""
+    """"onnx", "checkpoint", "engine", "module" or "keras" for a positional MODEL argument."""
+    from rnndeploy.keras.archive import is_keras_path
+
     p = Path(model)
     if p.is_dir():
         return "checkpoint"
     if p.suffix == ".onnx":
         return "onnx"
+    if is_keras_path(model):
+        return "keras"
     if p.suffix in ENGINE_SUFFIXES:
         return "engine"
     if ".py:" in model:
         return "module"
     if not p.exists():
-        raise UsageError(f"model {model} does not exist", "give an ONNX file, a checkpoint directory, an engine (.plan) "
-                                                           "or a module as path/to/file.py:factory")
+        raise UsageError(f"model {model} does not exist", "give an ONNX file, a checkpoint directory, an engine (.plan), "
+                                                           "a Keras model (.keras/.h5) or a module as path/to/file.py:factory")
     raise UsageError(f"model {model}: cannot tell what it is from its name",
                      "ONNX files end in .onnx, engines in .plan/.engine, checkpoints are directories")
 
@@ -46,6 +50,7 @@ def resolve_source(
     graph: Optional[str] = None,
     with_state: Optional[bool] = None,
     auto_checkpoint: bool = True,
+    keras: Optional[str] = None,
 ) -> ModelSource:
     """A ModelSource from the positional MODEL and/or the explicit artefact options.
 
@@ -54,7 +59,8 @@ def resolve_source(
     one the export recorded), brings that checkpoint along, so torch can be the
     reference without naming it.
     """
-    arts: Dict[str, Optional[str]] = {"onnx": onnx, "checkpoint": checkpoint, "module": module, "engine": engine}
+    arts: Dict[str, Optional[str]] = {"onnx": onnx, "checkpoint": checkpoint, "module": module, "engine": engine,
+                                      "keras": keras}
     if model:
         kind = classify(model)
         if arts[kind] and arts[kind] != model:
@@ -62,7 +68,7 @@ def resolve_source(
         arts[kind] = model
     if not any(arts.values()):
         raise UsageError("no model given", "pass MODEL (an ONNX file, checkpoint directory or engine)")
-    for key in ("onnx", "engine", "checkpoint"):
+    for key in ("onnx", "engine", "checkpoint", "keras"):
         path = arts[key]
         if path and not Path(path).exists():
             raise UsageError(f"{key} {path} does not exist")
@@ -81,6 +87,8 @@ def resolve_source(
         spec, meta_graph, state_default = _spec_from_checkpoint(arts["checkpoint"]), None, False
     elif arts["engine"]:
         spec, meta_graph, state_default = _spec_from_engine_sidecar(arts["engine"])
+    elif arts["keras"]:
+        spec, meta_graph, state_default = _spec_from_keras(arts["keras"], bool(with_state))
     else:
         raise UsageError("a user module (--module) carries no input/output spec",
                          "also pass the ONNX file exported from it (--onnx FILE)")
@@ -203,6 +211,14 @@ def _spec_from_checkpoint(path: str) -> Any:
         return ModelSpec.from_json(p.read_text(encoding="utf-8"), str(p))
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {p}: {exc}") from None
+
+
+def _spec_from_keras(path: str, with_state: bool) -> Tuple[Any, Optional[str], bool]:
+    """The spec the Keras converter derives from a .keras / .h5 file (numpy, onnx and h5py only)."""
+    from rnndeploy.keras import ConvertOptions, convert_keras, load_keras_file
+
+    conv = convert_keras(load_keras_file(path), ConvertOptions(with_state=with_state))
+    return conv.spec, "model", conv.streaming
 
 
 def _spec_from_engine_sidecar(path: str) -> Tuple[Any, Optional[str], bool]:

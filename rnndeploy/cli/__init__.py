@@ -31,6 +31,9 @@ COMMANDS: Dict[str, str] = {
     "quantize": "rnndeploy.cli.tune:quantize",
     "tune": "rnndeploy.cli.tune:tune",
     "report": "rnndeploy.cli.report:report",
+    "triton": "rnndeploy.cli.triton:triton",
+    "serve": "rnndeploy.cli.triton:serve",
+    "loadtest": "rnndeploy.cli.triton:loadtest",
     "doctor": "rnndeploy.cli.doctor:doctor",
 }
 

@@ -25,7 +25,8 @@ from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS
 @dim_option
 @output_options
 def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
-          engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+          engine: Optional[str], keras_path: Optional[str], graph: Optional[str], with_state: Optional[bool],
+          backends: Sequence[str],
           precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
           fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
           trt_profile: Optional[str], batches: str,
@@ -62,7 +63,7 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
     if min_time <= 0 and iters is None:
         raise UsageError("--min-time must be positive", "or give --iters N")
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
-                            graph=graph, with_state=with_state)
+                            graph=graph, with_state=with_state, keras=keras_path)
     source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)

@@ -42,7 +42,7 @@ from rnndeploy.errors import UsageError
     metavar="NAME[:ROLE]",
     help="Output names in the order forward returns them (dims are found by running the module).",
 )
-@click.option("--name", default=None, help="Model name for a user module (default: the file's name).")
+@click.option("--name", default=None, help="Model name for a user module or Keras file (default: the file's name).")
 @click.option(
     "--exporter",
     type=click.Choice(["auto", "torchscript", "dynamo"]),
@@ -86,21 +86,30 @@ def export(
     long_seq: Optional[int],
     as_json: bool,
 ) -> None:
-    """Export a checkpoint directory (from `rnndeploy train`) or your own module to ONNX,
-    then prove the file computes what PyTorch computes: onnx.checker, then ONNX Runtime
-    at batch 1, seq 1, other shapes and a sequence longer than training, output by output.
+    """Export a checkpoint directory (from `rnndeploy train`), a Keras model (.keras / .h5)
+    or your own module to ONNX, then prove the file computes what PyTorch (or Keras)
+    computes: onnx.checker, then ONNX Runtime at batch 1, seq 1, other shapes, a sequence
+    longer than training (and padded batches for a masking Keras model), output by output.
     Nothing is written unless every check passes.
 
     \b
       rnndeploy export runs/sine -o sine.onnx
+      rnndeploy export sentiment.keras -o sentiment.onnx      # Keras 3 .keras or Keras 2/3 .h5; no torch needed
       rnndeploy export --model net.py:build --input x:float32[batch,seq,8] --output y -o net.onnx
     """
     if (checkpoint is None) == (model_ref is None):
-        raise UsageError("give either a CHECKPOINT directory or --model FILE.py:FACTORY", "see rnndeploy export --help")
-    if model_ref is None and (inputs or outputs or name):
-        raise UsageError("--input/--output/--name describe a --model user module", "leave them out for a checkpoint")
+        raise UsageError("give either a CHECKPOINT directory, a Keras MODEL.keras / .h5, or --model FILE.py:FACTORY",
+                         "see rnndeploy export --help")
     if long_seq is not None and long_seq < 1:
         raise UsageError(f"--long-seq {long_seq} must be a positive length")
+    from rnndeploy.keras.archive import is_keras_path
+
+    if checkpoint is not None and is_keras_path(checkpoint):
+        _export_keras(checkpoint, out, exporter, opset, with_state, simplify, no_validate, long_seq, name,
+                      inputs, outputs, as_json)
+        return
+    if model_ref is None and (inputs or outputs or name):
+        raise UsageError("--input/--output/--name describe a --model user module", "leave them out for a checkpoint")
     from rnndeploy.optional import require
 
     require("torch", "export")
@@ -132,6 +141,29 @@ def export(
                 validate=not no_validate,
                 longest_train_seq=long_seq,
             )
+    except ValidationFailed as err:
+        for report in err.reports:
+            click.echo(report.render(), err=True)
+        raise
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
+
+
+def _export_keras(path: str, out: str, exporter: Optional[str], opset: Optional[int], with_state: Optional[bool],
+                  simplify: bool, no_validate: bool, long_seq: Optional[int], name: Optional[str],
+                  inputs: Tuple[str, ...], outputs: Tuple[str, ...], as_json: bool) -> None:
+    from rnndeploy.export.validate import ValidationFailed
+    from rnndeploy.keras.export import KerasExportOptions, export_keras, keras_export_usage
+
+    keras_export_usage(exporter, simplify, inputs, outputs)
+    options = KerasExportOptions(
+        opset=opset if opset is not None else 17,
+        with_state=bool(with_state),
+        validate=False if no_validate else None,
+        longest_train_seq=long_seq,
+        name=name,
+    )
+    try:
+        result = export_keras(path, out, options)
     except ValidationFailed as err:
         for report in err.reports:
             click.echo(report.render(), err=True)

@@ -31,6 +31,7 @@ model_options = _stack(
     click.option("--checkpoint", metavar="DIR", help="rnndeploy checkpoint directory (torch backend)."),
     click.option("--module", "module_ref", metavar="FILE.py:FACTORY", help="Your own torch module (torch backend)."),
     click.option("--engine", metavar="FILE", help="Serialized TensorRT engine (trt backend)."),
+    click.option("--keras", "keras_path", metavar="FILE", help="Saved Keras model, .keras or .h5 (keras backend)."),
     click.option("--graph", metavar="NAME", help="Graph of a multi-graph model (e.g. encoder, decoder_step)."),
     click.option("--with-state/--without-state", "with_state", default=None,
                  help="Streaming form (states in/out). Default: whatever the ONNX file takes."),
@@ -161,8 +162,10 @@ def command_line() -> str:
 
 
 def default_reference(source: Any) -> str:
-    """torch when the source has a torch artefact, else ort-cpu."""
-    return "torch" if (source.checkpoint or source.module) else "ort-cpu"
+    """torch when the source has a torch artefact, keras when it has a Keras model, else ort-cpu."""
+    if source.checkpoint or source.module:
+        return "torch"
+    return "keras" if getattr(source, "keras", None) else "ort-cpu"
 
 
 def emit_result(result: Any, json_path: Optional[str], markdown_path: Optional[str]) -> None:

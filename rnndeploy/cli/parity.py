@@ -14,7 +14,7 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, 
 @model_options
 @runner_options
 @click.option("--reference", metavar="NAME", help="Backend whose outputs are the truth (default torch when a checkpoint "
-                                                  "or module is given, else ort-cpu). Without --backend, every other "
+                                                  "or module is given, keras for a Keras model, else ort-cpu). Without --backend, every other "
                                                   "runtime available here is checked against it.")
 @click.option("--shapes", default="1x1,1x16,3x37,8x128", show_default=True, metavar="BxS,...",
               help="batch x seq cases for generated inputs.")
@@ -44,7 +44,8 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, 
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
 @output_options
 def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
-           engine: Optional[str], graph: Optional[str], with_state: Optional[bool], backends: Sequence[str],
+           engine: Optional[str], keras_path: Optional[str], graph: Optional[str], with_state: Optional[bool],
+           backends: Sequence[str],
            precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
            fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
            trt_profile: Optional[str],
@@ -84,7 +85,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     from rnndeploy.parity.tolerances import ToleranceOverrides
 
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
-                            graph=graph, with_state=with_state)
+                            graph=graph, with_state=with_state, keras=keras_path)
     source = normalized_source(source)
     decoder = None
     if decoder_path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):

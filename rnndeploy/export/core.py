@@ -191,9 +191,12 @@ class ExportResult:
         """The one-screen export summary."""
         out: List[str] = []
         for g in self.graphs:
-            val = (
-                "NOT validated (--no-validate)" if g.validation is None else f"validated in {g.seconds_validate:.2f} s"
-            )
+            if g.validation is not None:
+                val = f"validated in {g.seconds_validate:.2f} s"
+            elif any(n.startswith("not validated") for n in g.notes):
+                val = "NOT validated (see note)"
+            else:
+                val = "NOT validated (--no-validate)"
             simp = {None: "", True: "; simplified with onnxslim", False: "; onnxslim result dropped"}[g.simplified]
             out.append(
                 f"exported {self.model} [{self.family}] graph {g.graph!r} → {g.path}: {g.exporter} exporter, "

@@ -41,10 +41,12 @@ class OutputCheck:
     atol_needed: Optional[float] = None
     rtol_needed: Optional[float] = None
     error: str = ""
+    case: str = ""  # what else sets this run apart, e.g. "pre-padded"
 
     @property
     def where(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.sizes.items()) or "fixed"
+        text = " ".join(f"{k}={v}" for k, v in self.sizes.items()) or "fixed"
+        return f"{text} {self.case}" if self.case else text
 
     def reason(self) -> str:
         """Why it failed, in a few words (empty when ok)."""
@@ -73,6 +75,7 @@ class OutputCheck:
             "atol_needed": self.atol_needed,
             "rtol_needed": self.rtol_needed,
             "error": self.error,
+            **({"case": self.case} if self.case else {}),
         }
 
 
@@ -94,6 +97,7 @@ class ValidationReport:
     runtime: str = ""
     label: str = ""
     notes: Tuple[str, ...] = field(default_factory=tuple)
+    reference: str = "torch"
 
     @property
     def ok(self) -> bool:
@@ -113,7 +117,7 @@ class ValidationReport:
 
     def failure_line(self) -> str:
         """Every failing output in one line: how many size sets it failed at, and its worst case."""
-        n_sizes = len(self.sizes)
+        n_sizes = len({c.where for c in self.checks})
         parts = []
         for name in dict.fromkeys(c.output for c in self.failures):
             fails = [c for c in self.failures if c.output == name]
@@ -131,7 +135,8 @@ class ValidationReport:
 
     def render(self) -> str:
         tols = {c.tolerance for c in self.checks}
-        head = f"validation [{self.label or self.exporter}]: {self.runtime or 'onnxruntime'} vs torch at {len(self.sizes)} shapes"
+        n_runs = len({c.where for c in self.checks})
+        head = f"validation [{self.label or self.exporter}]: {self.runtime or 'onnxruntime'} vs {self.reference} at {n_runs} shapes"
         if len(tols) == 1:
             head += f" (fp32 tolerance {_tol_text(next(iter(tols)))})"
         rows = [["sizes", "output", "shape", "max abs", "max rel", "rel L2", "atol needed", "rtol needed", "result"]]
@@ -170,6 +175,7 @@ class ValidationReport:
             "seconds": self.seconds,
             "checks": [c.to_dict() for c in self.checks],
             "notes": list(self.notes),
+            "reference": self.reference,
         }
 
 
@@ -196,9 +202,11 @@ def check_onnx(model: Any, what: str) -> None:
         raise ExportError(f"{what} fails the ONNX checker: {first_line(exc)}") from exc
 
 
-def output_check(sizes: Mapping[str, int], output: str, actual: np.ndarray, ref: np.ndarray, tol: Tolerance) -> OutputCheck:
-    """One output at one size set, measured by rnndeploy.metrics (the figures parity prints)."""
-    c = compare_output(output, actual, ref, tol, backend="onnxruntime", reference="torch")
+def output_check(sizes: Mapping[str, int], output: str, actual: np.ndarray, ref: np.ndarray, tol: Tolerance,
+                 reference: str = "torch", case: str = "") -> OutputCheck:
+    """One output at one size set, measured by rnndeploy.metrics (the figures parity prints);
+    ``reference`` names what computed ``ref``, ``case`` what else sets the run apart."""
+    c = compare_output(output, actual, ref, tol, backend="onnxruntime", reference=reference)
     s = c.stats
     return OutputCheck(
         sizes=dict(sizes), output=output, ok=c.passed, tolerance=tol, shape=c.shape,
@@ -207,6 +215,7 @@ def output_check(sizes: Mapping[str, int], output: str, actual: np.ndarray, ref:
         rtol_needed=None if s is None else s.rtol_needed,
         # a shape or NaN/Inf problem leaves nothing to measure: its one line is the reason
         error=(c.failure or "") if s is None else "",
+        case=case,
     )
 
 

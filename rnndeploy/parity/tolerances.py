@@ -53,8 +53,9 @@ def resolve_tolerance(graph: GraphSpec, output: str, precision: str,
                       overrides: Optional[ToleranceOverrides] = None) -> Tolerance:
     """The tolerance for ``output`` when the runtime under test runs at ``precision``.
 
-    Specs declare fp32 and fp16 tolerances; other reduced precisions (int8, bf16) are
-    held to the fp16 ones, the loosest the model declares.
+    Specs declare fp32 and fp16 tolerances; bf16 has its own default
+    (rnndeploy.spec.DEFAULT_TOLERANCES) unless the spec declares one; other reduced
+    precisions (int8) are held to the fp16 ones, the loosest the model declares.
     """
     tol = graph.tolerance(output, precision if precision in PRECISIONS else "fp16")
     if overrides is None:

@@ -16,10 +16,13 @@ from rnndeploy.report.machine import distinct_machines, machine_label
 from rnndeploy.report.svg import PALETTE, Series, line_chart
 from rnndeploy.report.text import (
     BENCH_HEADERS,
+    LOADTEST_HEADERS,
     PARITY_HEADERS,
     bench_rows,
+    describe_loadtest,
     describe_run,
     describe_settings,
+    loadtest_rows,
     parity_rows,
 )
 
@@ -198,6 +201,28 @@ def _parity_section(r: Any, idx: int) -> str:
     return "".join(out)
 
 
+def _loadtest_section(r: Any, idx: int) -> str:
+    status = '<span class="pass">PASSED</span>' if r.passed else '<span class="fail">FAILED</span>'
+    out = [f"<p>{status} — {escape(describe_loadtest(r))}. Command: <code>{escape(r.command)}</code> · "
+           f"{escape(r.created)}</p>", '<div class="charts">']
+    levels = [lv for lv in r.levels if lv.latencies]
+    if levels:
+        xs = tuple(float(lv.concurrency) for lv in levels)
+        wide = max(xs) / max(min(xs), 1.0) >= 8
+        out.append(line_chart([Series("answered requests/s", xs, tuple(lv.throughput for lv in levels), PALETTE[0])],
+                              "Throughput vs concurrency", "concurrent clients", "requests per second", log_x=wide,
+                              chart_id=f"load{idx}-tput"))
+        out.append(line_chart([Series("p50", xs, tuple(lv.p50 * 1e3 for lv in levels), PALETTE[0]),
+                               Series("p99", xs, tuple(lv.p99 * 1e3 for lv in levels), PALETTE[1], dashed=True)],
+                              "Latency vs concurrency", "concurrent clients", "latency (ms)", log_x=wide, log_y=True,
+                              chart_id=f"load{idx}-lat"))
+    out.append("</div>")
+    out.append(_table(LOADTEST_HEADERS, loadtest_rows(r), "rrrrrrrrrrrl", fail_col=11))
+    out += [f'<p class="fail">{escape(f)}</p>' for f in r.failures()[:20]]
+    out += [f'<p class="note">warning: {escape(w)}</p>' for w in r.warnings]
+    return "".join(out)
+
+
 def _machines(results: Sequence[Any]) -> str:
     rows: List[List[str]] = []
     for m in distinct_machines(results):
@@ -218,7 +243,7 @@ def _model_label(r: Any) -> str:
 
 
 def render_html(results: Sequence[Any], title: str = "rnndeploy report") -> str:
-    """The page for ``results`` (ParityResult / BenchResult, any mix, any machines)."""
+    """The page for ``results`` (ParityResult / BenchResult / LoadTestResult, any mix, any machines)."""
     used: Dict[str, int] = {}
     body = [f"<h1>{escape(title)}</h1>",
             f'<p class="meta">Generated {escape(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))} '
@@ -236,6 +261,9 @@ def render_html(results: Sequence[Any], title: str = "rnndeploy report") -> str:
         elif r.kind == "bench":
             head = f"Latency — {name} on {machine_label(dict(r.machine))}"
             body.append(f'<h2 id="{_slug(head, used)}">{escape(head)}</h2>{_bench_section(r, i)}')
+        elif r.kind == "loadtest":
+            head = f"Served on Triton — {name} ({r.model.get('served_as')})"
+            body.append(f'<h2 id="{_slug(head, used)}">{escape(head)}</h2>{_loadtest_section(r, i)}')
         else:
             head = f"Parity — {name}"
             body.append(f'<h2 id="{_slug(head, used)}">{escape(head)}</h2>{_parity_section(r, i)}')

@@ -4,7 +4,8 @@
       "format": "rnndeploy.results",
       "schema_version": 1,
       "results": [ {"kind": "parity", ...ParityResult.to_dict()},
-                   {"kind": "bench",  ...BenchResult.to_dict()}, ... ]
+                   {"kind": "bench",  ...BenchResult.to_dict()},
+                   {"kind": "loadtest", ...LoadTestResult.to_dict()}, ... ]
     }
 
 Every result carries its own ``machine`` and ``command``, so documents written on a
@@ -34,8 +35,8 @@ from rnndeploy.validation import Fields, type_name
 FORMAT = "rnndeploy.results"
 SCHEMA_VERSION = 1
 
-Result = Any  # ParityResult | BenchResult | TuneResult (each has .kind and .to_dict())
-KINDS = ("parity", "bench", "tune")
+Result = Any  # ParityResult | BenchResult | TuneResult | LoadTestResult (each has .kind and .to_dict())
+KINDS = ("parity", "bench", "tune", "loadtest")
 
 
 def to_document(results: Sequence[Result]) -> Dict[str, Any]:
@@ -90,7 +91,7 @@ def read_document(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def parse_result(r: Any, where: str) -> Result:
-    """A typed result (ParityResult / BenchResult) from one entry of a document, checked.
+    """A typed result (ParityResult / BenchResult / TuneResult / LoadTestResult) from one entry of a document, checked.
 
     Raises:
         UsageError: not an object, an unknown kind, or a field of the wrong type.
@@ -104,6 +105,10 @@ def parse_result(r: Any, where: str) -> Result:
         return ParityResult.from_dict(r, where)
     if kind == "bench":
         return BenchResult.from_dict(r, where)
+    if kind == "loadtest":
+        from rnndeploy.triton.results import LoadTestResult
+
+        return LoadTestResult.from_dict(r, where)
     from rnndeploy.tune.results import TuneResult
 
     try:  # its loader checks the containers; anything deeper that does not fit is the file's fault too

@@ -162,9 +162,47 @@ def _bench(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
     return "\n".join(lines)
 
 
+# -- load test ------------------------------------------------------------------------------------------
+LOADTEST_HEADERS = ["clients", "sent", "verified", "wrong", "errors", "abandoned", "req/s", "steps/s", "p50 ms",
+                    "p90 ms", "p99 ms", "result"]
+
+
+def loadtest_rows(result: Any) -> List[List[str]]:
+    return [[str(lv.concurrency), str(lv.sent), str(lv.verified), str(lv.wrong), str(lv.errors), str(lv.abandoned),
+             fmt.rate(lv.throughput), fmt.rate(lv.steps_per_s), fmt.ms(lv.p50), fmt.ms(lv.p90), fmt.ms(lv.p99),
+             "ok" if lv.passed else "FAIL"] for lv in result.levels]
+
+
+def describe_loadtest(result: Any) -> str:
+    """One line: what was served and how requests were made."""
+    m, s = result.model, result.settings
+    shape = f"batch {s.get('batch')} x {s.get('seq')} steps per request"
+    if m.get("streaming"):
+        shape += f", sequences of {s.get('chunks')} requests with state kept on the server"
+    return (f"{m.get('served_as')} at {m.get('protocol')}://{m.get('url')} (max batch {m.get('max_batch_size')}); {shape}; "
+            f"every answer checked against {m.get('reference')} on {m.get('onnx') or 'the reference model'}; "
+            f"up to {s.get('requests')} requests or {s.get('max_seconds')} s per level, {s.get('warmup')} untimed per client")
+
+
+def _loadtest(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
+    lines = [heading(f"Served: {result.model.get('name')} on Triton — {'PASSED' if result.passed else 'FAILED'} "
+                     f"(client on {machine_label(dict(result.machine))})"), "", describe_loadtest(result),
+             "Latency: client-side wall time per request (network, queueing, batching and the model); "
+             "req/s counts answered timed requests.", "",
+             table(LOADTEST_HEADERS, loadtest_rows(result), "rrrrrrrrrrrl")]
+    for f in result.failures()[:10]:
+        lines.append(f"failure: {f}")
+    for w in result.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
 # -- entry points --------------------------------------------------------------------------------------
+_RENDERERS = {"parity": _parity, "bench": _bench, "loadtest": _loadtest}
+
+
 def render_text(result: Any) -> str:
-    """A terminal rendering of one ParityResult or BenchResult."""
+    """A terminal rendering of one ParityResult, BenchResult or LoadTestResult."""
     heading = lambda s: s  # noqa: E731
     tab = lambda h, r, a: fmt.table(h, r, a)  # noqa: E731
     return _body(result, tab, heading)
@@ -175,7 +213,7 @@ def _body(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
         from rnndeploy.report.tune import render_tune
 
         return render_tune(result, table, heading)
-    return _parity(result, table, heading) if result.kind == "parity" else _bench(result, table, heading)
+    return _RENDERERS[result.kind](result, table, heading)
 
 
 def render_markdown(results: Sequence[Any]) -> str:
