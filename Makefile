@@ -26,7 +26,7 @@ install: $(STAMP)
 
 $(SERVE_STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints/cpu.txt -e '.[serve,cpu]'
+	$(SERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints/cpu.txt -e '.[serve,cpu,openvino]'
 	touch $(SERVE_STAMP)
 
 serve-env: $(SERVE_STAMP)

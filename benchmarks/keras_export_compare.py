@@ -89,7 +89,7 @@ def measure(onnx_path: Optional[str], keras_model: Any, inputs: Dict[int, np.nda
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     except Exception as exc:
         for length in inputs:
-            out["runs"][length] = f"load failed: {str(exc).splitlines()[0][:160]}"
+            out["runs"][length] = f"load failed: {str(exc).splitlines()[0][:300]}"
         return out
     name = sess.get_inputs()[0].name
     for length, x in inputs.items():
@@ -97,7 +97,7 @@ def measure(onnx_path: Optional[str], keras_model: Any, inputs: Dict[int, np.nda
         try:
             got = sess.run(None, {name: x.astype(_np_type(sess.get_inputs()[0].type))})[0]
         except Exception as exc:
-            out["runs"][length] = f"run failed: {str(exc).splitlines()[0][:160]}"
+            out["runs"][length] = f"run failed: {str(exc).splitlines()[0][:300]}"
             continue
         if got.shape != want.shape:
             out["runs"][length] = f"wrong shape {list(got.shape)} (Keras {list(want.shape)})"
@@ -172,7 +172,7 @@ def render(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
             if m["error"]:
                 lines.append(f"| {r['model']} | {label} | export failed: {m['error']} | – | – | – | – | – |")
                 continue
-            runs = " / ".join(_run_text(m["runs"].get(n, m["runs"].get(str(n), "-"))) for n in (n1, n2))
+            runs = _runs_text([m["runs"].get(n, m["runs"].get(str(n), "-")) for n in (n1, n2)])
             errs = [m["max_abs_err"].get(n, m["max_abs_err"].get(str(n))) for n in (n1, n2)]
             nodes = ", ".join(f"{k}×{v}" for k, v in m["recurrent_nodes"].items()) or "none"
             lines.append(
@@ -187,8 +187,20 @@ def render(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_text(v: str) -> str:
-    return "yes" if v == "ok" else f"no ({v})"
+def _runs_text(runs: List[str]) -> str:
+    """"yes / yes", or "no / no: why" (the reason once when both lengths fail alike)."""
+    short = ["yes" if r == "ok" else "no" for r in runs]
+    reasons = list(dict.fromkeys(_clean(r) for r in runs if r != "ok"))
+    text = " / ".join(short)
+    return text + (": " + "; ".join(r[:110] for r in reasons) if reasons else "")
+
+
+def _clean(msg: str) -> str:
+    """onnxruntime's boilerplate dropped: "run failed: Split node '/Split': Cannot split using ..."."""
+    import re
+
+    msg = msg.replace("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running ", "")
+    return re.sub(r"(\w+) node\. Name:'([^']*)' Status Message: ", r"\1 node '\2': ", msg)
 
 
 def _err(x: Optional[float]) -> str:
@@ -206,7 +218,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out", default="benchmarks/results", help="directory for the .json and .md results")
     ap.add_argument("--models", nargs="*", default=list(TRAINING), help="subset of the tutorial models")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", metavar="JSON", help="only rewrite the .md from an earlier run's .json")
     args = ap.parse_args(argv)
+    if args.render:
+        doc = json.loads(Path(args.render).read_text())
+        Path(args.render).with_suffix(".md").write_text(render(doc["results"], doc["meta"]))
+        return 0
     import keras
     import onnxruntime
     import torch

@@ -18,6 +18,7 @@ A row is ``Bad(id, argv, exit, words, files)``:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import shlex
@@ -257,6 +258,103 @@ def _ckpt_copy(edit: Callable[[Path], None]) -> Callable[[Mapping[str, Any], Pat
 
 NAN_X = lambda a: _npz(x=np.where(np.arange(20).reshape(2, 5, 2) == 7, np.nan, 0.5).astype(np.float32))  # noqa: E731
 INF_X = lambda a: _npz(x=np.where(np.arange(20).reshape(2, 5, 2) == 3, np.inf, 0.5).astype(np.float32))  # noqa: E731
+
+
+# -- Keras files (made by Keras itself on its torch backend; rows skip without Keras) ---------------
+@functools.cache
+def _keras_model_bytes(fmt: str, kind: str = "lstm") -> bytes:
+    """A tiny saved Keras model: "lstm" (LSTM(4) → Dense), "lambda", "conv", "gelu", "weights" (weights only)."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    L = keras.layers
+    body = {"lstm": [L.LSTM(4, name="lstm"), L.Dense(1, name="dense")],
+            "lambda": [L.Lambda(lambda x: x * 2.0, name="double"), L.LSTM(2)],
+            "conv": [L.Conv1D(4, 3, name="conv"), L.LSTM(2)],
+            "gelu": [L.SimpleRNN(3, activation="gelu", name="rnn")],
+            "weights": [L.LSTM(4)]}[kind]
+    model = keras.Sequential([keras.Input((None, 3))] + body)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "w.weights.h5" if kind == "weights" else f"m.{fmt}")
+        model.save_weights(path) if kind == "weights" else model.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _keras(fmt: str = "keras", kind: str = "lstm", cut: float = 1.0) -> Callable[[Mapping[str, Any]], bytes]:
+    def make(a: Mapping[str, Any]) -> bytes:
+        data = _keras_model_bytes(fmt, kind)
+        return data[: int(len(data) * cut)]
+
+    return make
+
+
+def _keras_zip_edit(edit: Callable[[Dict[str, bytes]], None]) -> Callable[[Mapping[str, Any]], bytes]:
+    """The tiny .keras archive with its members edited (config.json, metadata.json, ...)."""
+    import io
+    import zipfile
+
+    def make(a: Mapping[str, Any]) -> bytes:
+        with zipfile.ZipFile(io.BytesIO(_keras_model_bytes("keras"))) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        edit(members)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, data)
+        return buf.getvalue()
+
+    return make
+
+
+def _keras_config(edit: Callable[[Dict[str, Any]], Any]) -> Callable[[Mapping[str, Any]], bytes]:
+    def change(members: Dict[str, bytes]) -> None:
+        cfg = json.loads(members["config.json"])
+        edit(cfg)
+        members["config.json"] = json.dumps(cfg).encode()
+
+    return _keras_zip_edit(change)
+
+
+def _keras_units(cfg: Dict[str, Any]) -> None:
+    next(layer for layer in cfg["config"]["layers"] if layer["class_name"] == "LSTM")["config"]["units"] = 5
+
+
+def _keras_custom(cfg: Dict[str, Any]) -> None:
+    """What Keras writes for a registered custom layer (module and "package>Class" name)."""
+    cfg["config"]["layers"].insert(1, {"module": "my_package.layers", "class_name": "Scale",
+                                       "registered_name": "my_package>Scale",
+                                       "config": {"name": "scale", "trainable": True, "dtype": "float32"}})
+
+
+def _keras_h5_version(version: str) -> Callable[[Mapping[str, Any]], bytes]:
+    def make(a: Mapping[str, Any]) -> bytes:
+        import io
+
+        h5py = pytest.importorskip("h5py")
+        buf = io.BytesIO(_keras_model_bytes("h5"))
+        with h5py.File(buf, "a") as f:
+            f.attrs["keras_version"] = version
+        return buf.getvalue()
+
+    return make
+
+
+def _keras2_weights_only(a: Mapping[str, Any]) -> bytes:
+    """tf.keras 2's save_weights() layout: layer_names at the root and no model_config."""
+    import io
+
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.attrs["layer_names"] = [b"lstm"]
+        f.attrs["keras_version"] = b"2.15.0"
+        g = f.create_group("lstm")
+        g.attrs["weight_names"] = [b"lstm/lstm_cell/kernel:0"]
+        g.create_dataset("lstm/lstm_cell/kernel:0", data=np.zeros((3, 16), np.float32))
+    return buf.getvalue()
 
 
 def _tokens(values: np.ndarray, dtype=np.int64) -> Callable[[Mapping[str, Any]], bytes]:
@@ -653,6 +751,48 @@ CASES = [
       "nan", files={"m.py": "def f():\n    return None\n"}),
     B("export-with-state-module", "export --model {d}/m.py:f -o {d}/o.onnx --input x:float32[batch,seq,2] --with-state", 2,
       "--with-state", files={"m.py": "import torch\ndef f():\n    return torch.nn.Identity()\n"}),
+    # -- export of a Keras model ------------------------------------------------------------------------
+    B("export-keras-missing", "export {d}/nope.keras -o {d}/m.onnx", 2, "nope.keras", "does not exist"),
+    B("export-keras-garbage", "export {d}/g.keras -o {d}/m.onnx", 2, "neither a .keras archive nor an hdf5 file",
+      files={"g.keras": bytes(range(256)) * 8}),
+    B("export-keras-truncated", "export {d}/t.keras -o {d}/m.onnx", 2, "not a readable .keras archive",
+      files={"t.keras": _keras(cut=0.5)}),
+    B("export-keras-h5-truncated", "export {d}/t.h5 -o {d}/m.onnx", 2, "not a readable hdf5 file", "truncated",
+      files={"t.h5": _keras("h5", cut=0.5)}),
+    B("export-keras-weights-only", "export {d}/w.weights.h5 -o {d}/m.onnx", 2, "weights only", "model.save(",
+      files={"w.weights.h5": _keras(kind="weights")}),
+    B("export-keras2-weights-only", "export {d}/w.h5 -o {d}/m.onnx", 2, "weights only", "model.save(",
+      files={"w.h5": _keras2_weights_only}),
+    B("export-keras-lambda", "export {d}/l.keras -o {d}/m.onnx", 2, "'double'", "lambda", "supported:",
+      files={"l.keras": _keras(kind="lambda")}),
+    B("export-keras-custom-layer", "export {d}/c.keras -o {d}/m.onnx", 2, "custom layer scale", "'scale'",
+      "supported layers:", files={"c.keras": _keras_config(_keras_custom)}),
+    B("export-keras-unsupported-layer", "export {d}/c.keras -o {d}/m.onnx", 2, "conv1d", "'conv'", "supported layers:",
+      files={"c.keras": _keras(kind="conv")}),
+    B("export-keras-activation", "export {d}/g.keras -o {d}/m.onnx", 2, "'rnn'", "gelu", "tanh",
+      files={"g.keras": _keras(kind="gelu")}),
+    B("export-keras-weights-disagree", "export {d}/u.keras -o {d}/m.onnx", 2, "'lstm'", "[3, 16]", "[3, 20]",
+      files={"u.keras": _keras_config(_keras_units)}),
+    B("export-keras-newer", "export {d}/n.keras -o {d}/m.onnx", 2, "keras 4.0.0", "newer than this converter knows",
+      files={"n.keras": _keras_zip_edit(lambda m: m.update({"metadata.json": b'{"keras_version": "4.0.0"}'}))}),
+    B("export-keras-h5-newer", "export {d}/n.h5 -o {d}/m.onnx", 2, "keras 4.1.0", "newer",
+      files={"n.h5": _keras_h5_version("4.1.0")}),
+    B("export-keras-subclassed", "export {d}/s.keras -o {d}/m.onnx", 2, "subclassed",
+      files={"s.keras": _keras_config(lambda c: c.update({"class_name": "MyModel", "config": {}}))}),
+    B("export-keras-no-config", "export {d}/z.keras -o {d}/m.onnx", 2, "weights only",
+      files={"z.keras": _keras_zip_edit(lambda m: m.pop("config.json"))}),
+    B("export-keras-bad-json", "export {d}/j.keras -o {d}/m.onnx", 2, "config.json", "not valid json",
+      files={"j.keras": _keras_zip_edit(lambda m: m.update({"config.json": b"{oops"}))}),
+    B("export-keras-exporter", "export {d}/m.keras -o {d}/o.onnx --exporter dynamo", 2, "--exporter",
+      files={"m.keras": _keras()}),
+    B("export-keras-simplify", "export {d}/m.keras -o {d}/o.onnx --simplify", 2, "--simplify", files={"m.keras": _keras()}),
+    B("export-keras-input-option", "export {d}/m.keras -o {d}/o.onnx --input x:float32[batch,seq,3]", 2, "--input",
+      files={"m.keras": _keras()}),
+    B("export-keras-long-seq-huge", "export {d}/m.keras -o {d}/o.onnx --long-seq 1000000000", 2, "memory", "gib",
+      files={"m.keras": _keras()}),
+    B("export-keras-opset-high", "export {d}/m.keras -o {d}/o.onnx --opset 99", 2, "opset", files={"m.keras": _keras()}),
+    B("export-keras-out-no-parent", "export {d}/m.keras -o {d}/no/o.onnx", 2, "does not exist", files={"m.keras": _keras()}),
+    B("parity-keras-missing", "parity {onnx} --keras {d}/nope.keras --backend keras", 2, "nope.keras", "does not exist"),
     # -- train --------------------------------------------------------------------------------------
     B("train-out-sys", "train sine --out /sys/run --epochs 1", 2, "/sys/run"),
     B("train-out-proc", "train sine --out /proc/run --epochs 1", 2, "/proc/run"),
@@ -844,7 +984,7 @@ def test_the_table_is_large_and_unique() -> None:
     assert {"parity", "bench", "report", "inspect", "build-engine", "export", "train", "demo"} <= commands
 
 
-SUBPROCESS = ["parity-tol-nan", "inputs-zero-batch", "report-no-cases", "bench-min-time-nan", "engine-zero-byte",
+SUBPROCESS = ["export-keras-weights-only", "parity-tol-nan", "inputs-zero-batch", "report-no-cases", "bench-min-time-nan", "engine-zero-byte",
               "train-out-sys", "triton-model-dir-exists", "loadtest-no-server"]
 
 

@@ -172,6 +172,22 @@ def test_streaming_tensorrt_repository_from_an_engine_of_the_streaming_form(zoo_
     assert check_repository(str(tmp_path / "trt-repo"))[0].problems == ()
 
 
+def test_streaming_engine_without_the_unread_controls_gets_a_config_with_the_controls_it_has(zoo_onnx, tmp_path):
+    import json as _json
+
+    onnx_repo = write_repository(zoo_onnx["charlm-lstm-state"]["model"], str(tmp_path / "onnx-repo"))
+    engine = fake_engine(tmp_path, str(onnx_repo.model_file))
+    side = Path(str(engine) + ".json")
+    data = _json.loads(side.read_text())
+    data["io"] = [t for t in data["io"] if t["name"] not in ("END", "CORRID")]  # TensorRT dropped unread inputs
+    side.write_text(_json.dumps(data))
+    w = write_repository(str(engine), str(tmp_path / "trt-repo"))
+    cfg = parse_pbtxt(w.config_text)
+    assert [c.name for c in cfg.sequence_batching.control_input] == ["START", "READY"]
+    assert "the engine has no END, CORRID input" in w.config_text
+    assert check_repository(str(tmp_path / "trt-repo"))[0].problems == ()
+
+
 def test_engine_of_a_streaming_model_without_controls_is_refused_with_the_way_forward(zoo_onnx, tmp_path):
     engine = fake_engine(tmp_path, zoo_onnx["charlm-lstm-state"]["model"])
     with pytest.raises(UsageError, match="built from an ONNX file without Triton's sequence controls"):

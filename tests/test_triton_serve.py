@@ -150,6 +150,23 @@ def test_streaming_loadtest_interleaves_sequences_over_grpc_and_each_equals_its_
     assert level["sent"] == level["verified"] == 192 and level["abandoned"] == 0
 
 
+def test_serve_runs_the_model_through_another_runner_openvino(zoo, tmp_path):
+    probe = subprocess.run([serve_python(), "-c", "import openvino"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("openvino is not installed in the serve environment")
+    srv = Server([zoo["charlm-lstm-state"]], free_ports(3), tmp_path / "ov.log", "--backend", "openvino").start()
+    try:
+        assert "with runner openvino" in srv.text()
+        proc = run_cli("loadtest", srv.url, "--model", "charlm-lstm-state", "--reference", zoo["charlm-lstm-state"],
+                       "--concurrency", "4", "--requests", "32", "--seq", "4", "--json", str(tmp_path / "ov.json"),
+                       timeout=240)
+    finally:
+        assert srv.stop() == 0
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # OpenVINO FP32 answers within the spec's tolerances
+    level = json.loads((tmp_path / "ov.json").read_text())["results"][0]["levels"][0]
+    assert level["sent"] == level["verified"] == 32
+
+
 def _client(server):
     import tritonclient.http as http
 

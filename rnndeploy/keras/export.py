@@ -72,13 +72,16 @@ def export_keras(path: str, out: str, options: Optional[KerasExportOptions] = No
 
     notes: List[str] = list(conv.notes)
     report = None
-    reference = _reference(conv, opts, notes)
     long_seq = 2 * (opts.longest_train_seq or _fixed_time_length(conv) or DEFAULT_LONGEST_SEQ)
-    if reference is not None:
-        from rnndeploy.keras.validate import keras_cases, validate_against_keras
+    graph = conv.spec.graph("model")
+    if opts.validate is not False:
+        from rnndeploy.keras.validate import keras_cases
 
-        graph = conv.spec.graph("model")
-        cases = keras_cases(graph, conv.padding, max(long_seq, 32), opts.seed)
+        cases = keras_cases(graph, conv.padding, max(long_seq, 32), opts.seed)  # refuses sizes that cannot fit
+    reference = _reference(conv, opts, notes)
+    if reference is not None:
+        from rnndeploy.keras.validate import validate_against_keras
+
         report = validate_against_keras(conv.model.SerializeToString(), reference, graph, cases)
         if not report.ok:
             raise ValidationFailed(

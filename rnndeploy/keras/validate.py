@@ -47,6 +47,10 @@ def keras_cases(graph: GraphSpec, padding: Mapping[str, Mapping[str, Any]], long
                              ({"batch": 3, "seq": long_seq}, "pre-padded"), ({"batch": 3, "seq": 9}, "holes")):
             full = {d: sizes["batch"] if d == "batch" else sizes["seq"] for d in graph.dynamic_dims}
             plans.append((full, label))
+    from rnndeploy.memory import check_graph_fits
+
+    for sizes, _ in plans:  # every case must fit before the first is generated (or Keras loaded)
+        check_graph_fits(graph, sizes, "export validation against Keras (Keras and ONNX Runtime outputs)", copies=3)
     cases = []
     for i, (sizes, label) in enumerate(plans):
         feeds = generate_inputs(graph, sizes, seed + 100 + i)

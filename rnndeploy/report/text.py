@@ -179,7 +179,8 @@ def describe_loadtest(result: Any) -> str:
     shape = f"batch {s.get('batch')} x {s.get('seq')} steps per request"
     if m.get("streaming"):
         shape += f", sequences of {s.get('chunks')} requests with state kept on the server"
-    return (f"{m.get('served_as')} at {m.get('protocol')}://{m.get('url')} (max batch {m.get('max_batch_size')}); {shape}; "
+    batching = m.get("server_batching") or f"max batch {m.get('max_batch_size')}"
+    return (f"{m.get('served_as')} at {m.get('protocol')}://{m.get('url')} ({batching}); {shape}; "
             f"every answer checked against {m.get('reference')} on {m.get('onnx') or 'the reference model'}; "
             f"up to {s.get('requests')} requests or {s.get('max_seconds')} s per level, {s.get('warmup')} untimed per client")
 

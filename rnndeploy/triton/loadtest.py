@@ -169,11 +169,23 @@ class ServerModel:
     streaming: bool
     inputs: Mapping[str, Mapping[str, Any]]  # name -> config entry
     outputs: Mapping[str, Mapping[str, Any]]
+    dynamic_batching: bool = False
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> ServerModel:
         return cls(name, int(cfg.get("max_batch_size", 0) or 0), "sequence_batching" in cfg,
-                   {i["name"]: i for i in cfg.get("input", [])}, {o["name"]: o for o in cfg.get("output", [])})
+                   {i["name"]: i for i in cfg.get("input", [])}, {o["name"]: o for o in cfg.get("output", [])},
+                   "dynamic_batching" in cfg)
+
+    @property
+    def batching(self) -> str:
+        """How the server combines requests, in words."""
+        if self.streaming:
+            return ("sequence batcher, requests of up to " f"{self.max_batch_size} sequences per execution"
+                    if self.max_batch_size > 1 else "sequence batcher, one request per execution")
+        if self.dynamic_batching and self.max_batch_size > 1:
+            return f"dynamic batching up to {self.max_batch_size}"
+        return "no dynamic batching (one request per execution)"
 
     def wire_type(self, name: str) -> str:
         entry = self.inputs.get(name) or self.outputs[name]
@@ -356,6 +368,7 @@ class LoadTest:
         model = {
             "name": self.source.spec.name, "graph": self.source.graph, "served_as": cfg.model, "url": self.url,
             "protocol": self.protocol, "streaming": self.server.streaming, "max_batch_size": self.server.max_batch_size,
+            "server_batching": self.server.batching,
             "reference": self.reference, "onnx": self.source.onnx,
         }
         settings = {"requests": cfg.requests, "max_seconds": cfg.max_seconds, "batch": cfg.batch, "seq": cfg.seq,

@@ -218,17 +218,24 @@ def _engine_model(path: Path, streaming: Optional[bool]) -> Tuple[Any, ...]:
     gspec = spec.graph(gname).streaming(bool(side.get("with_state")))
     stream_wanted = is_streaming(gspec) if streaming is None else streaming
     stream = None
+    notes = []
     if stream_wanted:
-        missing = [c for c in CONTROLS.values() if io.input(c) is None]
-        if missing:
+        pairs = state_pairs(gspec)
+        present = {k: v for k, v in CONTROLS.items() if io.input(v) is not None}
+        unbatched = [i for i, _ in pairs if io.input(i) is None or not io.input(i).batch_first]
+        if unbatched or not present:
             raise UsageError(f"engine {path} was built from an ONNX file without Triton's sequence controls "
-                             f"({', '.join(missing)} missing)",
+                             f"and batch-first state ({', '.join(unbatched) or 'no START/READY input'})",
                              "write the ONNX repository first (rnndeploy triton MODEL.onnx -o REPO), build the engine "
                              "from REPO/<name>/1/model.onnx, then run rnndeploy triton on that engine")
-        stream = Streaming(state_pairs(gspec), dict(CONTROLS))
+        dropped = [v for v in CONTROLS.values() if v not in present.values()]
+        if dropped:  # TensorRT may leave out inputs the network never reads (END, CORRID)
+            notes.append(f"the engine has no {', '.join(dropped)} input; Triton sends only the controls a model has")
+        stream = Streaming(pairs, present)
     built = (side.get("tensorrt") or {}).get("version")
     gpu = (side.get("gpu") or {}).get("name")
-    note = f"TensorRT {built or '?'} engine for {gpu or '?'}; Triton's TensorRT must be the same version"
+    note = "; ".join([f"TensorRT {built or '?'} engine for {gpu or '?'}; Triton's TensorRT must be the same version"]
+                     + notes)
     return io, path, spec, gname, stream, None, note
 
 
