@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from rnndeploy import __version__
+from rnndeploy.artefacts.checkpoint import MANIFEST
 from rnndeploy.errors import CheckpointError, RnnDeployError
 from rnndeploy.fileio import atomic_dir, sha256_file
 from rnndeploy.optional import require
@@ -45,7 +46,6 @@ from rnndeploy.validation import Fields
 FORMAT = "rnndeploy-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
-MANIFEST = "manifest.json"
 JSON_FILES = ("model.json", "data_info.json", "spec.json", "recipe.json", "metrics.json")
 REQUIRED = (WEIGHTS,) + JSON_FILES
 # File types that are (or usually wrap) Python pickles: loading one can run arbitrary code.
@@ -165,7 +165,8 @@ def save_checkpoint(
 
 def _refuse_pickle(path: Path) -> None:
     raise CheckpointError(
-        f"{path} is a pickle-based file; rnndeploy never loads pickles (unpickling can run arbitrary code)",
+        f"{path} is a pickle-based file, not a checkpoint directory; rnndeploy never loads pickles "
+        "(unpickling can run arbitrary code)",
         f"give {EXPECTED}; to convert a PyTorch state_dict you trust, re-train with `rnndeploy train` "
         "or save it with safetensors",
     )

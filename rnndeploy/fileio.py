@@ -83,6 +83,7 @@ def check_output_path(path: PathLike, what: str = "output", kind: str = "file") 
     if not str(path).strip():
         raise UsageError(f"{what}: empty path")
     p = check_parent_dir(path, what)
+    check_not_special(p, what)
     if kind == "file" and p.is_dir():
         raise UsageError(f"{what} {p} is a directory", "give a file name (e.g. inside it)")
     if kind == "dir" and p.exists() and not p.is_dir():
@@ -96,6 +97,15 @@ def check_output_path(path: PathLike, what: str = "output", kind: str = "file") 
         raise UsageError(f"{what} {p}: cannot create files in {parent} ({exc.strerror or exc})",
                          "choose a directory you can write to") from None
     return p
+
+
+def check_not_special(path: PathLike, what: str = "output") -> None:
+    """Refuse a path that is a device, pipe or socket (or a link to one): writing rnndeploy's way
+    (a new file renamed over it) would replace /dev/null itself rather than write to it."""
+    p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():
+        raise UsageError(f"{what} {p} is not a regular file (a device, pipe or socket)",
+                         "give the path of a file to create or replace")
 
 
 def output_error(path: PathLike, exc: OSError) -> UsageError:
@@ -113,6 +123,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     On any exception the temporary file is removed and ``path`` is untouched.
     """
     p = check_parent_dir(path)
+    check_not_special(p)
     if p.is_dir():
         raise UsageError(f"cannot write {p}: it is a directory", "give a file name")
     try:
@@ -165,6 +176,7 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     An existing ``path`` is replaced only after the new one is complete.
     """
     p = check_parent_dir(path)
+    check_not_special(p)
     if p.exists() and not p.is_dir():
         raise UsageError(f"cannot write directory {p}: a file of that name exists", "choose another path")
     try:

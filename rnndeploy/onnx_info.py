@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from rnndeploy.errors import UsageError
-from rnndeploy.spec import META_EXPORT, META_GRAPH, META_SPEC, ModelSpec, named_dims, read_onnx_metadata
+from rnndeploy.spec import (
+    EXPORT_CHECKPOINT_SHA256,
+    META_EXPORT,
+    META_GRAPH,
+    META_SPEC,
+    ModelSpec,
+    named_dims,
+    read_onnx_metadata,
+)
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 LOOP_OPS = ("Loop", "Scan")
@@ -178,7 +186,7 @@ def describe_onnx(path_or_model: Any) -> OnnxInfo:
 
     path: Optional[str] = None
     if isinstance(path_or_model, (str, os.PathLike)):
-        from rnndeploy.onnx_file import load_onnx
+        from rnndeploy.artefacts.onnx_file import load_onnx
 
         path = os.fspath(path_or_model)
         model = load_onnx(path, external_data=False)
@@ -256,7 +264,7 @@ def render_onnx_info(info: OnnxInfo, width: int = 100) -> str:
             for key in ("exporter", "opset", "with_state", "simplified", "torch_version", "rnndeploy_version"):
                 if ei.get(key) is not None:
                     facts.append(f"{key}={ei[key]}")
-            sha = ei.get("checkpoint_sha256")
+            sha = ei.get(EXPORT_CHECKPOINT_SHA256)
             if sha:
                 facts.append(f"checkpoint={str(sha)[:12]}")
             lines.append("  export: " + "  ".join(facts))

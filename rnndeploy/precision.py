@@ -39,7 +39,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 import numpy as np
 
 from rnndeploy.errors import UsageError, first_line
-from rnndeploy.fileio import PathLike, write_bytes_atomic
 from rnndeploy.onnx_info import node_attr
 
 POLICIES = ("fp16", "fp16-keep-recurrence")
@@ -441,21 +440,6 @@ def convert_to_fp16(
     )
     _set_metadata(m, META_PRECISION, json.dumps(report.to_dict(), sort_keys=True))
     return m, report
-
-
-def convert_file(src: PathLike, dst: PathLike, policy: str = "fp16", keep_io_types: bool = True) -> PrecisionReport:
-    """Read an FP32 ONNX file, convert it, write ``dst`` atomically. Metadata is kept."""
-    model = load_onnx(src)
-    converted, report = convert_to_fp16(model, policy, keep_io_types)
-    write_bytes_atomic(dst, converted.SerializeToString())
-    return report
-
-
-def load_onnx(path: PathLike) -> Any:
-    """The model in ``path``, checked (rnndeploy.onnx_file.load_onnx; external weights loaded)."""
-    from rnndeploy.onnx_file import load_onnx as load_checked
-
-    return load_checked(path)
 
 
 def is_fp16_model(model: Any) -> bool:

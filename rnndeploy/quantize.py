@@ -34,11 +34,12 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, 
 
 import numpy as np
 
+from rnndeploy.artefacts.onnx_file import load_onnx
 from rnndeploy.errors import UsageError
 from rnndeploy.fileio import PathLike, sha256_file, write_bytes_atomic
 from rnndeploy.onnx_info import node_attr
 from rnndeploy.optional import require
-from rnndeploy.precision import RECURRENT_OPS, load_onnx, node_names
+from rnndeploy.precision import RECURRENT_OPS, node_names
 
 INT8_POLICIES = ("int8", "int8-keep-recurrence", "int8-keep-head")
 META_VARIANT = "rnndeploy.variant"  # metadata_props key: how this artefact was derived from its FP32 source
@@ -214,7 +215,7 @@ def quantize_int8(src: PathLike, dst: PathLike, policy: str = "int8", per_channe
     ort = require("onnxruntime", "INT8 quantization")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = load_onnx(src)
+    model = load_onnx(src, external_data=True)
     _name_nodes(model)
     roles = _output_roles(model)
     gemms = rewrite_gemm(model)
@@ -245,9 +246,7 @@ def quantize_int8(src: PathLike, dst: PathLike, policy: str = "int8", per_channe
             quantize_dynamic(pre, out, op_types_to_quantize=sorted({d.op for d in decisions if d.int8}),
                              nodes_to_quantize=include, per_channel=per_channel, reduce_range=reduce_range,
                              weight_type=QuantType.QInt8)
-        import onnx
-
-        quant = onnx.load(out)
+        quant = load_onnx(out, external_data=True)
     warnings = _check_converted(quant, decisions)
     report = QuantReport(policy, recipe, decisions, gemms, tuple(warnings))
     _keep_metadata(quant, model)
@@ -268,9 +267,7 @@ def variant_of(path_or_model: Any) -> Optional[Dict[str, Any]]:
     """The META_VARIANT recipe of an ONNX file or ModelProto, or None for a plain export."""
     model = path_or_model
     if isinstance(path_or_model, (str, os.PathLike)):
-        import onnx
-
-        model = onnx.load(str(path_or_model), load_external_data=False)
+        model = load_onnx(path_or_model)
     for p in model.metadata_props:
         if p.key == META_VARIANT:
             try:

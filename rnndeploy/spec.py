@@ -34,6 +34,9 @@ SCHEMA_VERSION = 1
 META_SPEC = "rnndeploy.spec"  # the whole ModelSpec
 META_GRAPH = "rnndeploy.graph"  # which of spec.graphs this file holds
 META_EXPORT = "rnndeploy.export"  # exporter, opset, checkpoint sha256, version, ...
+# keys of the META_EXPORT JSON that readers rely on (named once: writers and readers use these)
+EXPORT_CHECKPOINT = "checkpoint"  # the checkpoint directory exported from
+EXPORT_CHECKPOINT_SHA256 = "checkpoint_sha256"  # sha256 of its manifest.json (its identity)
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
 # spec dtype name → numpy dtype (bool inputs are rare — masks — but legal)

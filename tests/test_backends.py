@@ -169,6 +169,43 @@ def test_source_resolution(tmp_path):
 ort = pytest.importorskip("onnxruntime")
 
 
+def test_classify_by_name_then_by_sidecar_or_first_byte(tmp_path):
+    from rnndeploy.artefacts.naming import classify
+
+    assert classify(str(FOREIGN / "gru_seq.onnx")) == "onnx" and classify(str(tmp_path)) == "checkpoint"
+    assert classify("m.plan") == "engine" and classify("my.py:build") == "module"
+    bare = tmp_path / "model"
+    bare.write_bytes((FOREIGN / "gru_seq.onnx").read_bytes())
+    assert classify(str(bare)) == "onnx"  # an ONNX protobuf's first byte
+    engine = tmp_path / "model.bin"
+    engine.write_bytes(b"ftrt")
+    (tmp_path / "model.bin.json").write_text("{}")
+    assert classify(str(engine)) == "engine"  # it has an engine sidecar
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UsageError, match="cannot tell"):
+        classify(str(tmp_path / "notes.txt"))
+    with pytest.raises(UsageError, match="does not exist"):
+        classify(str(tmp_path / "missing"))
+
+
+def test_checkpoint_hash_comes_from_the_export_key_only(tmp_path):
+    """model_hashes reads EXPORT_CHECKPOINT_SHA256, not any key that mentions checkpoint and sha256."""
+    import onnx
+
+    from rnndeploy.backends.source import model_hashes
+    from rnndeploy.spec import EXPORT_CHECKPOINT_SHA256, write_onnx_metadata
+
+    model = onnx.load(str(FOREIGN / "gru_seq.onnx"))
+    spec = resolve_source(str(FOREIGN / "gru_seq.onnx")).spec
+    write_onnx_metadata(model, spec, "model", {"old_checkpoint_sha256_note": "decoy", EXPORT_CHECKPOINT_SHA256: "abc"})
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    assert model_hashes(resolve_source(str(path)))["checkpoint_sha256"] == "abc"
+    write_onnx_metadata(model, spec, "model", {"old_checkpoint_sha256_note": "decoy"})
+    onnx.save(model, str(path))
+    assert model_hashes(resolve_source(str(path)))["checkpoint_sha256"] is None
+
+
 def test_ort_cpu_runs_foreign_model_and_reports_what_it_is():
     src = resolve_source(str(FOREIGN / "gru_seq.onnx"))
     x = np.load(FOREIGN / "gru_seq.inputs.npz")["x"]

@@ -87,6 +87,21 @@ def test_torch_reference_vs_ort_cpu(user_model, tmp_path):
     assert len(y["time_profile"]["rel_l2"]) == 20 and y["stats"]["rel_l2"] < 1e-5
 
 
+def test_a_user_module_that_imports_its_neighbour_runs_in_the_torch_runner(user_model, tmp_path):
+    """The torch runner loads user modules as export does: the file's folder is on sys.path."""
+    from rnndeploy.backends import create_runner
+    from rnndeploy.backends.source import resolve_source
+
+    _, onnx_path = user_model
+    (tmp_path / "tagger_parts.py").write_text(MODULE)
+    (tmp_path / "model_file.py").write_text("from tagger_parts import build as make\n\ndef build():\n    return make()\n")
+    src = resolve_source(onnx_path, module=f"{tmp_path / 'model_file.py'}:build")
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 5, 4)).astype(np.float32)
+    with create_runner("torch", src) as r:
+        assert r.infer({"x": x})["y"].shape == (2, 5, 3)
+    assert str(tmp_path) not in sys.path  # only while it loads
+
+
 def test_torch_runner_threads_fp16_and_errors(user_model):
     from rnndeploy.backends import RunnerOptions, create_runner
     from rnndeploy.backends.source import resolve_source

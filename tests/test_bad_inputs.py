@@ -21,6 +21,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -174,7 +175,12 @@ def _snapshot(root: Path) -> Dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_dir():
+            out[rel] = "dir"
+        elif not p.is_file():  # a FIFO: reading it would block
+            out[rel] = "special"
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
@@ -552,6 +558,8 @@ CASES = [
     B("parity-markdown-sys", f"{P} --markdown /sys/r.md", 2, "/sys/r.md"),
     B("parity-json-prev-intact", f"{P} --json {{d}}/prev.json --tol y:nan:0", 2, "--tol", files={"prev.json": "old"}),
     B("parity-json-dir-and-bad-model", "parity {d}/nope.onnx --backend ort-cpu --json {d}/o.json", 2, "nope.onnx"),
+    B("parity-json-is-fifo", f"{P} --json {{d}}/pipe", 2, "--json", "not a regular file"),
+    B("report-markdown-is-fifo", "report {results} --markdown {d}/pipe", 2, "--markdown", "not a regular file"),
     B("bench-json-is-dir", f"{BE} --json {{d}}/out", 2, "--json", "directory", files={"out/keep": "k"}),
     B("bench-json-sys", f"{BE} --json /sys/b.json", 2, "/sys/b.json"),
     B("bench-markdown-no-parent", f"{BE} --markdown {{d}}/no/b.md", 2, "--markdown", "does not exist"),
@@ -845,17 +853,14 @@ CASES = [
     T("tune-runtime-gpu", "tune {onnx} --runtime trt", 2, "--runtime trt", "ort-cpu"),
     T("tune-runtime-unknown", "tune {onnx} --runtime tflite", 2, "tflite"),
     T("tune-variant-unknown", "tune {onnx} --variant fp8", 2, "fp8"),
-    T("tune-batch-zero", "tune {onnx} --batch 0", 2, "--batch"),
     T("tune-seq-malformed", "tune {onnx} --seq 1,x", 2, "--seq"),
     T("tune-threads-zero", "tune {onnx} --threads 0", 2, "--threads"),
     T("tune-budget-negative", "tune {onnx} --budget -1", 2, "--budget"),
     T("tune-min-time-zero", "tune {onnx} --min-time 0", 2, "--min-time"),
     T("tune-max-drop-negative", "tune {onnx} --max-accuracy-drop -2", 2, "--max-accuracy-drop"),
     T("tune-max-drop-nan", "tune {onnx} --max-accuracy-drop nan", 2, "--max-accuracy-drop"),
-    T("tune-rows-zero", "tune {onnx} --rows 0", 2, "--rows"),
     T("tune-split-unknown", "tune {onnx} --split dev", 2, "dev"),
     T("tune-decoder-missing", "tune {onnx} --decoder {d}/nope.onnx", 2, "nope.onnx"),
-    T("tune-out-is-file", "tune {onnx} --out {d}/f", 2, "is a file", files={"f": "keep"}),
     T("tune-out-no-parent", "tune {onnx} --out {d}/a/deploy", 2, "does not exist"),
     T("tune-out-other-files", "tune {onnx} --out {d}/o", 2, "holds other files", files={"o/notes.txt": "mine"}),
     T("tune-json-no-parent", "tune {onnx} --json {d}/a/t.json", 2, "does not exist"),
@@ -866,8 +871,38 @@ CASES = [
     B("quantize-not-onnx", "quantize {x} -o {d}/q.onnx", 2, "x.npz"),
     B("quantize-nothing-to-quantize", "quantize {add} -o {d}/q.onnx", 2, "nothing to quantize"),
     B("quantize-out-no-parent", "quantize {onnx} -o {d}/a/q.onnx", 2, "does not exist"),
-    B("quantize-out-is-dir", "quantize {onnx} -o {d}/q", 2, "directory", files={"q/k": "k"}),
     B("quantize-out-prev-intact", "quantize {add} -o {d}/q.onnx", 2, "nothing to quantize", files={"q.onnx": "old"}),
+    # -- tune, quantize, normalize (commands added later get the same rules) -------------------------
+    B("tune-min-time-nan", "tune {onnx} --min-time nan", 2, "--min-time", "nan"),
+    B("tune-budget-zero", "tune {onnx} --budget 0", 2, "--budget"),
+    B("tune-rows-zero", "tune {onnx} --rows 0", 2, "--rows"),
+    B("tune-accuracy-drop-neg", "tune {onnx} --max-accuracy-drop -1", 2, "--max-accuracy-drop"),
+    B("tune-out-is-file", "tune {onnx} --out {d}/f", 2, "--out", "file", files={"f": "keep"}),
+    B("tune-json-is-dir", "tune {onnx} --json {d}/out", 2, "--json", "directory", files={"out/k": "k"}),
+    B("tune-batch-zero", "tune {onnx} --batch 0", 2, "--batch"),
+    B("tune-zero-byte", "tune {d}/z.onnx", 2, "empty", files={"z.onnx": b""}),
+    B("quantize-out-is-dir", "quantize {onnx} -o {d}/out", 2, "-o", "directory", files={"out/k": "k"}),
+    B("quantize-out-sys", "quantize {onnx} -o /sys/q.onnx", 2, "/sys/q.onnx"),
+    B("quantize-zero-byte", "quantize {d}/z.onnx -o {d}/q.onnx", 2, "empty", files={"z.onnx": b""}),
+    B("normalize-zero-byte-report-only", "normalize {d}/z.onnx", 2, "empty", files={"z.onnx": b""}),
+    B("normalize-out-is-dir", "normalize {onnx} -o {d}/out", 2, "directory", files={"out/k": "k"}),
+    B("normalize-json-sys", "normalize {onnx} --json /sys/n.json", 2, "/sys/n.json"),
+    # -- options that would be silently ignored ------------------------------------------------------
+    B("parity-shapes-with-inputs", f"{PA} --inputs {{x}} --shapes 2x3", 2, "--shapes", "--inputs"),
+    B("parity-dim-with-golden", f"{P} --golden {{golden}} --dim K=2", 2, "--dim", "--golden"),
+    B("parity-bos-without-decoder", f"{P} --bos-id 1", 2, "--bos-id", "decoder"),
+    B("parity-decode-max-len-without-decoder", f"{P} --decode-max-len 5", 2, "--decode-max-len", "decoder"),
+    B("parity-min-agreement-regressor", f"{P} --min-agreement 0.9", 2, "--min-agreement"),
+    B("parity-trt-profile-without-ort-trt", f"{P} --trt-profile seq=1:2:4", 2, "--trt-profile", "ort-trt"),
+    B("parity-same-output-twice", f"{P} --json {{d}}/r --markdown {{d}}/r", 2, "same file"),
+    B("bench-same-output-twice", f"{BE} --json {{d}}/r --markdown {{d}}/r", 2, "same file"),
+    B("parity-threads-absurd", f"{P} --threads 100000", 2, "--threads"),
+    B("engine-profile-unknown-axis", "build-engine {onnx} --dry-run --profile foo=1:2:3", 2, "--profile", "foo"),
+    B("engine-batch-on-static", "build-engine {d}/s.onnx --dry-run --batch 1:2:4", 2, "--batch",
+      files={"s.onnx": lambda a: _onnx_add(dims=(2, 3, 2))}),
+    B("export-out-not-onnx", "export {ckpt} -o {d}/m.txt", 2, "m.txt"),
+    B("train-batch-size-huge", "train sine --out {d}/r --set train.batch_size=100000000", 2, "memory"),
+    B("inspect-results-json", "inspect {results}", 2, "p.json"),
     # -- triton / serve / loadtest -------------------------------------------------------------------
     B("triton-no-output", "triton {onnx}", 2, "-o REPO/"),
     B("triton-missing-model", "triton {d}/none.onnx -o {d}/repo", 2, "none.onnx", "does not exist"),
@@ -924,13 +959,17 @@ def _sine_recipe(old: str, new: str) -> str:
 
 
 def _fp16_bytes(a: Mapping[str, Any]) -> bytes:
-    from rnndeploy.precision import convert_to_fp16, load_onnx
+    from rnndeploy.artefacts.onnx_file import load_onnx
+    from rnndeploy.precision import convert_to_fp16
 
     return convert_to_fp16(load_onnx(a["onnx"]), "fp16")[0].SerializeToString()
 
 
 # rows whose scratch directory needs more than files
 _SETUP: Dict[str, Callable[[Mapping[str, Any], Path], None]] = {
+    # never a real device: a FIFO made here stands for /dev/null and friends
+    "parity-json-is-fifo": lambda a, d: os.mkfifo(d / "pipe"),
+    "report-markdown-is-fifo": lambda a, d: os.mkfifo(d / "pipe"),
     "export-checkpoint-tampered": _ckpt_copy(lambda ck: (ck / "weights.safetensors").write_bytes(
         (ck / "weights.safetensors").read_bytes()[:-8] + b"\x00" * 8)),
     "export-checkpoint-manifest-str": _ckpt_copy(lambda ck: (ck / "manifest.json").write_text('"x"')),

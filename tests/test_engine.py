@@ -145,13 +145,13 @@ def test_plan_build_reads_recipe_engine_metadata(tmp_path):
 
 
 def test_plan_build_foreign_and_fp16_inputs(tmp_path):
-    from rnndeploy.precision import convert_file
+    from tests.helpers import convert_onnx_file
 
     foreign = save(make_rnn_model("GRU", metadata=False, with_lengths=True), tmp_path / "g.onnx")
     plan = plan_build(foreign, BuildOptions(shapes=ShapeOptions(batch="2:4:8")))
     assert set(plan.profiles[0].shapes) == {"x", "lengths"} and plan.profiles[0].shapes["lengths"].max == (8,)
     assert not plan.fp16
-    convert_file(foreign, tmp_path / "g16.onnx", "fp16-keep-recurrence")
+    convert_onnx_file(foreign, tmp_path / "g16.onnx", "fp16-keep-recurrence")
     plan16 = plan_build(str(tmp_path / "g16.onnx"), BuildOptions())
     assert plan16.fp16 and plan16.onnx_is_fp16 and plan16.policy == "fp16-keep-recurrence" and plan16.kept_fp32 == {}
     with pytest.raises(UsageError, match="already holds FP16"):

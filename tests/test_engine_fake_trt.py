@@ -23,7 +23,8 @@ import pytest
 
 from rnndeploy import cuda as cuda_mod
 from rnndeploy.backends.base import ModelSource, RunnerOptions
-from rnndeploy.backends.tensorrt import TensorRTRunner, choose_profile, source_from_engine, to_engine_dtype
+from rnndeploy.backends.source import resolve_source
+from rnndeploy.backends.tensorrt import TensorRTRunner, choose_profile, to_engine_dtype
 from rnndeploy.engine.builder import BuildOptions, ShapeOptions, build_engine
 from rnndeploy.errors import EngineBuildError, EngineFileError, ShapeError, UsageError
 from tests.test_engine_models import feeds, make_rnn_model, save
@@ -515,7 +516,7 @@ def test_runner_profiles_dtypes_copies_and_graphs(tmp_path, fake_env):
     trt, rt = fake_env("8.6.0")
     _, out = _build(tmp_path, "8.6.0", bidirectional=False, fp16=False)  # onnx 1.19's evaluator: no bidirectional
     model = make_rnn_model("LSTM", bidirectional=False, with_lengths=True)
-    source = source_from_engine(out)
+    source = resolve_source(engine=out)
     assert source.spec.name == "tiny-lstm" and source.engine == out
     with TensorRTRunner(source, RunnerOptions(device="cuda:0")) as runner:
         f = feeds(batch=1, seq=40, lengths=True)  # only profile 0 holds seq 40 at batch 1
@@ -563,7 +564,7 @@ def test_runner_profiles_dtypes_copies_and_graphs(tmp_path, fake_env):
 def test_runner_refusals(tmp_path, fake_env):
     trt, rt = fake_env("8.6.0")
     _, out = _build(tmp_path, "8.6.0", fp16=True)
-    source = source_from_engine(out)
+    source = resolve_source(engine=out)
     with pytest.raises(UsageError, match="was built fp16 but the run asks for fp32"):
         TensorRTRunner(source, RunnerOptions(precision="fp32")).activate()
     with pytest.raises(UsageError, match="not a CUDA device"):
@@ -576,8 +577,9 @@ def test_runner_refusals(tmp_path, fake_env):
         f.truncate(10)
     with pytest.raises(EngineFileError, match="truncated"):
         TensorRTRunner(source, RunnerOptions(precision="fp16")).activate()
+    (tmp_path / "other.plan").write_bytes(b"engine bytes without a sidecar")
     with pytest.raises(EngineFileError, match="no sidecar"):
-        source_from_engine(str(tmp_path / "other.plan"))
+        resolve_source(engine=str(tmp_path / "other.plan"))
     with pytest.raises(UsageError, match="needs a engine"):
         TensorRTRunner(ModelSource(spec=source.spec), RunnerOptions()).activate()
 
@@ -593,7 +595,7 @@ def test_runner_profile_refusal_is_one_line(tmp_path, fake_env, monkeypatch):
     fake_env("8.6.0")
     _, out = _build(tmp_path, "8.6.0", bidirectional=False, fp16=False)
     monkeypatch.setattr(Context, "set_optimization_profile_async", refuse)
-    with TensorRTRunner(source_from_engine(out), RunnerOptions()) as runner:
+    with TensorRTRunner(resolve_source(engine=out), RunnerOptions()) as runner:
         with pytest.raises(RnnDeployError, match="refused optimization profile 0"):
             runner.infer(feeds(batch=1, seq=4, lengths=True))
 

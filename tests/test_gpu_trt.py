@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from rnndeploy.backends.base import RunnerOptions
-from rnndeploy.backends.tensorrt import TensorRTRunner, source_from_engine
+from rnndeploy.backends.source import resolve_source
+from rnndeploy.backends.tensorrt import TensorRTRunner
 from rnndeploy.engine.builder import BuildOptions, ShapeOptions, build_engine
 from rnndeploy.errors import EngineFileError, ShapeError
 from tests.test_engine_models import feeds, make_rnn_model, numpy_reference, save
@@ -72,7 +73,7 @@ def test_build_and_run_matches_reference(trt, workdir, case, kwargs, prec, optio
     side = json.loads(open(plan + ".json").read())
     precision = "fp16" if options["fp16"] else "fp32"
     assert side["precision"]["requested"] == precision
-    with TensorRTRunner(source_from_engine(plan), RunnerOptions(precision=precision)) as runner:
+    with TensorRTRunner(resolve_source(engine=plan), RunnerOptions(precision=precision)) as runner:
         for batch, seq in SHAPES:
             f = feeds(batch=batch, seq=seq, input_size=8, seed=batch * 1000 + seq)
             got = runner.infer(f)["y"]
@@ -87,7 +88,7 @@ def test_build_and_run_matches_reference(trt, workdir, case, kwargs, prec, optio
 def test_lengths_input_int64_to_int32_and_masking(trt, workdir):
     model = make_rnn_model("GRU", bidirectional=True, with_lengths=True, hidden=16)
     _, plan = _build(workdir, "gru-lengths", model, fp16=False)
-    with TensorRTRunner(source_from_engine(plan), RunnerOptions()) as runner:
+    with TensorRTRunner(resolve_source(engine=plan), RunnerOptions()) as runner:
         f = feeds(batch=4, seq=30, lengths=True)
         got = runner.infer(f)["y"]
         ref = numpy_reference(model, f)["y"]
@@ -97,7 +98,7 @@ def test_lengths_input_int64_to_int32_and_masking(trt, workdir):
 def test_profiles_selection_and_out_of_profile_error(trt, workdir):
     model = make_rnn_model("LSTM")
     _, plan = _build(workdir, "lstm-profiles", model, fp16=False)
-    with TensorRTRunner(source_from_engine(plan), RunnerOptions()) as runner:
+    with TensorRTRunner(resolve_source(engine=plan), RunnerOptions()) as runner:
         runner.infer(feeds(batch=1, seq=250))
         assert runner._profile == 0
         runner.infer(feeds(batch=8, seq=20))
@@ -110,12 +111,12 @@ def test_timing_and_cuda_graph_replay(trt, workdir):
     model = make_rnn_model("LSTM", hidden=32, input_size=8)
     _, plan = _build(workdir, "lstm-timing", model, fp16=True)
     f = feeds(batch=8, seq=64, input_size=8)
-    with TensorRTRunner(source_from_engine(plan), RunnerOptions(precision="fp16")) as plain:
+    with TensorRTRunner(resolve_source(engine=plan), RunnerOptions(precision="fp16")) as plain:
         expected = plain.infer(f)["y"]
         p = plain.prepare(f)
         t = plain.timer().measure(lambda: plain.run_prepared(p), 20)
         assert 0 < t < 5
-    with TensorRTRunner(source_from_engine(plan), RunnerOptions(precision="fp16", cuda_graph=True, include_copies=True)) as g:
+    with TensorRTRunner(resolve_source(engine=plan), RunnerOptions(precision="fp16", cuda_graph=True, include_copies=True)) as g:
         p = g.prepare(f)
         t = g.timer().measure(lambda: g.run_prepared(p), 20)
         desc = g.describe()
@@ -178,7 +179,7 @@ def test_torch_exported_models_where_torch_is_present(trt, workdir):
     model = onnx.load_from_string(buf.getvalue())
     for fp16 in (False, True):
         _, plan = _build(workdir, f"torch-bilstm-{fp16}", model, fp16=fp16)
-        with TensorRTRunner(source_from_engine(plan), RunnerOptions(precision="fp16" if fp16 else "fp32")) as runner:
+        with TensorRTRunner(resolve_source(engine=plan), RunnerOptions(precision="fp16" if fp16 else "fp32")) as runner:
             f = feeds(batch=3, seq=100, input_size=8)
             with torch.no_grad():
                 ref = net(torch.from_numpy(f["x"])).numpy()
@@ -192,7 +193,7 @@ def test_hoisted_input_projection_engine(trt, workdir, fp16):
     result, plan = _build(workdir, f"bilstm-hoisted-{fp16}", model, fp16=fp16, hoist=True)
     assert result.sidecar["rewrite"]["hoist_input_projection"]["rewritten"]
     precision = "fp16" if fp16 else "fp32"
-    with TensorRTRunner(source_from_engine(plan), RunnerOptions(precision=precision)) as runner:
+    with TensorRTRunner(resolve_source(engine=plan), RunnerOptions(precision=precision)) as runner:
         for batch, seq in SHAPES:
             f = feeds(batch=batch, seq=seq, input_size=8, seed=seq)
             assert _rel_l2(runner.infer(f)["y"], numpy_reference(model, f)["y"]) <= REL_L2[precision]

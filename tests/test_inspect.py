@@ -8,8 +8,7 @@ import json
 from click.testing import CliRunner
 
 from rnndeploy.cli import cli
-from rnndeploy.precision import convert_file
-from tests.helpers import run_cli
+from tests.helpers import convert_onnx_file, run_cli
 from tests.test_engine import _fake_engine
 from tests.test_engine_fake_trt import _build, fake_env  # noqa: F401  (fixture)
 from tests.test_engine_models import make_rnn_model, save
@@ -21,7 +20,7 @@ def test_inspect_onnx_fp32_and_fp16(tmp_path):
     assert r.exit_code == 0, r.output
     assert " ".join(r.output.split()).count("x float32 [batch, seq, 4] (features)") == 1
     assert "GRU(bidirectional) x1" in r.output and "precision: FP32 graph" in r.output
-    convert_file(path, tmp_path / "g16.onnx", "fp16-keep-recurrence")
+    convert_onnx_file(path, tmp_path / "g16.onnx", "fp16-keep-recurrence")
     r = CliRunner().invoke(cli, ["inspect", str(tmp_path / "g16.onnx")])
     assert "precision: FP16 graph (policy fp16-keep-recurrence)" in r.output
     r = CliRunner().invoke(cli, ["inspect", str(tmp_path / "g16.onnx"), "--json"])

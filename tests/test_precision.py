@@ -9,7 +9,6 @@ from rnndeploy.errors import UsageError
 from rnndeploy.precision import (
     FP16_MAX,
     compare_models,
-    convert_file,
     convert_to_fp16,
     fp32_nodes,
     is_fp16_model,
@@ -202,13 +201,15 @@ def test_refusals():
         convert_to_fp16(converted, "fp16")
 
 
-def test_convert_file_keeps_metadata_and_records_the_report(tmp_path):
+def test_conversion_keeps_metadata_and_records_the_report(tmp_path):
     import onnx
 
+    from rnndeploy.artefacts.onnx_file import load_onnx
     from rnndeploy.spec import read_onnx_metadata
+    from tests.helpers import convert_onnx_file
 
     src = save(make_rnn_model("GRU", bidirectional=True), tmp_path / "m.onnx")
-    report = convert_file(src, tmp_path / "m16.onnx", "fp16-keep-recurrence")
+    report = convert_onnx_file(src, tmp_path / "m16.onnx", "fp16-keep-recurrence")
     out = onnx.load(str(tmp_path / "m16.onnx"))
     spec, graph, info = read_onnx_metadata(out)
     assert spec.name == "tiny-gru" and graph == "model" and info["exporter"] == "onnx.helper"
@@ -216,7 +217,7 @@ def test_convert_file_keeps_metadata_and_records_the_report(tmp_path):
     assert stored == report.to_dict() and stored["policy"] == "fp16-keep-recurrence"
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
     with pytest.raises(UsageError, match="does not exist"):
-        convert_file(tmp_path / "missing.onnx", tmp_path / "x.onnx")
+        load_onnx(tmp_path / "missing.onnx")
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -1,4 +1,5 @@
-"""Where the graphs of one export live: the one naming rule for multi-graph models.
+"""What a path names (``classify``) and where the graphs of one export live (the one
+naming rule for multi-graph models).
 
 ``rnndeploy export -o NAME.onnx`` writes a single-graph model to ``NAME.onnx`` and each
 graph of a multi-graph model to ``NAME.<graph>.onnx`` (a seq2seq model:
@@ -12,9 +13,56 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
+from rnndeploy.errors import UsageError
 from rnndeploy.fileio import PathLike
 
 SEQ2SEQ_GRAPHS: Tuple[str, str] = ("encoder", "decoder_step")
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+SIDECAR_SUFFIX = ".json"  # model.plan → model.plan.json (rnndeploy.engine.sidecar)
+_ONNX_FIRST_BYTE = b"\x08"  # an ONNX protobuf starts with field 1 (ir_version, varint)
+
+
+def classify(model: str) -> str:
+    """"onnx", "checkpoint", "engine", "module" or "keras" for a MODEL argument.
+
+    By name first (a directory is a checkpoint, ``.onnx``, ``.keras/.h5``,
+    ``.plan/.engine/.trt``, ``file.py:factory``); an existing file with another name is
+    an engine when it has an engine sidecar, ONNX when its first byte is ONNX's.
+
+    Raises:
+        UsageError: the path does not exist, or what it is cannot be told.
+    """
+    p = Path(model)
+    if p.is_dir():
+        return "checkpoint"
+    if p.suffix.lower() == ".onnx":
+        return "onnx"
+    from rnndeploy.keras.archive import is_keras_path
+
+    if is_keras_path(model):
+        return "keras"
+    if p.suffix.lower() in ENGINE_SUFFIXES:
+        return "engine"
+    if ".py:" in model:
+        return "module"
+    if not p.exists():
+        raise UsageError(f"model {model} does not exist", "give an ONNX file, a checkpoint directory, an engine (.plan), "
+                                                           "a Keras model (.keras/.h5) or a module as path/to/file.py:factory")
+    if Path(sidecar_path(p)).is_file():
+        return "engine"
+    try:
+        with open(p, "rb") as f:
+            if f.read(1) == _ONNX_FIRST_BYTE:
+                return "onnx"
+    except OSError:
+        pass
+    raise UsageError(f"model {model}: cannot tell what it is from its name",
+                     "ONNX files end in .onnx, engines in .plan/.engine, checkpoints are directories")
+
+
+def sidecar_path(engine_path: PathLike) -> str:
+    """Where an engine's JSON sidecar lives (read by rnndeploy.engine.sidecar.read_sidecar)."""
+    return str(engine_path) + SIDECAR_SUFFIX
 
 
 def graph_paths(out: PathLike, graphs: Sequence[str]) -> Dict[str, Path]:

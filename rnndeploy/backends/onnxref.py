@@ -30,13 +30,13 @@ class OnnxReferenceRunner(Runner):
         self._precision = self.options.precision
 
     def _activate_impl(self) -> None:
-        import onnx
         from onnx.reference import ReferenceEvaluator
 
+        from rnndeploy.artefacts.onnx_file import load_onnx
         from rnndeploy.graph.reference import recurrent_ops
 
         try:
-            model = onnx.load_from_string(self.model) if isinstance(self.model, bytes) else onnx.load(self.model)
+            model = load_onnx(self.model, external_data=True)
             # onnx's own LSTM/GRU/RNN ignore sequence_lens, clip, activations (see rnndeploy.graph.reference)
             self._evaluator = ReferenceEvaluator(model, new_ops=recurrent_ops())
             self._precision = onnx_file_precision(self.model)  # it evaluates the graph as given

@@ -48,10 +48,10 @@ def onnx_file_precision(path: Union[str, bytes]) -> str:
     ("int8", see rnndeploy.quantize), "fp16" when it stores float16 initializers, else "fp32"."""
     import onnx
 
-    from rnndeploy.onnx_file import load_onnx
+    from rnndeploy.artefacts.onnx_file import load_onnx
     from rnndeploy.quantize import variant_of
 
-    model = onnx.load_from_string(path) if isinstance(path, bytes) else load_onnx(path, external_data=False)
+    model = load_onnx(path, external_data=False)
     variant = variant_of(model) or {}
     if isinstance(variant.get("recipe"), dict) and variant["recipe"].get("precision"):
         return str(variant["recipe"]["precision"])

@@ -120,12 +120,10 @@ class OpenVinoRunner(Runner):
         import onnx
         from onnx.external_data_helper import load_external_data_for_model
 
+        from rnndeploy.artefacts.onnx_file import load_onnx
         from rnndeploy.graph.normalize import NormalizeOptions, normalize
 
-        if isinstance(self.model, bytes):
-            proto = onnx.load_from_string(self.model)
-        else:
-            proto = onnx.load(self.model, load_external_data=False)
+        proto = load_onnx(self.model)
         result = normalize(proto, NormalizeOptions(layout=True, fold=False, openvino=True))
         self._rewrites = [r.text for r in result.rewrites]
         try:

@@ -394,20 +394,3 @@ def _device_index(device: Optional[str]) -> int:
     if text.startswith("cuda:") and text[5:].isdigit():
         return int(text[5:])
     raise UsageError(f"device {device!r} is not a CUDA device for the trt backend", "use cuda or cuda:N")
-
-
-def source_from_engine(engine: str, graph: Optional[str] = None) -> ModelSource:
-    """A ModelSource for an engine, with the spec, graph and state form from its sidecar
-    (so a deployment box needs only MODEL.plan + MODEL.plan.json).
-
-    Raises:
-        EngineFileError: no sidecar or not an rnndeploy sidecar.
-    """
-    from rnndeploy.engine.sidecar import read_sidecar
-    from rnndeploy.spec import ModelSpec
-
-    side = read_sidecar(engine, required=True)
-    if not side.spec:
-        raise SpecError(f"the sidecar of {engine} holds no model spec", "rebuild the engine with rnndeploy build-engine")
-    return ModelSource(spec=ModelSpec.from_dict(side.spec), graph=graph or side.graph or "model",
-                       with_state=bool(side.data.get("with_state", False)), engine=str(engine))

@@ -2,11 +2,11 @@
 
 Torch side (needs torch). What it runs:
 
-- a checkpoint directory: ``rnndeploy.checkpoint.load_model(dir).model.graph_module(graph, with_state)``
-  (through ``rnndeploy.export.checkpoints.load_checkpoint``);
+- a checkpoint directory: ``rnndeploy.checkpoint.load_model(dir).model.graph_module(graph, with_state)``;
 - a user module ``path/to/file.py:factory``: ``factory()`` returns an ``nn.Module`` whose
   forward takes the graph's inputs positionally (spec order) and returns one tensor or
-  a tuple in spec output order.
+  a tuple in spec output order; loaded by rnndeploy.artefacts.user_module (its folder on
+  sys.path, exactly as export loads it).
 
 Settings (RunnerOptions): ``device`` "cpu" (default) / "cuda" / "cuda:N"; ``threads``
 (torch.set_num_threads, restored on deactivate); ``precision`` "fp16" with
@@ -22,13 +22,11 @@ device in ``prepare`` unless ``include_copies``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from rnndeploy.artefacts.user_module import load_user_module
 from rnndeploy.backends.base import ModelSource, RunDescription, Runner, RunnerOptions, Timer
 from rnndeploy.errors import DeviceError, UsageError
 from rnndeploy.optional import require
@@ -53,38 +51,6 @@ class TorchCudaTimer(Timer):
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3
-
-
-def load_user_module(ref: str) -> Any:
-    """Call ``factory`` from "path/to/file.py:factory" and return the module it builds (eval mode)."""
-    path_s, _, attr = ref.rpartition(":")
-    path = Path(path_s)
-    if not path_s or not attr or path.suffix != ".py":
-        raise UsageError(f"module {ref!r} is not FILE.py:FACTORY", "write e.g. --module models/mine.py:build")
-    if not path.is_file():
-        raise UsageError(f"module file {path} does not exist")
-    name = f"rnndeploy_user_module_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"cannot import {path}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except Exception as exc:
-        raise UsageError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    factory = getattr(mod, attr, None)
-    if not callable(factory):
-        raise UsageError(f"{path} has no callable {attr!r}",
-                         f"callables there: {', '.join(n for n in dir(mod) if callable(getattr(mod, n)) and not n.startswith('_'))}")
-    try:
-        module = factory()
-    except Exception as exc:
-        raise UsageError(f"{ref} raised {type(exc).__name__}: {exc}") from exc
-    torch = require("torch")
-    if not isinstance(module, torch.nn.Module):
-        raise UsageError(f"{ref} returned {type(module).__name__}, not a torch.nn.Module")
-    return module.eval()
 
 
 class _Static:
@@ -162,13 +128,11 @@ class TorchRunner(Runner):
         if self._given is not None:
             return self._given
         if self.source.checkpoint:
-            # the export stage's reader: rnndeploy.checkpoint.load_model plus a clear error for
-            # a path that is not a checkpoint (and its workaround for older recipe.json files)
-            from rnndeploy.export.checkpoints import load_checkpoint
+            from rnndeploy.checkpoint import load_model
 
-            loaded = load_checkpoint(self.source.checkpoint)
+            loaded = load_model(self.source.checkpoint)
             return loaded.model.graph_module(self.source.graph, self.source.with_state)
-        return load_user_module(self.source.module or "")
+        return load_user_module(self.source.module or "", option="--module")
 
     # inference ------------------------------------------------------------------------------------
     def _to_tensors(self, feed: Mapping[str, Any]) -> List[Any]:

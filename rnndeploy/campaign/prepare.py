@@ -228,7 +228,7 @@ def prepare_model(recipe_name: str, variant: Optional[str], root: Path, opts: Pr
     """Train or reuse, export, FP16 files, goldens and task references of one zoo model (None when
     it is the same model as one already prepared, e.g. sine[lstm] is sine's default)."""
     from rnndeploy.backends.source import resolve_source
-    from rnndeploy.export.checkpoints import load_checkpoint
+    from rnndeploy.checkpoint import load_model
     from rnndeploy.recipe import load_recipe
 
     recipe = load_recipe(recipe_name, variant, overrides=[f"train.epochs={opts.epochs}"] if opts.epochs else [])
@@ -244,7 +244,7 @@ def prepare_model(recipe_name: str, variant: Optional[str], root: Path, opts: Pr
     train = train_or_reuse(recipe, mdir / "ckpt", opts.retrain, log)
     how = "reused" if train["reused"] else f"trained in {train['seconds']:.1f} s"
     log(f"{label}: checkpoint {how} — {train['quality']}")
-    model = load_checkpoint(str(mdir / "ckpt")).model
+    model = load_model(str(mdir / "ckpt")).model
     family = str(model.spec().family)
     forms: List[Tuple[str, Optional[bool]]] = [("default", None)]
     if (not recipe.export.get("with_state") and "model" in model.spec().graphs and model.supports_state("model")

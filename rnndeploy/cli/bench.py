@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options
-from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS, SEED
+from rnndeploy.cli.types import CALLS, POSITIVE_SECONDS, SEED, WARMUP_CALLS
 
 
 @click.command()
@@ -15,10 +15,10 @@ from rnndeploy.cli.types import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_SECONDS
 @runner_options
 @click.option("--batch", "batches", default="1", show_default=True, metavar="B,...", help="Batch sizes to sweep.")
 @click.option("--seq", "seqs", default="16,128", show_default=True, metavar="S,...", help="Sequence lengths to sweep.")
-@click.option("--iters", type=POSITIVE_INT, help="Timed calls per configuration (instead of --min-time).")
+@click.option("--iters", type=CALLS, help="Timed calls per configuration (instead of --min-time).")
 @click.option("--min-time", type=POSITIVE_SECONDS, default=1.0, show_default=True,
               help="Seconds of timed calls per configuration (when --iters is not given).")
-@click.option("--warmup", type=NON_NEGATIVE_INT, default=10, show_default=True, help="Untimed calls first.")
+@click.option("--warmup", type=WARMUP_CALLS, default=10, show_default=True, help="Untimed calls first.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--no-torch-row", is_flag=True, help="Do not add torch beside the other backends.")
 @click.option("--baseline", metavar="LABEL", help="Row that ratios are taken against (default torch).")
@@ -58,12 +58,16 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
         parse_int_list,
         runner_options_from,
     )
-    from rnndeploy.errors import UsageError
+    from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
-    if min_time <= 0 and iters is None:
-        raise UsageError("--min-time must be positive", "or give --iters N")
     source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
                             graph=graph, with_state=with_state, keras=keras_path)
+    ctx = click.get_current_context()
+    ort_trt = any(b.split(":")[0] == "ort-trt" for b in backends)
+    refuse_ignored(ctx, [("min_time", iters is None, "applies when --iters is not given"),
+                         ("trt_profile", ort_trt, "applies to the ort-trt backend"),
+                         ("trt_cache_dir", ort_trt, "applies to the ort-trt backend")])
+    distinct_outputs(ctx, ["json_path", "markdown_path"])
     source = normalized_source(source)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)

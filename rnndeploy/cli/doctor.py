@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from rnndeploy import jsonio
 
 
 @click.command()
@@ -15,4 +15,4 @@ def doctor(as_json: bool) -> None:
     from rnndeploy import doctor as lib
 
     report = lib.collect()
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else lib.render(report))
+    click.echo(jsonio.dumps(report.to_dict(), indent=2) if as_json else lib.render(report))

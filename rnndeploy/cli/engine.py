@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Tuple
 
 import click
 
+from rnndeploy import jsonio
 from rnndeploy.cli.types import DEVICE_INDEX, POSITIVE_INT, OutputPath
 from rnndeploy.errors import UsageError
 
@@ -103,7 +103,7 @@ def build_engine(onnx_file: str, output: Optional[str], fp16: Optional[bool], po
         if output is None:
             return
     result = build_from_plan(plan, output)
-    click.echo(json.dumps(result.sidecar, indent=2, sort_keys=True) if as_json else result.summary())
+    click.echo(jsonio.dumps(result.sidecar, indent=2, sort_keys=True) if as_json else result.summary())
 
 
 def _print_check(plan, path: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
@@ -125,7 +125,7 @@ def _print_plan(plan, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     from rnndeploy.engine.profiles import describe_profiles
 
     if as_json:
-        click.echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True))
+        click.echo(jsonio.dumps(plan.to_dict(), indent=2, sort_keys=True))
         return
     click.echo(f"onnx       {plan.onnx_path} ({'FP16 graph' if plan.onnx_is_fp16 else 'FP32 graph'})")
     click.echo(f"precision  {'fp16, policy ' + str(plan.policy) if plan.fp16 else 'fp32'}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Optional, Tuple
 
 import click
 
+from rnndeploy import jsonio
 from rnndeploy.cli.types import POSITIVE_INT, OutputPath
 from rnndeploy.errors import UsageError
 
@@ -145,7 +145,7 @@ def export(
         for report in err.reports:
             click.echo(report.render(), err=True)
         raise
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
+    click.echo(jsonio.dumps(result.to_dict(), indent=2) if as_json else result.render())
 
 
 def _export_keras(path: str, out: str, exporter: Optional[str], opset: Optional[int], with_state: Optional[bool],
@@ -168,4 +168,4 @@ def _export_keras(path: str, out: str, exporter: Optional[str], opset: Optional[
         for report in err.reports:
             click.echo(report.render(), err=True)
         raise
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
+    click.echo(jsonio.dumps(result.to_dict(), indent=2) if as_json else result.render())

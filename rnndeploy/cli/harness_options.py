@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import click
 
 from rnndeploy.backends import BACKENDS
-from rnndeploy.cli.types import POSITIVE_INT, TOLERANCE, OutputPath
+from rnndeploy.cli.types import THREADS, TOLERANCE, OutputPath
 from rnndeploy.errors import UsageError
 
 F = Callable[..., Any]
@@ -45,7 +45,7 @@ runner_options = _stack(
     click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
                  help="Precision of the runtimes under test (torch: autocast or .half(); trt/ort-trt: FP16 kernels)."),
     click.option("--device", metavar="DEV", help="cpu, cuda or cuda:N (torch; GPU backends take cuda:N)."),
-    click.option("--threads", type=POSITIVE_INT, help="Intra-op CPU threads (torch, ort-cpu). Default: library default."),
+    click.option("--threads", type=THREADS, help="Intra-op CPU threads (torch, ort-cpu). Default: library default."),
     click.option("--cuda-graph", is_flag=True, help="Capture and replay a CUDA graph (GPU backends)."),
     click.option("--include-copies", is_flag=True,
                  help="GPU timings include host<->device copies (default: device-resident inputs and outputs)."),

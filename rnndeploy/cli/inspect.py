@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import click
 
+from rnndeploy import jsonio
 from rnndeploy.cli.types import DEVICE_INDEX
 
 
@@ -25,15 +23,18 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
       rnndeploy inspect sine.onnx
       rnndeploy inspect sine.plan --json
     """
-    if _is_onnx(path):
+    from rnndeploy.artefacts.naming import classify
+
+    if classify(path) == "onnx":
+        from rnndeploy.artefacts.onnx_file import load_onnx
         from rnndeploy.onnx_info import describe_onnx, render_onnx_info
-        from rnndeploy.precision import is_fp16_model, load_onnx, precision_report_of
+        from rnndeploy.precision import is_fp16_model, precision_report_of
 
         info = describe_onnx(path)
         model = load_onnx(path)
         precision = {"fp16_graph": is_fp16_model(model), "conversion": precision_report_of(model)}
         if as_json:
-            click.echo(json.dumps({**info.to_dict(), "precision": precision}, indent=2, sort_keys=True))
+            click.echo(jsonio.dumps({**info.to_dict(), "precision": precision}, indent=2, sort_keys=True))
             return
         click.echo(render_onnx_info(info))
         conv = precision["conversion"]
@@ -46,19 +47,4 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
     from rnndeploy.engine.inspect_engine import describe_engine_file, render_engine_info
 
     einfo = describe_engine_file(path, live=not no_live, device=device)
-    click.echo(json.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else render_engine_info(einfo))
-
-
-def _is_onnx(path: str) -> bool:
-    if path.lower().endswith(".onnx"):
-        return True
-    from rnndeploy.engine.sidecar import sidecar_path
-
-    if os.path.exists(sidecar_path(path)):
-        return False
-    # Neither an .onnx name nor a sidecar: an ONNX protobuf starts with field 1 (ir_version, varint) = 0x08.
-    try:
-        with open(path, "rb") as f:
-            return f.read(1) == b"\x08"
-    except OSError:
-        return False
+    click.echo(jsonio.dumps(einfo.to_dict(), indent=2, sort_keys=True) if as_json else render_engine_info(einfo))

@@ -41,14 +41,15 @@ def normalize(onnx_file: str, output: Optional[str], batch_first_state: bool, no
     """
     from dataclasses import replace
 
-    from rnndeploy.graph.files import load_model, normalize_file, normalize_model, render_report
+    from rnndeploy.artefacts.onnx_file import load_onnx
+    from rnndeploy.graph.files import normalize_file, normalize_model, render_report
     from rnndeploy.graph.normalize import NormalizeOptions
 
     options = NormalizeOptions(fold=not no_fold, batch_first_state=batch_first_state, openvino=target == "openvino")
     if output:
         report = normalize_file(onnx_file, output, options, verify=not no_verify)
     else:
-        _, report = normalize_model(load_model(onnx_file), options, verify=not no_verify, source=onnx_file)
+        _, report = normalize_model(load_onnx(onnx_file, external_data=True), options, verify=not no_verify, source=onnx_file)
         report = replace(report, output=None)
     click.echo(render_report(report))
     if output:

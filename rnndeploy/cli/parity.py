@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options, tolerance_options
-from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, OutputPath
+from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, SEED, TOKENS, TOKENS_OR_NONE, OutputPath
 
 
 @click.command()
@@ -32,13 +32,13 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, 
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
 @click.option("--save-golden", metavar="DIR", type=OutputPath(kind="dir"), help="Write the inputs and reference outputs as a golden directory.")
 @tolerance_options
-@click.option("--sample-steps", type=NON_NEGATIVE_INT, default=None,
+@click.option("--sample-steps", type=TOKENS_OR_NONE, default=None,
               help="char-LM: also compare N sampled tokens per row (fixed seed). Default 32 for char-LMs, else 0.")
 @click.option("--min-agreement", type=FRACTION, help="Fail when argmax / sampling / decoding agreement is below this fraction.")
 @click.option("--decoder", "decoder_path", metavar="FILE",
               help="seq2seq: the decoder_step ONNX file (or engine) beside MODEL = the encoder; adds greedy decoding "
                    "agreement with every backend. Default: NAME.decoder_step.onnx beside NAME.encoder.onnx.")
-@click.option("--decode-max-len", type=POSITIVE_INT, default=64, show_default=True, help="seq2seq: decoding steps.")
+@click.option("--decode-max-len", type=TOKENS, default=64, show_default=True, help="seq2seq: decoding steps.")
 @click.option("--bos-id", type=NON_NEGATIVE_INT, help="seq2seq: start token id (default: the spec's).")
 @click.option("--eos-id", type=NON_NEGATIVE_INT, help="seq2seq: end token id (default: the spec's).")
 @click.option("--warn-only", is_flag=True, help="Report failures but exit 0.")
@@ -93,7 +93,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
         if Path(sibling).is_file():  # what `rnndeploy export -o NAME.onnx` writes for a seq2seq model
             decoder_path = sibling
     if decoder_path:
-        from rnndeploy.backends.source import classify
+        from rnndeploy.artefacts.naming import classify
 
         kind = classify(decoder_path)
         if kind not in ("onnx", "engine"):
@@ -107,6 +107,7 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
     ref = reference or default_reference(source)
     if not save_golden:
         backends = backends_or_defaults(backends, source, ref if not (golden or expected_file) else None)
+    _refuse_ignored_options(source, decoder, backends, ref, bool(inputs_file or golden or from_recipe), from_recipe)
     options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
                                   trt_cache_dir, trt_profile)
     config = ParityConfig(
@@ -153,3 +154,30 @@ def parity(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[
             hint = "see the table above; loosen with --tol OUTPUT:ATOL:RTOL only if the error is expected"
         raise ParityError(msg, hint)
     return None
+
+
+def _refuse_ignored_options(source: Any, decoder: Any, backends: Sequence[str], reference: str,
+                            own_inputs: bool, from_recipe: bool) -> None:
+    """Options given on the command line that this run would not use are errors (see cli.types)."""
+    from rnndeploy.cli.types import distinct_outputs, refuse_ignored
+
+    ctx = click.get_current_context()
+    names = {b.split(":")[0] for b in list(backends) + [reference]}
+    agreement = decoder is not None or source.spec.family == "charlm" or any(
+        t.role in ("logits", "probs") for t in source.graph_spec.outputs)
+    generated = "sets the shapes of generated inputs; --inputs, --golden and --inputs-from-recipe bring their own"
+    refuse_ignored(ctx, [
+        ("shapes", not own_inputs, generated),
+        ("dims", not own_inputs, generated),
+        ("bos_id", decoder is not None, "applies to seq2seq decoding (--decoder, or MODEL.encoder.onnx with its decoder)"),
+        ("eos_id", decoder is not None, "applies to seq2seq decoding (--decoder, or MODEL.encoder.onnx with its decoder)"),
+        ("decode_max_len", decoder is not None, "applies to seq2seq decoding (--decoder)"),
+        ("trt_profile", "ort-trt" in names, "applies to the ort-trt backend"),
+        ("trt_cache_dir", "ort-trt" in names, "applies to the ort-trt backend"),
+        ("data_split", from_recipe, "applies with --inputs-from-recipe"),
+        ("data_rows", from_recipe, "applies with --inputs-from-recipe"),
+        ("min_agreement", agreement, "applies to logits/probs outputs, char-LM sampling and seq2seq decoding; "
+                                     f"{source.spec.name!r} has none"),
+    ])
+    distinct_outputs(ctx, ["json_path", "markdown_path"])
+

@@ -24,16 +24,11 @@ def report(files: Sequence[str], html_path: Optional[str], markdown_path: Option
       rnndeploy report cpu.json gpu.json -o report.html --markdown report.md
     Without -o/--markdown/--json, prints the tables.
     """
-    import os
-
-    from rnndeploy.errors import UsageError
+    from rnndeploy.cli.types import distinct_outputs
     from rnndeploy.report import render_text, write_html, write_markdown
     from rnndeploy.report.schema import load_verified, write_results
 
-    outputs = [p for p in (html_path, markdown_path, json_path) if p]
-    if len({os.path.abspath(p) for p in outputs}) < len(outputs):
-        raise UsageError(f"the same file is given for two outputs ({', '.join(outputs)})",
-                         "give -o, --markdown and --json different files")
+    distinct_outputs(click.get_current_context(), ["html_path", "markdown_path", "json_path"])
     doc, results = load_verified(files)
     if html_path:
         write_html(html_path, results, title)

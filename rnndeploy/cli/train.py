@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import click
 
+from rnndeploy import jsonio
 from rnndeploy.cli.types import POSITIVE_INT, SEED, OutputPath
 
 
@@ -69,7 +70,7 @@ def train(
     log = None if (quiet or as_json) else (lambda line: click.echo(line, err=as_json))
     result = train_recipe(resolved, out, log=log, show_progress=False if (quiet or as_json) else None)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=True))
+        click.echo(jsonio.dumps(result.to_dict(), indent=2))
     elif quiet:
         click.echo(result.quality.describe())
     click.echo(f"checkpoint: {out}", err=as_json)

@@ -18,11 +18,19 @@ path is not a directory)::
 
 A failure is a click usage error: one line naming the option, exit status 2. New
 commands get the same rules by using these types.
+
+Two checks span options, for a command to call first thing:
+
+- ``refuse_ignored(ctx, [(param, applies, why), ...])``: an option given on the
+  command line that this run would ignore (``--shapes`` with ``--inputs``,
+  ``--bos-id`` without a decoder) is an error, never silently dropped;
+- ``distinct_outputs(ctx, params)``: two outputs naming the same file.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import os
+from typing import Any, Optional, Sequence, Tuple
 
 import click
 
@@ -69,6 +77,13 @@ def _without(message: str, name: str) -> str:
 
 
 POSITIVE_INT = Number(integer=True, minimum=1)
+THREADS = Number(integer=True, minimum=1, maximum=1024, metavar="N")
+# Loop counts are bounded (every loop rnndeploy runs is bounded in count): 10^6 timed calls or
+# untimed warm-up calls, 10^4 generated tokens per row.
+CALLS = Number(integer=True, minimum=1, maximum=10**6)
+WARMUP_CALLS = Number(integer=True, minimum=0, maximum=10**6)
+TOKENS = Number(integer=True, minimum=1, maximum=10**4)
+TOKENS_OR_NONE = Number(integer=True, minimum=0, maximum=10**4)
 NON_NEGATIVE_INT = Number(integer=True, minimum=0)
 SEED = Number(integer=True, minimum=0, maximum=2**63 - 1)
 DEVICE_INDEX = Number(integer=True, minimum=0, metavar="N")
@@ -107,3 +122,46 @@ class OutputPath(click.ParamType):
 
     def __repr__(self) -> str:
         return f"OutputPath({self.kind})"
+
+
+def given(ctx: click.Context, param: str) -> bool:
+    """True when ``param`` (the Python name) was set on the command line or from the environment."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(param) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _option_name(ctx: click.Context, param: str) -> str:
+    for p in ctx.command.params:
+        if p.name == param:
+            return _name(p, ctx)
+    return param
+
+
+def refuse_ignored(ctx: click.Context, rules: Sequence[Tuple[str, bool, str]]) -> None:
+    """Refuse options given explicitly that this run would ignore.
+
+    Args:
+        rules: (param name, whether it applies to this run, why / when it applies).
+
+    Raises:
+        UsageError: "--shapes sets generated inputs' shapes; --inputs brings its own".
+    """
+    for param, applies, why in rules:
+        if not applies and given(ctx, param):
+            raise UsageError(f"{_option_name(ctx, param)} {why}", "leave it out, or give what it applies to")
+
+
+def distinct_outputs(ctx: click.Context, params: Sequence[str]) -> None:
+    """Refuse two output options naming the same file (the second would overwrite the first)."""
+    seen = {}
+    for param in params:
+        value = ctx.params.get(param)
+        if not value:
+            continue
+        key = os.path.abspath(str(value))
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {_option_name(ctx, param)} name the same file {value}",
+                             "give each output its own file")
+        seen[key] = _option_name(ctx, param)
+

@@ -5,7 +5,7 @@ attrs carry the dataset facts (``data_info``), including ``data_config``, the re
 ``[data]`` table of the recipe; with it the exact train/val/test splits are rebuilt with
 numpy alone, and the test split can be fed to every backend::
 
-    spec, graph, _ = read_onnx_metadata(onnx.load("sine.onnx"))
+    spec, graph, _ = read_onnx_metadata(load_onnx("sine.onnx"))   # rnndeploy.artefacts.onnx_file
     ds = dataset_for_spec(spec)
     feeds = spec_feeds(ds, spec.graph(graph), split="test", limit=256)
 """

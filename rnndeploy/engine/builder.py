@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rnndeploy import __version__
+from rnndeploy.artefacts.onnx_file import default_opset, load_onnx
 from rnndeploy.engine import constraints, trt_compat
 from rnndeploy.engine.monitor import ElapsedSpinner, MemorySampler, PhaseTracker, make_progress_monitor
 from rnndeploy.engine.profiles import Profile, derive_profiles, engine_defaults, inputs_for_onnx
 from rnndeploy.engine.sidecar import write_sidecar
 from rnndeploy.errors import EngineBuildError, UsageError
 from rnndeploy.fileio import check_parent_dir, sha256_bytes, sha256_file, write_bytes_atomic
-from rnndeploy.onnx_file import default_opset
 from rnndeploy.precision import (
     POLICIES,
     check_node_names,
@@ -33,7 +33,6 @@ from rnndeploy.precision import (
     convert_to_fp16,
     fp32_nodes,
     is_fp16_model,
-    load_onnx,
     precision_report_of,
 )
 from rnndeploy.spec import ModelSpec, has_rnndeploy_metadata, read_onnx_metadata, spec_from_onnx_io
@@ -222,7 +221,7 @@ def write_fp16_onnx(plan: BuildPlan, path: str) -> Any:
     the PrecisionReport."""
     if not plan.fp16 or plan.onnx_is_fp16:
         raise UsageError("writing an FP16 ONNX needs an FP32 ONNX and --fp16 (or an FP16 recipe precision)")
-    model = load_onnx(plan.onnx_path)
+    model = load_onnx(plan.onnx_path, external_data=True)
     if plan.options.hoist:
         from rnndeploy.engine.rewrite import hoist_input_projection
 
@@ -247,7 +246,7 @@ def check_fp16_onnx(plan: BuildPlan, fp16_path: str, seed: int = 0) -> List[Dict
             if isinstance(d, str) and r is not None:
                 sizes.setdefault(d, min(int(r.opt[axis]), 64))
     feed = generate_inputs(graph, sizes, seed)
-    errors = compare_models(load_onnx(plan.onnx_path), load_onnx(fp16_path), feed)
+    errors = compare_models(load_onnx(plan.onnx_path, external_data=True), load_onnx(fp16_path, external_data=True), feed)
     out = []
     for e in errors:
         target = graph.tolerance(e.name, "fp16").rel_l2 if e.name in {t.name for t in graph.outputs} else None
@@ -283,7 +282,7 @@ def build_from_plan(plan: BuildPlan, output: str) -> BuildResult:
     tactics = trt_compat.decide_stub_tactics(options.stub_tactics, trt_compat.loaded_stub_libraries())
     attempts = trt_compat.plan_precision(features, plan.fp16, bool(plan.kept_fp32), options.fp16_path, plan.onnx_is_fp16)
 
-    model = load_onnx(plan.onnx_path)
+    model = load_onnx(plan.onnx_path, external_data=True)
     if options.hoist:
         from rnndeploy.engine.rewrite import hoist_input_projection
 

@@ -15,15 +15,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
+from rnndeploy.artefacts.naming import SIDECAR_SUFFIX, sidecar_path  # noqa: F401  (re-exported)
 from rnndeploy.errors import EngineFileError
 from rnndeploy.fileio import PathLike, sha256_file, write_json_atomic
 
 SIDECAR_SCHEMA = "rnndeploy.engine/1"
-SIDECAR_SUFFIX = ".json"
-
-
-def sidecar_path(engine_path: PathLike) -> str:
-    return str(engine_path) + SIDECAR_SUFFIX
 
 
 @dataclass(frozen=True)

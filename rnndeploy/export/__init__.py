@@ -156,10 +156,12 @@ def export_checkpoint(
     recipe's exporter is tried first with the other as fallback; an ``exporter`` given
     here is used alone ("auto": TorchScript with dynamo as fallback).
     """
-    from rnndeploy.export.checkpoints import checkpoint_defaults, load_checkpoint
+    from rnndeploy.checkpoint import load_model
+    from rnndeploy.export.checkpoints import checkpoint_defaults
+    from rnndeploy.spec import EXPORT_CHECKPOINT, EXPORT_CHECKPOINT_SHA256
 
     output_paths(out, ["model"])  # a bad output path fails before any work
-    loaded = load_checkpoint(directory)
+    loaded = load_model(directory)
     defaults = checkpoint_defaults(loaded)
     options = ExportOptions(
         exporter=exporter or defaults.get("exporter", "auto"),
@@ -172,9 +174,8 @@ def export_checkpoint(
         example=defaults.get("example", {}),
     )
     info = {
-        "checkpoint": str(directory),
-        "checkpoint_sha256": defaults.get("sha256"),
-        # not "checkpoint_…": readers take any key with "checkpoint" and "sha256" as the manifest's hash
+        EXPORT_CHECKPOINT: str(directory),
+        EXPORT_CHECKPOINT_SHA256: defaults.get("sha256"),
         "weights_sha256": defaults.get("weights_sha256"),
         # the recipe's [engine] table: build-engine reads its profiles and precision from here
         "engine": defaults.get("engine"),

@@ -1,31 +1,13 @@
-"""Reading a ``rnndeploy train`` checkpoint for export: the model plus the recipe's
-[export] defaults (opset, exporter, with_state, example sizes, longest training sequence)."""
+"""A ``rnndeploy train`` checkpoint's export defaults — the recipe's [export] section (opset,
+exporter, with_state, example sizes, longest training sequence). The checkpoint itself
+loads through rnndeploy.checkpoint.load_model."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict
-
-from rnndeploy.errors import CheckpointError
 
 # data_info / [data] keys that give the longest training sequence, per dataset kind
 _LENGTH_KEYS = ("longest_train_seq", "max_seq_len", "max_len", "seq_len", "window", "max_word_len", "max_src_len")
-
-
-def load_checkpoint(directory: str) -> Any:
-    """``rnndeploy.checkpoint.load_model(directory)`` with a clear error for a path that is
-    not a checkpoint directory at all."""
-    p = Path(directory)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint {p} does not exist", "give a directory written by rnndeploy train --out")
-    if not p.is_dir():
-        raise CheckpointError(
-            f"checkpoint {p} is a file, not a checkpoint directory",
-            "give the directory written by rnndeploy train --out (or --model FILE.py:FACTORY for your own module)",
-        )
-    from rnndeploy.checkpoint import load_model
-
-    return load_model(p)
 
 
 def checkpoint_defaults(loaded: Any) -> Dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
+from rnndeploy.artefacts.onnx_file import load_onnx
 from rnndeploy.errors import ExportError, first_line
 from rnndeploy.export.user_module import flatten_outputs
 from rnndeploy.spec import GraphSpec
@@ -101,7 +102,6 @@ def export_torchscript(module: Any, graph: GraphSpec, example: Mapping[str, np.n
     Raises:
         ExportError: the tracer or the ONNX symbolic functions failed.
     """
-    import onnx
     import torch
 
     args = _torch_args(graph, example)
@@ -130,7 +130,7 @@ def export_torchscript(module: Any, graph: GraphSpec, example: Mapping[str, np.n
                 "its output sequence (pad_packed_sequence), e.g. take the last valid step from it"
             )
         raise ExportError(f"the TorchScript exporter failed: {msg}", hint) from exc
-    return onnx.load_from_string(buf.getvalue())
+    return load_onnx(buf.getvalue())
 
 
 def trace_signature(module: Any, graph: GraphSpec, example: Mapping[str, np.ndarray], opset: int) -> Dict[str, int]:
@@ -204,7 +204,6 @@ def export_dynamo_subprocess(
     Raises:
         ExportError: the worker failed or timed out; the message is the worker's first error line.
     """
-    import onnx
 
     with tempfile.TemporaryDirectory(prefix="rnndeploy-dynamo-") as tmp:
         np.savez(os.path.join(tmp, "example.npz"), **{k: np.asarray(v) for k, v in example.items()})
@@ -239,7 +238,7 @@ def export_dynamo_subprocess(
                 _last_line(proc.stderr) or f"worker exited {proc.returncode}"
             )
             raise ExportError(reason)
-        return onnx.load(request["out"])
+        return load_onnx(request["out"], external_data=True)
 
 
 def conform_io_dims(model: Any, graph: GraphSpec, exporter: str) -> List[str]:

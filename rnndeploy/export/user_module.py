@@ -21,7 +21,6 @@ validation shape (ONNX Runtime against torch, the same size wherever it appears)
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -101,47 +100,11 @@ def parse_output(text: str) -> Tuple[str, Optional[TensorSpec], Optional[str]]:
 
 
 def load_user_module(ref: str) -> Any:
-    """Call the factory named by ``"path/to/file.py:factory"`` and return the module in eval mode.
+    """``--model path/to/file.py:factory`` → the module, through the one user-module loader
+    (rnndeploy.artefacts.user_module: its folder on sys.path, eval mode, one-line errors)."""
+    from rnndeploy.artefacts.user_module import load_user_module as load
 
-    The file's directory is on ``sys.path`` while it loads, so it may import its
-    neighbours. Errors in the user's code become a UsageError naming file and factory.
-    """
-    torch = _torch()
-    path, factory = _split_ref(ref)
-    mod_name = f"_rnndeploy_user_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(mod_name, str(path))
-    if spec is None or spec.loader is None:
-        raise UsageError(f"--model {ref}: {path} cannot be loaded as a Python module", "give a .py file")
-    module = importlib.util.module_from_spec(spec)
-    with _on_sys_path(path.parent):
-        try:
-            sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(mod_name, None)
-            raise UsageError(
-                f"--model {ref}: importing {path} raised {type(exc).__name__}: {first_line(exc)}",
-                "fix the file so that `python " + str(path) + "` runs",
-            ) from exc
-        fn = getattr(module, factory, None)
-        if fn is None or not callable(fn):
-            found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-            raise UsageError(
-                f"--model {ref}: {path} has no callable {factory!r}", f"callables there: {', '.join(found)}"
-            )
-        try:
-            net = fn()
-        except Exception as exc:
-            raise UsageError(
-                f"--model {ref}: factory {factory}() raised {type(exc).__name__}: {first_line(exc)}",
-                "the factory must build the module (weights loaded) without arguments",
-            ) from exc
-    if not isinstance(net, torch.nn.Module):
-        raise UsageError(
-            f"--model {ref}: factory {factory}() returned a {type(net).__name__}, not a torch.nn.Module",
-            "return the module itself",
-        )
-    return net.eval()
+    return load(ref, option="--model")
 
 
 def user_spec(
@@ -359,19 +322,6 @@ def _check_declared(declared: TensorSpec, k: int, runs, derived: List[Dict[str, 
             )
 
 
-def _split_ref(ref: str) -> Tuple[Path, str]:
-    if ":" not in ref:
-        raise UsageError(f"--model {ref!r} names no factory", "use --model path/to/file.py:factory")
-    file_part, factory = ref.rsplit(":", 1)
-    path = Path(file_part)
-    if not factory.isidentifier():
-        raise UsageError(f"--model {ref!r}: {factory!r} is not a Python name", "use --model path/to/file.py:factory")
-    if not path.is_file():
-        raise UsageError(f"--model {ref}: file {path} does not exist", "check the path")
-    return path, factory
-
-
-@contextlib.contextmanager
 def _on_sys_path(directory: Path) -> Iterator[None]:
     entry = str(directory.resolve())
     sys.path.insert(0, entry)

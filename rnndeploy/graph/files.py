@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
+from rnndeploy.artefacts.onnx_file import load_onnx
 from rnndeploy.errors import UsageError
 from rnndeploy.graph.compat import RUNTIMES, CompatIssue, check_compat, unrunnable
 from rnndeploy.graph.normalize import NormalizeOptions, Rewrite, needs_layout_rewrite, normalize
@@ -59,13 +60,6 @@ class NormalizeReport:
         }
 
 
-def load_model(path: str) -> Any:
-    """The ONNX model at ``path`` with its external data, or a UsageError (rnndeploy.onnx_file)."""
-    from rnndeploy.onnx_file import load_onnx
-
-    return load_onnx(path)
-
-
 def normalize_model(model: Any, options: NormalizeOptions, verify: bool = True,
                     source: str = "model") -> Tuple[Any, NormalizeReport]:
     """Rewrite, refuse the unrunnable, verify: (rewritten model, report). Writes nothing.
@@ -102,7 +96,7 @@ def normalize_file(path: str, output: str, options: Optional[NormalizeOptions] =
     if os.path.abspath(path) == os.path.abspath(output):
         raise UsageError(f"-o {output} is the input file", "write the normalised model to another path")
     check_parent_dir(output, "normalised model")
-    model = load_model(path)
+    model = load_onnx(path, external_data=True)
     new, report = normalize_model(model, options or NormalizeOptions(), verify, source=path)
     onnx.checker.check_model(new)
     write_bytes_atomic(output, new.SerializeToString())
@@ -138,13 +132,13 @@ def auto_normalize_path(path: str, use: str = "running") -> Tuple[str, Optional[
     import onnx
 
     try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception:  # not ONNX: the command's own loading says so in its words
+        model = load_onnx(path)
+    except UsageError:  # not ONNX: the command's own loading says so in its words
         return path, None
     nodes = needs_layout_rewrite(model)
     if not nodes:
         return path, None
-    full = load_model(path)
+    full = load_onnx(path, external_data=True)
     new, report = normalize_model(full, NormalizeOptions(layout=True, fold=False), verify=True, source=path)
     tmp = tempfile.mkdtemp(prefix="rnndeploy-normalized-")
     if not _TEMP_DIRS:

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from rnndeploy import jsonio
 from rnndeploy.errors import SpecError, UsageError
 from rnndeploy.fileio import atomic_dir, load_npz, save_npz, sha256_bytes
 from rnndeploy.inputs import Case
@@ -114,7 +115,7 @@ def save_golden(
             "versions": dict(versions or {}),
             "cases": entries,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        (tmp / MANIFEST).write_text(jsonio.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return Path(path)
 
 

@@ -201,6 +201,7 @@ def _decode_batch(encoder: Runner, decoder: Runner, feed: Dict[str, np.ndarray],
 def _onnx_export_info(source: ModelSource) -> Dict[str, Any]:
     if not source.onnx:
         return {}
-    from rnndeploy.backends.source import _export_info
+    from rnndeploy.artefacts.onnx_file import load_metadata, load_onnx
 
-    return _export_info(source.onnx)
+    meta = load_metadata(load_onnx(source.onnx, external_data=False), source.onnx)
+    return {} if meta is None else meta.export_info

@@ -31,6 +31,8 @@ class ToleranceOverrides:
             parts = item.split(":")
             if len(parts) not in (3, 4) or not parts[0]:
                 raise UsageError(f"--tol {item!r} is malformed", "write OUTPUT:ATOL:RTOL or OUTPUT:ATOL:RTOL:REL_L2")
+            if parts[0] in per:
+                raise UsageError(f"--tol {parts[0]} is given twice", "give one --tol per output")
             nums = [check_number(v, f"--tol {item!r} {key}", minimum=0.0, allow_inf=True,
                                  hint="tolerances are numbers >= 0 (inf: not checked), e.g. logits:1e-3:1e-2")
                      for key, v in zip(("atol", "rtol", "rel_l2"), parts[1:])]

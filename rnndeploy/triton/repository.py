@@ -82,15 +82,19 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
         UsageError: bad paths/options, a model the options do not fit, an existing model dir.
         RnnDeployError: the config fails Triton's rules (a bug: nothing is written).
     """
-    from rnndeploy.backends.source import ENGINE_SUFFIXES
+    from rnndeploy.artefacts.naming import classify
 
     opts = options or ConfigOptions()
     path = Path(model)
     if not path.is_file():
         raise UsageError(f"model {model} does not exist", "give an ONNX file or a TensorRT engine (.plan)")
-    if path.suffix == ".onnx":
+    try:
+        kind: Optional[str] = classify(str(path))
+    except UsageError:  # neither name nor content says: refused below in Triton's terms
+        kind = None
+    if kind == "onnx":
         platform = ONNX_PLATFORM
-    elif path.suffix in ENGINE_SUFFIXES:
+    elif kind == "engine":
         platform = TRT_PLATFORM
     else:
         raise UsageError(f"{model} is neither an ONNX file nor a TensorRT engine",

@@ -274,8 +274,7 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     Raises:
         UsageError: a model that is not an ONNX file, an empty grid or unknown variant.
     """
-    import onnx
-
+    from rnndeploy.artefacts.onnx_file import load_onnx
     from rnndeploy.backends.source import model_hashes
     from rnndeploy.bench.floor import model_shape, probe_cpu
     from rnndeploy.report.machine import describe_machine
@@ -317,7 +316,7 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
         measurements, skip_t = _measure_all(source, timed, config, runner_factory, clock, start)
         skipped += skip_t
         cpu = probe_cpu()
-        shape = model_shape(onnx.load(source.onnx, load_external_data=False))
+        shape = model_shape(load_onnx(source.onnx))
         floors = {f"b{b}-s{s}": shape.floor(b, s, cpu).to_dict() for s in config.seqs for b in config.batches}
         choices = choose(measurements, config.batches, config.seqs, floors)
         deploy = write_deploy(config.out_dir, source, candidates, choices, measurements) if config.out_dir else {}
