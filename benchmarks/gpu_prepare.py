@@ -7,8 +7,9 @@
    references, manifest with the sha256 of every file);
 2. the kit archive ``.gpuship/kit.tar.xz``: the trt86 kit staged by
    ``../shared/device/trt86/make-kit.sh .devkit`` (``.devkit/stage/trt86``), less what the device
-   never loads (TRT86_PRUNE, each with its proof), compressed with xz -9e (reused while the staged
-   kit and the prune list are unchanged: -9e takes 20-40 min on 2 cores);
+   never loads (TRT86_PRUNE, each with its proof), compressed with xz -6 (reused while the staged
+   kit, the prune list and the preset are unchanged; -6 takes about 20 min on 2 cores, -9e
+   (``--xz 9e``) hours on a busy box and saves a call only if it gets the kit under ~466 MiB);
 3. the call plan: the archive cut into parts that fill each device call beside the tree
    (``.gpuship/part-NNN``, SHA256SUMS, KIT-PARTS.txt), and ``.gpuship/plan.json`` + ``PLAN.md``:
    each call's carry list, command, timeout and when it should end within the device budget.
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from rnndeploy.campaign import shipping
+from rnndeploy.campaign.plan import read_manifest
 from rnndeploy.campaign.prepare import PrepareOptions, prepare
 from rnndeploy.errors import RnnDeployError, UsageError
 
@@ -76,7 +78,7 @@ def build_kit(stage: Path, ship: Path, preset: str) -> dict:
             _log(f"kit archive reused: {archive} ({meta['bytes'] / 2**20:.1f} MiB, xz {meta['xz']})")
             return meta
     level = int(preset.rstrip("e"))
-    _log(f"packing {stage} with xz -{preset} (minutes; -9e takes 20-40 min on 2 cores)")
+    _log(f"packing {stage} with xz -{preset} (-6: about 20 min on 2 cores; -9e: hours on a busy box)")
     meta = shipping.pack_kit(stage, archive, TRT86_PRUNE,
                              preset=level | (shipping.lzma.PRESET_EXTREME if preset.endswith("e") else 0))
     meta["fingerprint"] = fp
@@ -101,7 +103,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--max-mib", type=float, default=30.0, help="fail when the folder exceeds this (default 30)")
     ap.add_argument("--quick", action="store_true", help="tiny shapes, no streaming forms (tests, development)")
     ap.add_argument("--no-kit", action="store_true", help="the prepared folder only (no kit, no plan)")
-    ap.add_argument("--xz", default="9e", help="xz preset of the kit archive (default 9e)")
+    ap.add_argument("--replan", action="store_true",
+                    help="keep the prepared folder and the kit archive as they are; cut the parts and plan the calls "
+                         "again (e.g. with other --mib-per-s / --call-s assumptions)")
+    ap.add_argument("--xz", default="6", help="xz preset of the kit archive, e.g. 6 or 9e (default 6)")
     ap.add_argument("--budget", type=float, default=900.0, help="device seconds for all calls (default 900)")
     ap.add_argument("--start-s", type=float, default=120.0, help="assumed machine start, s (default 120)")
     ap.add_argument("--call-s", type=float, default=10.0, help="assumed fixed cost per call, s (default 10)")
@@ -117,7 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                               stream_golden_mib=args.stream_golden_mib, test_golden_mib=args.test_golden_mib,
                               max_mib=args.max_mib, quick=args.quick)
         prep = Path(args.out).resolve()
-        doc = prepare(prep, opts, command, _log)
+        doc = read_manifest(prep) if args.replan else prepare(prep, opts, command, _log)
         if args.no_kit:
             return 0
         ship = Path(args.ship).resolve()

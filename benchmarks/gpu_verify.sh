@@ -22,7 +22,8 @@
 #   into $OUT. A second `finish` in a later call continues where the first stopped.
 #
 # Options: --budget S (finish: seconds from its start, default 540; the report is started by
-#   S - 45), --models A,B, --max-tier N, --retry-failed, --no-pytest.
+#   S - 45), --models A,B, --max-tier N, --retry-failed, --no-pytest, --prep DIR and --ship DIR
+#   (the carried folders, default .gpuprep and .gpuship).
 # Environment: CAMPAIGN_ROOT (default /tmp: holds trt86-parts/, trt86/, gpuverify/), TORCH_PY
 #   (default /opt/torch/.venv/bin/python3), OUT (the device tool's result folder), and
 #   CAMPAIGN_REHEARSAL=1 (the rehearsal on a CPU box: reports say so).
@@ -31,10 +32,12 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO" || exit 1
 ACTION=${1:-status}; [ $# -gt 0 ] && shift
-BUDGET=540 MODELS="" MAXTIER=9 RETRY="" PYTEST=1
+BUDGET=540 MODELS="" MAXTIER=9 RETRY="" PYTEST=1 CARRIED_PREP=.gpuprep CARRIED_SHIP=.gpuship
 while [ $# -gt 0 ]; do
   case $1 in
     --budget) BUDGET=$2; shift 2 ;;
+    --prep) CARRIED_PREP=$2; shift 2 ;;
+    --ship) CARRIED_SHIP=$2; shift 2 ;;
     --models) MODELS=$2; shift 2 ;;
     --max-tier) MAXTIER=$2; shift 2 ;;
     --retry-failed) RETRY=--retry-failed; shift ;;
@@ -77,8 +80,8 @@ check() {
 }
 
 take_prep() {  # the carried prepared folder -> $PREP, sha256-checked (once per new manifest)
-  if [ -f .gpuprep/manifest.json ] && ! cmp -s .gpuprep/manifest.json "$PREP/manifest.json" 2>/dev/null; then
-    rm -rf "$PREP.tmp" && cp -a .gpuprep "$PREP.tmp" && rm -rf "$PREP" && mv "$PREP.tmp" "$PREP"
+  if [ -f "$CARRIED_PREP/manifest.json" ] && ! cmp -s "$CARRIED_PREP/manifest.json" "$PREP/manifest.json" 2>/dev/null; then
+    rm -rf "$PREP.tmp" && cp -a "$CARRIED_PREP" "$PREP.tmp" && rm -rf "$PREP" && mv "$PREP.tmp" "$PREP"
     rm -f "$W/prep-verified"
   fi
   [ -f "$PREP/manifest.json" ] || return 1
@@ -90,8 +93,8 @@ take_prep() {  # the carried prepared folder -> $PREP, sha256-checked (once per 
 }
 
 take_parts() {  # carried parts -> $PARTS; start the assembler once
-  if ls .gpuship/part-* >/dev/null 2>&1; then
-    "$TORCHPY" "${GV[@]}" stash --src .gpuship --dest "$PARTS" 2>&1 | tee -a "$LOGS/driver.log"
+  if ls "$CARRIED_SHIP"/part-* >/dev/null 2>&1; then
+    "$TORCHPY" "${GV[@]}" stash --src "$CARRIED_SHIP" --dest "$PARTS" 2>&1 | tee -a "$LOGS/driver.log"
   fi
   if [ -f "$PARTS/SHA256SUMS" ] && [ ! -x "$KITPY" ] && ! alive "$W/assemble.pid"; then
     start_bg assemble "$LOGS/assemble.log" "$TORCHPY" "${GV[@]}" assemble --parts "$PARTS" --dest "$KIT"

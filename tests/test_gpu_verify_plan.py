@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,8 @@ from rnndeploy.campaign.schedule import State, run_units
 from tests.helpers import REPO
 
 BENCH = REPO / "benchmarks"
-KIT_PY = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
+# the trt86 kit's Python 3.9 (RNNDEPLOY_PY39, as tests/test_portability.py reads it, else the staged kit)
+KIT_PY = Path(os.environ.get("RNNDEPLOY_PY39") or REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9")
 
 
 def _script(name: str, *args, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -170,7 +172,7 @@ def test_dry_run_end_to_end_writes_labelled_report(prep, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.skipif(not KIT_PY.exists(), reason="the staged trt86 kit (.devkit/stage) is not here")
+@pytest.mark.skipif(not KIT_PY.exists(), reason="no trt86 kit Python 3.9 (RNNDEPLOY_PY39 or .devkit/stage)")
 def test_kit_python39_imports_and_plans_the_tensorrt_side(prep):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([str(KIT_PY), str(BENCH / "gpu_verify.py"), "plan", "--prep", str(prep), "--side", "trt", "--json"],
@@ -207,9 +209,18 @@ def test_hoisted_variant_only_where_the_rewrite_applies():
     assert "trt.build.m.model.fp16-hoist" in ids
 
 
-def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypatch):
-    """onnxruntime-gpu's helper is preload_dlls(cuda, cudnn, msvc, directory) (onnxruntime
-    >= 1.21, onnxruntime/__init__.py); a misspelt name would silently skip it."""
+def test_preload_dlls_is_onnxruntimes_real_name_and_signature():
+    """ort_labels calls onnxruntime.preload_dlls(cuda=, cudnn=, msvc=) (onnxruntime >= 1.21); checked
+    against the installed package, since a misspelt name would silently skip the preload."""
+    import inspect
+
+    ort = pytest.importorskip("onnxruntime")
+    assert {"cuda", "cudnn", "msvc"} <= set(inspect.signature(ort.preload_dlls).parameters)
+
+
+def test_ort_labels_import_torch_before_preloading_cuda_libraries(monkeypatch):
+    """onnxruntime-gpu finds CUDA/cuDNN when torch was imported first; a stand-in onnxruntime
+    that lists the CUDA provider records the order of the two calls."""
     import importlib.abc
     import importlib.machinery
     import types
@@ -219,7 +230,7 @@ def test_ort_labels_preload_cuda_libraries_with_the_real_function_name(monkeypat
     calls = []
 
     class TorchFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        """Records the moment ``import torch`` runs (torch loads CUDA/cuDNN before onnxruntime needs them)."""
+        """Records the moment ``import torch`` runs."""
 
         def find_spec(self, name, path=None, target=None):
             return importlib.machinery.ModuleSpec(name, self) if name == "torch" else None

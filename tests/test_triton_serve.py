@@ -102,6 +102,19 @@ class Server:
     def url(self) -> str:
         return f"{HOST}:{self.ports[0]}"
 
+    def stub_pids(self):
+        """Python-backend stubs of this server's tritonserver (children of its children)."""
+        def children(pid):
+            out = []
+            for entry in Path("/proc").iterdir():
+                try:
+                    if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+            return out
+        return [s for t in children(self.proc.pid) for s in children(t)]
+
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
@@ -325,7 +338,13 @@ def test_server_restart_during_a_sweep_is_reported_and_the_sweep_resumes(zoo, tm
             assert load.poll() is None and time.monotonic() < deadline, lines
             time.sleep(0.1)
         time.sleep(1.0)
+        stubs = first.stub_pids()
+        assert stubs, "no Python-backend stub found under the server"
         assert first.stop(signal.SIGTERM) == 0  # the server goes away in the middle of level 1
+        # tritonserver exits within its 1 s exit timeout; serve ends the stubs it left behind
+        from rnndeploy.triton.serve import _alive
+
+        assert not [p for p in stubs if _alive(p)], "stubs outlived the server"
         second = Server([zoo["reg-lstm-bi-mul-var"]], ports, log).start()  # and comes back on the same ports
         stdout = load.stdout.read()
         load.wait(timeout=240)

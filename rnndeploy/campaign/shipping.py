@@ -62,33 +62,30 @@ def _walk(root: Path) -> List[Path]:
     return out
 
 
-def pack_kit(stage: Path, archive: Path, prune: Sequence[Pruned] = (), replace: Optional[Dict[str, Path]] = None,
-             preset: int = 9 | lzma.PRESET_EXTREME, threads: int = 0) -> Dict[str, Any]:
-    """Tar ``stage`` (sorted, owner root; mtimes kept, so the kit's .pyc files stay valid) into
-    ``archive`` compressed with xz at ``preset`` (default -9e), leaving out ``prune`` and putting
-    the files of ``replace`` ({kit path: local file}) in place of the kit's. Uses the ``xz``
-    program with ``threads`` (0: one per core) when present, else Python's lzma. Returns sizes."""
+def pack_kit(stage: Path, archive: Path, prune: Sequence[Pruned] = (), preset: int = 6, threads: int = 0) -> Dict[str, Any]:
+    """Tar ``stage`` (sorted, owner root; mtimes kept, so the kit's .pyc files stay valid) less
+    ``prune`` into ``archive``, compressed with xz at ``preset`` (default -6; ``9 |
+    lzma.PRESET_EXTREME`` is -9e) by the ``xz`` program with ``threads`` (0: one per core) when
+    present, else by Python's lzma. Returns sizes, the sha256 and what was pruned."""
     stage = Path(stage)
-    replace = dict(replace or {})
     skip = [p.path.rstrip("/") for p in prune]
 
     def skipped(rel: str) -> bool:
         return any(rel == s or rel.startswith(s + "/") for s in skip)
 
-    tar_path = archive.with_suffix(".tar.tmp")
+    tar_path = archive.with_name(archive.name + ".tar.tmp")
     unpacked = 0
     with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as tar:
         for p in _walk(stage):
             rel = p.relative_to(stage).as_posix()
             if skipped(rel):
                 continue
-            src = replace.get(rel, p)
-            info = tar.gettarinfo(str(src), arcname=rel)
+            info = tar.gettarinfo(str(p), arcname=rel)
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
             if info.isreg():
                 unpacked += info.size
-                with open(src, "rb") as f:
+                with open(p, "rb") as f:
                     tar.addfile(info, f)
             else:
                 tar.addfile(info)
@@ -104,7 +101,7 @@ def pack_kit(stage: Path, archive: Path, prune: Sequence[Pruned] = (), replace: 
     os.unlink(tar_path)
     return {"archive": str(archive), "bytes": archive.stat().st_size, "unpacked_bytes": unpacked,
             "sha256": sha256_file(archive), "xz": level, "compress_seconds": round(seconds, 1),
-            "pruned": [asdict(p) for p in prune], "replaced": sorted(replace)}
+            "pruned": [asdict(p) for p in prune]}
 
 
 def split_archive(archive: Path, out_dir: Path, sizes: Sequence[int], fmt: str = "tar.xz",
@@ -225,6 +222,9 @@ def plan_calls(tree: int, prep_bytes: int, kit_bytes: int, meta_bytes: int, prep
     ``extra_args`` are appended to every command (e.g. " --models sine-lstm")."""
     capacity = limit - tree - CALL_MARGIN - meta_bytes
     sizes = part_sizes_for(kit_bytes, prep_bytes, capacity)
+    # the device script looks for .gpuprep and .gpuship unless told otherwise
+    extra_args = (f" --prep {prep_path}" if prep_path != ".gpuprep" else "") \
+        + (f" --ship {ship_dir}" if ship_dir != ".gpuship" else "") + extra_args
     meta = [f"{ship_dir}/{SUMS_FILE}", f"{ship_dir}/{PARTS_FILE}"]
     calls: List[Call] = []
     t = timing.start_s

@@ -37,7 +37,7 @@ CHECKS = {
     "pytest-kit": "pytest -m gpu under the kit's Python 3.9 (TensorRT side, no torch)",
     "pytest-torch": "pytest -m gpu under the device's Python with torch (torch-CUDA side, cuda.py on the real libcudart)",
 }
-REPORT_FILES = ("gpu_report.md", "gpu_report.json", "gpu_report.html", "gpu_summary.json", "gpu_logs.tar.xz")
+MAX_RETURNED_FILE = 15 * 2**20  # the device returns files of at most 16 MiB
 
 
 def side_environment(side: str, dry: bool) -> Dict[str, Any]:
@@ -324,15 +324,26 @@ def write_report(ctx: Context, out: Path, mode: str = "gpu", title: Optional[str
            "units": ctx.state.records(), "counts": {k: v for k, v in counts.items() if k != "problems"},
            "targets": checks, "tests": tests, "commands": commands.splitlines()}
     (out / "gpu_summary.json").write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
-    with tarfile.open(out / "gpu_logs.tar.xz", "w:xz") as tar:
-        for sub in ("logs", "units", "results", "checks", "commands.txt", "env-trt.json", "env-torch.json"):
-            p = ctx.state.root / sub
-            if p.exists():
-                tar.add(str(p), arcname=sub)
-        for p in sorted((ctx.state.root / "engines").rglob("*.json")):
-            tar.add(str(p), arcname=str(p.relative_to(ctx.state.root)))
+    write_logs(ctx.state, out / "gpu_logs.tar.xz")
     say(f"report: {out} ({counts['done']} of {counts['total']} units done)")
     return doc
+
+
+def write_logs(state: State, path: Path, limit: int = MAX_RETURNED_FILE) -> None:
+    """Logs, unit records, per-unit results, checks, commands and engine sidecars as one tar.xz;
+    without the per-unit results (the merged gpu_report.json holds them) when that would pass
+    ``limit`` bytes, since larger files do not come back from the device."""
+    for subs in (("logs", "units", "results", "checks"), ("logs", "units", "checks")):
+        with tarfile.open(path, "w:xz") as tar:
+            for sub in subs + ("commands.txt", "env-trt.json", "env-torch.json"):
+                p = state.root / sub
+                if p.exists():
+                    tar.add(str(p), arcname=sub)
+            for p in sorted((state.root / "engines").rglob("*.json")):
+                tar.add(str(p), arcname=str(p.relative_to(state.root)))
+        if path.stat().st_size <= limit:
+            return
+    say(f"{path} is {path.stat().st_size / 2**20:.1f} MiB, over what comes back from the device")
 
 
 def publish(files: Path, results_root: Path, date: Optional[str] = None, gpu: Optional[str] = None,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import click
 
-from rnndeploy.cli.harness_options import dim_option, model_options, output_options, runner_options
+from rnndeploy.cli.harness_options import DIMS, MODEL, OUTPUT, RUNNERS
 from rnndeploy.cli.types import CALLS, POSITIVE_SECONDS, SEED, WARMUP_CALLS
 
 
 @click.command()
-@model_options
-@runner_options
+@MODEL
+@RUNNERS
 @click.option("--batch", "batches", default="1", show_default=True, metavar="B,...", help="Batch sizes to sweep.")
 @click.option("--seq", "seqs", default="16,128", show_default=True, metavar="S,...", help="Sequence lengths to sweep.")
 @click.option("--iters", type=CALLS, help="Timed calls per configuration (instead of --min-time).")
@@ -22,17 +22,10 @@ from rnndeploy.cli.types import CALLS, POSITIVE_SECONDS, SEED, WARMUP_CALLS
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--no-torch-row", is_flag=True, help="Do not add torch beside the other backends.")
 @click.option("--baseline", metavar="LABEL", help="Row that ratios are taken against (default torch).")
-@dim_option
-@output_options
-def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str], module_ref: Optional[str],
-          engine: Optional[str], keras_path: Optional[str], graph: Optional[str], with_state: Optional[bool],
-          backends: Sequence[str],
-          precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool, include_copies: bool,
-          fp16_mode: Optional[str], ort_opt_level: Optional[str], trt_cache_dir: Optional[str],
-          trt_profile: Optional[str], batches: str,
-          seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
-          baseline: Optional[str], dims: Sequence[str], json_path: Optional[str], markdown_path: Optional[str],
-          show_progress: Optional[bool]) -> Any:
+@DIMS
+@OUTPUT
+def bench(batches: str, seqs: str, iters: Optional[int], min_time: float, warmup: int, seed: int, no_torch_row: bool,
+          baseline: Optional[str], **params: Any) -> Any:
     """Measure latency of every --backend (default: every runtime available here) over a
     --batch x --seq sweep, side by side.
 
@@ -47,44 +40,32 @@ def bench(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[s
       rnndeploy bench m.onnx --checkpoint ck --engine m.plan --device cuda --backend torch --backend torch:fp16 \
           --backend torch:fp16:graph --backend trt:fp16 --baseline torch:fp16 --batch 1,32,256 --seq 16,128,512
     """
-    from rnndeploy.backends.source import resolve_source
+    from rnndeploy.backends import BackendLabel
     from rnndeploy.bench.sweep import BenchConfig, run_bench
-    from rnndeploy.cli.harness_options import (
-        backends_or_defaults,
-        command_line,
-        emit_result,
-        normalized_source,
-        parse_dims,
-        parse_int_list,
-        runner_options_from,
-    )
+    from rnndeploy.cli.harness_options import backends_or_defaults, command_line, parse_int_list
     from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
-    source = resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref, engine=engine,
-                            graph=graph, with_state=with_state, keras=keras_path)
+    source = MODEL.take(params)
+    runners = RUNNERS.take(params)
     ctx = click.get_current_context()
-    ort_trt = any(b.split(":")[0] == "ort-trt" for b in backends)
+    ort_trt = any(label is not None and label.name == "ort-trt" for label in map(BackendLabel.lookup, runners.backends))
     refuse_ignored(ctx, [("min_time", iters is None, "applies when --iters is not given"),
                          ("trt_profile", ort_trt, "applies to the ort-trt backend"),
                          ("trt_cache_dir", ort_trt, "applies to the ort-trt backend")])
     distinct_outputs(ctx, ["json_path", "markdown_path"])
-    source = normalized_source(source)
-    options = runner_options_from(precision, device, threads, cuda_graph, include_copies, fp16_mode, ort_opt_level,
-                                  trt_cache_dir, trt_profile)
-    backends = backends_or_defaults(backends, source)
+    out = OUTPUT.take(params)
     config = BenchConfig(
-        backends=tuple(backends),
+        backends=tuple(backends_or_defaults(runners.backends, source)),
         batches=tuple(parse_int_list(batches, "--batch")),
         seqs=tuple(parse_int_list(seqs, "--seq")),
         warmup=warmup,
         iters=iters,
         min_time=None if iters else min_time,
-        options=options,
+        options=runners.options,
         seed=seed,
         torch_row=not no_torch_row,
         baseline=baseline,
-        extra_dims=parse_dims(dims),
-        show_progress=show_progress,
+        extra_dims=DIMS.take(params),
+        show_progress=out.show_progress,
     )
-    result = run_bench(source, config, command=command_line())
-    emit_result(result, json_path, markdown_path)
+    out.emit(run_bench(source, config, command=command_line()))

@@ -1,10 +1,22 @@
-"""Option groups shared by ``rnndeploy parity`` and ``rnndeploy bench`` (decorators), and
-their conversion into library objects. Parsing only: no work happens here."""
+"""Argument groups shared by ``rnndeploy parity``, ``bench`` and ``tune`` (Polygraphy's
+``tools/args`` shape): each group owns its options and turns them into one library
+object, so a command lists the groups it uses and calls the library with what they give.
+
+    @MODEL      MODEL, --onnx/--checkpoint/--module/--engine/--keras, --graph, --with-state
+                → a ModelSource (normalised when the ONNX file needs it; one line says so)
+    @RUNNERS    --backend and the runner settings → RunnerChoice(backends, RunnerOptions)
+    @TOLERANCES --atol/--rtol/--tol → ToleranceOverrides
+    @DIMS       --dim NAME=SIZE → {name: size}
+    @OUTPUT     --json/--markdown/--progress → ResultOutput (prints tables, writes files)
+
+``GROUP.take(params)`` pops the group's parameters from a command's keyword arguments
+and returns its object. Parsing only: no work happens here."""
 
 from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import click
@@ -16,16 +28,71 @@ from rnndeploy.errors import UsageError
 F = Callable[..., Any]
 
 
-def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    def apply(f: F) -> F:
-        for d in reversed(decorators):
+class ArgGroup:
+    """Options that belong together, and the one library object they become.
+
+    Args:
+        decorators: the click arguments/options, in help order.
+        build: called with the group's parameters (by keyword) → the object.
+    """
+
+    def __init__(self, *decorators: Callable[[F], F], build: Callable[..., Any]):
+        self._decorators = decorators
+        self._build = build
+        probe = self(lambda **kw: None)
+        self.names: Tuple[str, ...] = tuple(p.name for p in getattr(probe, "__click_params__", []))
+
+    def __call__(self, f: F) -> F:
+        """Add the group's options to the command ``f``."""
+        for d in reversed(self._decorators):
             f = d(f)
         return f
 
-    return apply
+    def take(self, params: Dict[str, Any]) -> Any:
+        """Pop the group's parameters from ``params`` and build its object."""
+        return self._build(**{n: params.pop(n) for n in self.names})
 
 
-model_options = _stack(
+@dataclass(frozen=True)
+class RunnerChoice:
+    """The backends named with --backend (possibly none) and the options they run with."""
+
+    backends: Tuple[str, ...]
+    options: Any
+
+
+@dataclass(frozen=True)
+class ResultOutput:
+    """Where a result goes: the terminal always, a results JSON and Markdown when asked."""
+
+    json_path: Optional[str] = None
+    markdown_path: Optional[str] = None
+    show_progress: Optional[bool] = None
+
+    def emit(self, result: Any) -> None:
+        emit_result(result, self.json_path, self.markdown_path)
+
+
+def _model_source(model: Optional[str], onnx_path: Optional[str], checkpoint: Optional[str],
+                  module_ref: Optional[str], engine: Optional[str], keras_path: Optional[str], graph: Optional[str],
+                  with_state: Optional[bool]) -> Any:
+    from rnndeploy.backends.source import resolve_source
+
+    return normalized_source(resolve_source(model, onnx=onnx_path, checkpoint=checkpoint, module=module_ref,
+                                            engine=engine, graph=graph, with_state=with_state, keras=keras_path))
+
+
+def _runner_choice(backends: Sequence[str], **settings: Any) -> RunnerChoice:
+    return RunnerChoice(tuple(backends), runner_options_from(**settings))
+
+
+def _tolerances(atol: Optional[float], rtol: Optional[float], tol_items: Sequence[str]) -> Any:
+    from rnndeploy.parity.tolerances import ToleranceOverrides
+
+    return ToleranceOverrides.parse(atol, rtol, tol_items)
+
+
+MODEL = ArgGroup(
     click.argument("model", required=False),
     click.option("--onnx", "onnx_path", metavar="FILE", help="ONNX file (ort-* backends; the spec comes from its metadata)."),
     click.option("--checkpoint", metavar="DIR", help="rnndeploy checkpoint directory (torch backend)."),
@@ -35,9 +102,10 @@ model_options = _stack(
     click.option("--graph", metavar="NAME", help="Graph of a multi-graph model (e.g. encoder, decoder_step)."),
     click.option("--with-state/--without-state", "with_state", default=None,
                  help="Streaming form (states in/out). Default: whatever the ONNX file takes."),
+    build=_model_source,
 )
 
-runner_options = _stack(
+RUNNERS = ArgGroup(
     click.option("--backend", "backends", multiple=True, metavar="NAME[:MOD...]",
                  help=f"Runtime to run (repeatable): {', '.join(BACKENDS)}; modifiers give several configurations "
                       "side by side, e.g. torch:fp16, torch:fp16:graph, ort-cpu:t1, ort-cuda:copies, openvino:bf16. "
@@ -57,22 +125,28 @@ runner_options = _stack(
     click.option("--trt-profile", metavar="AXIS=MIN:OPT:MAX,...",
                  help="ort-trt optimisation profile, e.g. batch=1:8:256,seq=1:128:2048 "
                       "(default batch 1:8:64, seq 1:128:1024)."),
+    build=_runner_choice,
 )
 
-tolerance_options = _stack(
+TOLERANCES = ArgGroup(
     click.option("--atol", type=TOLERANCE, help="Absolute tolerance for every output (overrides the spec)."),
     click.option("--rtol", type=TOLERANCE, help="Relative tolerance for every output (overrides the spec)."),
     click.option("--tol", "tol_items", multiple=True, metavar="OUTPUT:ATOL:RTOL[:REL_L2]",
                  help="Tolerance for one output (repeatable); wins over --atol/--rtol."),
+    build=_tolerances,
 )
 
-dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
-                          help="Size of a dynamic axis other than batch/seq (foreign models; repeatable).")
+DIMS = ArgGroup(
+    click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+                 help="Size of a dynamic axis other than batch/seq (foreign models; repeatable)."),
+    build=lambda dims: parse_dims(dims),
+)
 
-output_options = _stack(
+OUTPUT = ArgGroup(
     click.option("--json", "json_path", metavar="FILE", type=OutputPath(), help="Write the result as an rnndeploy results JSON file."),
     click.option("--markdown", "markdown_path", metavar="FILE", type=OutputPath(), help="Write the result as Markdown."),
     click.option("--progress/--no-progress", "show_progress", default=None, help="Progress bars (default: on a terminal)."),
+    build=ResultOutput,
 )
 
 
@@ -159,13 +233,6 @@ def command_line() -> str:
     args = sys.argv[1:]
     prog = "rnndeploy"
     return " ".join([prog] + [shlex.quote(a) for a in args])
-
-
-def default_reference(source: Any) -> str:
-    """torch when the source has a torch artefact, keras when it has a Keras model, else ort-cpu."""
-    if source.checkpoint or source.module:
-        return "torch"
-    return "keras" if getattr(source, "keras", None) else "ort-cpu"
 
 
 def emit_result(result: Any, json_path: Optional[str], markdown_path: Optional[str]) -> None:

@@ -7,10 +7,11 @@ from typing import Any, Optional, Sequence, Tuple
 
 import click
 
-from rnndeploy.cli.harness_options import _stack, dim_option
+from rnndeploy.cli.harness_options import DIMS, ArgGroup
 
-# Batching and instance options shared by `triton` and `serve` (one ConfigOptions each).
-batching_options = _stack(
+# Batching and instance options shared by `triton` and `serve` (one ConfigOptions each, with
+# the command's own settings: see _config_options).
+batching_options = ArgGroup(
     click.option("--max-batch-size", type=click.IntRange(min=0), default=None,
                  help="Largest batch Triton forms (0: no batching). Default: the engine's profiles, else the model's "
                       "[engine] batch range, else 32; 0 when some tensor's batch axis is not first."),
@@ -25,6 +26,7 @@ batching_options = _stack(
                  help="Model instances (instance_group count)."),
     click.option("--sequence-idle", type=float, default=10.0, show_default=True, metavar="SECONDS",
                  help="Streaming models: a sequence idle this long is freed (a client that vanished mid-sequence)."),
+    build=dict,
 )
 
 
@@ -167,7 +169,7 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
               help="Seconds to wait for the server to be ready before giving up.")
 @click.option("--reference-backend", default="ort-cpu", show_default=True, help="Runner computing the expected answers.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@dim_option
+@DIMS
 @click.option("--json", "json_path", metavar="FILE", help="Write the result as an rnndeploy results JSON file.")
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write the result as Markdown.")
 def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str], concurrency: str, requests: int,

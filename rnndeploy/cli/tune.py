@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 import click
 
-from rnndeploy.cli.harness_options import output_options
+from rnndeploy.cli.harness_options import OUTPUT
 from rnndeploy.cli.types import NON_NEGATIVE_FLOAT, POSITIVE_INT, POSITIVE_SECONDS, OutputPath
 
 VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
@@ -33,7 +33,7 @@ VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 @click.option("--out", "out_dir", metavar="DIR", type=OutputPath(kind="dir"),
               help="Write the chosen artefact(s) and deploy.json (runner settings) here: a new or empty "
                    "directory, or an earlier tune output, replaced as a whole only when the run succeeds.")
-@output_options
+@OUTPUT
 def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants: Sequence[str], threads: Optional[str],
          max_accuracy_drop: Optional[float], split: str, rows: int, budget: Optional[float], min_time: float,
          decoder_path: Optional[str], out_dir: Optional[str], json_path: Optional[str], markdown_path: Optional[str],

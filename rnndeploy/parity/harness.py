@@ -1,41 +1,38 @@
 """``run_parity``: the same inputs through every runtime, each output compared with the reference.
 
-Where inputs come from (first that applies): ``inputs_file`` (.npz keyed by input
-name), a golden directory, or generation from the spec at each (batch, seq) shape.
-Where reference outputs come from: ``expected_file`` (.npz keyed by output name), the
-golden, or running the ``reference`` backend on the same inputs.
+Three steps, as Polygraphy's comparator does them:
+
+1. collect the cases (rnndeploy.parity.cases): a golden directory, --inputs/--expected
+   files, a real data split, or inputs generated from the spec at each (batch, seq);
+2. run the runners (rnndeploy.parity.run): the reference (unless a file holds its
+   outputs), then every backend under test, one at a time → RunResults;
+3. compare (rnndeploy.parity.compare): every output of every case through
+   rnndeploy.metrics, plus argmax / sampling / decoding agreement and task metrics.
 
 A backend that raises on a case (e.g. an ONNX file whose sequence length was frozen
 at export) yields a failed CaseResult naming the exception; the other cases and
-backends still run, so one report shows everything that is wrong.
+backends still run, so one report shows everything that is wrong. The decisions the
+command line needs (default reference, per-family sampling default, where the decoder
+of a seq2seq export is) are made here too.
 """
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Callable, List, Mapping, Optional, Tuple
 
 from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, natural_options
-from rnndeploy.backends.base import Runner, check_feed
-from rnndeploy.errors import ParityError, RnnDeployError, UsageError, first_line
-from rnndeploy.fileio import load_npz
-from rnndeploy.input_checks import axis_sizes, check_expected, check_input_values
-from rnndeploy.inputs import DEFAULT_SHAPES, Case, generate_cases, infer_sizes
-from rnndeploy.metrics import OutputComparison, compare_output
-from rnndeploy.parity.golden import check_golden_matches, load_golden, save_golden
-from rnndeploy.parity.results import CaseResult, ParityResult, TaskAgreement
-from rnndeploy.parity.task import (
-    greedy_tokens,
-    sample_tokens,
-    sequence_agreement,
-    token_agreement,
-)
-from rnndeploy.parity.tolerances import ToleranceOverrides, check_something_checked, resolve_tolerance
-from rnndeploy.progress import progress
-from rnndeploy.spec import GraphSpec, LanguageModelIO, Seq2SeqIO
+from rnndeploy.backends.base import Runner
+from rnndeploy.errors import UsageError
+from rnndeploy.inputs import DEFAULT_SHAPES
+from rnndeploy.parity.cases import CaseSet, collect_cases
+from rnndeploy.parity.compare import compare_runs
+from rnndeploy.parity.golden import save_golden
+from rnndeploy.parity.results import ParityResult
+from rnndeploy.parity.run import RunResults, TaskPlan, file_reference, run_backend, run_reference
+from rnndeploy.parity.tolerances import ToleranceOverrides, check_something_checked
+from rnndeploy.spec import LanguageModelIO, ModelSpec, Seq2SeqIO
 
 
 @dataclass(frozen=True)
@@ -106,11 +103,13 @@ RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
 
 def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
                runner_factory: RunnerFactory = create_runner) -> ParityResult:
-    """Run the comparison and return a ParityResult (never raises for a numerical mismatch).
+    """Collect cases → run the reference and every backend → compare; a ParityResult
+    (never raises for a numerical mismatch).
 
     Raises:
         UsageError: contradictory options (e.g. --expected without --inputs), files that do not fit.
         MissingDependencyError / DeviceError: a requested backend cannot run here.
+        ParityError: the reference raised on a case.
     """
     from rnndeploy.backends.source import model_hashes
     from rnndeploy.report.machine import describe_machine, package_versions
@@ -124,133 +123,51 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
         LanguageModelIO.resolve(graph)  # a model that cannot be sampled fails now, not after every backend ran
     if config.decoder is not None:
         Seq2SeqIO.resolve(graph, config.decoder.graph_spec, source.spec.attrs)
-    warnings: List[str] = []
     hashes = model_hashes(source)
-    pad_id = source.spec.attrs.get("pad_id") if isinstance(source.spec.attrs.get("pad_id"), int) else None
 
-    # 1. cases and (maybe) reference outputs from files
-    task_data: Any = None
-    ref_outputs: Optional[List[Dict[str, np.ndarray]]] = None
-    reference: Dict[str, Any]
-    if config.golden:
-        golden = load_golden(config.golden)
-        warnings += check_golden_matches(golden, graph, hashes.get("onnx_sha256"), hashes.get("checkpoint_sha256"))
-        for case, outs in zip(golden.cases, golden.outputs):
-            who = f"golden {golden.path} case {case.id!r}"
-            check_feed(graph, case.inputs, f"{who} inputs")
-            check_input_values(graph, case.inputs, f"{who} inputs")
-            check_expected(graph, outs, axis_sizes(graph.inputs, case.inputs), f"{who} outputs")
-        cases = golden.cases
-        ref_outputs = golden.outputs
-        reference = {"backend": golden.reference_backend, "source": "golden", "path": str(golden.path),
-                     "description": golden.manifest.get("reference", {}).get("description", {}),
-                     "versions": golden.manifest.get("versions", {}), "created": golden.manifest.get("created")}
-        seed: Optional[int] = golden.manifest.get("seed")
-    elif config.inputs_file:
-        feed = load_npz(config.inputs_file, "--inputs")
-        check_feed(graph, feed, f"--inputs {config.inputs_file}")
-        check_input_values(graph, feed, f"--inputs {config.inputs_file}")
-        cases = [Case("inputs", infer_sizes(graph, feed), feed)]
-        seed = None
-        if config.expected_file:
-            expected = load_npz(config.expected_file, "--expected")
-            check_expected(graph, expected, cases[0].sizes, f"--expected {config.expected_file}")
-            ref_outputs = [{t.name: expected[t.name] for t in graph.outputs}]
-            reference = {"backend": "expected", "source": "expected", "path": config.expected_file}
-        else:
-            reference = {"backend": config.reference, "source": "run"}
-    elif config.data_split:
-        from rnndeploy.parity.task_eval import load_task_data
-
-        task_data = load_task_data(source, config.data_split, config.data_rows)
-        feed = dict(task_data.feeds)
-        cases = [Case(f"{config.data_split}[:{task_data.rows}]", infer_sizes(graph, feed), feed)]
-        seed = None
-        reference = {"backend": config.reference, "source": "run", "inputs": task_data.describe()}
-    else:
-        cases = generate_cases(graph, config.shapes, config.seed, config.extra_dims, pad_id, source.spec.attrs)
-        seed = config.seed
-        reference = {"backend": config.reference, "source": "run"}
-
-    tests = [b for b in dict.fromkeys(config.backends) if not (reference["source"] == "run" and b == config.reference)]
+    # 1. cases (and the reference's outputs when a file holds them)
+    case_set = collect_cases(source, config, hashes)
+    warnings = list(case_set.warnings)
+    tests = [b for b in dict.fromkeys(config.backends)
+             if not (case_set.reference_runs and b == config.reference)]
     if not tests and not config.save_golden:
         raise UsageError("nothing to compare: every backend given is the reference",
                          "add a --backend other than the reference, or --save-golden DIR")
+    plan = task_plan(source, config, case_set, bool(tests), warnings)
 
-    descriptions: Dict[str, Dict[str, Any]] = {}
-    # 2. reference outputs by running the reference backend
-    ref_runner: Optional[Runner] = None
-    if ref_outputs is None:
-        ref_runner = runner_factory(config.reference, source, config.options_for_reference())
-        ref_runner.activate()
-        try:
-            ref_outputs = []
-            for case in progress(cases, f"reference {config.reference}", enabled=config.show_progress):
-                ref_outputs.append(_reference_case(ref_runner, config.reference, case))
-            reference["description"] = ref_runner.describe().to_dict()
-        finally:
-            if not ((config.sample_steps or config.decoder) and tests):
-                ref_runner.deactivate()
-    task_metrics: Dict[str, Dict[str, Any]] = {}
-    if task_data is not None and task_data.task != "seq2seq":
-        task_metrics[f"{config.reference} (reference)"] = _task_metrics(task_data, ref_outputs[0], graph)
-    for i, outs in enumerate(ref_outputs):
-        check = [t.name for t in graph.outputs if t.name not in outs]
-        if check:
-            raise UsageError(f"reference case {cases[i].id!r} lacks outputs {', '.join(check)}")
-
+    # 2. run: the reference, then every backend under test, one runner at a time
+    reference = dict(case_set.reference)
+    if case_set.reference_runs:
+        ref_run = run_reference(config.reference, source, config.options_for_reference(), case_set, plan,
+                                runner_factory, config.show_progress)
+        reference["description"] = ref_run.description
+    else:
+        ref_run = file_reference(case_set)
+    for case, outs in zip(case_set.cases, ref_run.outputs):
+        missing = [t.name for t in graph.outputs if t.name not in (outs or {})]
+        if missing:
+            raise UsageError(f"reference case {case.id!r} lacks outputs {', '.join(missing)}")
     if config.save_golden:
-        save_golden(config.save_golden, source.spec, source.graph, source.with_state, cases, ref_outputs,
+        save_golden(config.save_golden, source.spec, source.graph, source.with_state, list(case_set.cases),
+                    [o or {} for o in ref_run.outputs],
                     {"backend": reference["backend"], "description": reference.get("description", {})},
-                    seed if seed is not None else -1, hashes, package_versions())
+                    case_set.seed if case_set.seed is not None else -1, hashes, package_versions())
+    runs = tuple(run_backend(b, source, config.options_for(b), case_set, plan, runner_factory, config.show_progress)
+                 for b in tests)
 
-    # 3. every backend under test on every case
-    results: List[CaseResult] = []
-    tasks: List[TaskAgreement] = []
-    ref_decoder: Optional[Runner] = None
-    if config.decoder is not None and tests:
-        if ref_runner is None:
-            warnings.append("decoding agreement needs a reference backend run (not a golden / expected file)")
-        else:
-            ref_decoder = runner_factory(config.reference, config.decoder, config.options_for_reference()).activate()
-    bos_eos = _special_ids(source, config) if ref_decoder is not None else None
-    if config.sample_steps and tests and ref_runner is None:
-        warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
-    try:
-        for backend in tests:
-            runner = runner_factory(backend, source, config.options_for(backend))
-            with runner:
-                desc = runner.describe()
-                descriptions[backend] = desc.to_dict()
-                label = f"{backend} vs {reference['backend']}"
-                for case, ref in progress(list(zip(cases, ref_outputs)), label, enabled=config.show_progress):
-                    results.append(_run_case(runner, backend, desc.precision, case, ref, graph, config, reference))
-                    if task_data is not None and task_data.task != "seq2seq" and results[-1].error is None:
-                        task_metrics[backend] = _task_metrics(task_data, runner.infer(case.inputs), graph)
-                tasks += _argmax_tasks(results, backend, graph, config.min_agreement)
-                if config.sample_steps and ref_runner is not None:
-                    tasks.append(_guarded("sampling", backend, config, _sampling_task,
-                                          ref_runner, runner, backend, cases, config))
-                if ref_decoder is not None and ref_runner is not None and bos_eos is not None:
-                    with runner_factory(backend, config.decoder, config.options_for(backend)) as dec:
-                        tasks.append(_guarded("decoding", backend, config, _decoding_task, (ref_runner, ref_decoder),
-                                              (runner, dec), backend, cases, bos_eos[0], bos_eos[1], config))
-    finally:
-        if ref_runner is not None:
-            ref_runner.deactivate()
-        if ref_decoder is not None:
-            ref_decoder.deactivate()
-
+    # 3. compare
+    results, tasks, metrics = compare_runs(graph, case_set, RunResults(ref_run, runs), plan, config.overrides,
+                                           config.min_agreement)
     return ParityResult(
         model={"name": source.spec.name, "family": source.spec.family, "graph": source.graph,
                "with_state": source.with_state, "onnx": source.onnx, "checkpoint": source.checkpoint,
                "engine": source.engine, "module": source.module, **hashes},
         reference=reference,
-        backends=descriptions,
-        seed=seed,
+        backends={r.label: r.description for r in runs},
+        seed=case_set.seed,
         cases=tuple(results),
         tasks=tuple(tasks),
-        task_metrics=task_metrics,
+        task_metrics=metrics,
         warnings=tuple(warnings),
         tolerance_overrides=config.overrides.to_dict(),
         machine=describe_machine(),
@@ -259,12 +176,62 @@ def run_parity(source: ModelSource, config: ParityConfig, command: str = "",
     )
 
 
-def _task_metrics(data: Any, outputs: Mapping[str, np.ndarray], graph: GraphSpec) -> Dict[str, Any]:
-    from rnndeploy.parity.task_eval import score_task
+def task_plan(source: ModelSource, config: ParityConfig, case_set: CaseSet, any_tests: bool,
+              warnings: List[str]) -> TaskPlan:
+    """The task checks this run performs: sampling and decoding need backends under test
+    and a reference that runs (a file holds no sampled or decoded tokens)."""
+    steps = config.sample_steps if any_tests else 0
+    decoder = config.decoder if any_tests else None
+    if not case_set.reference_runs:
+        if decoder is not None:
+            warnings.append("decoding agreement needs a reference backend run (not a golden / expected file)")
+            decoder = None
+        if steps:
+            warnings.append("sampling agreement needs a reference backend run (not a golden / expected file)")
+            steps = 0
+    bos, eos = _special_ids(source, config) if decoder is not None else (0, 0)
+    return TaskPlan(steps, config.sample_temperature, config.seed, decoder, bos, eos, config.decode_max_len)
 
-    scores = score_task(data, outputs, graph)
-    return {"metric": data.metric, "value": scores.get(data.metric), "split": data.split, "rows": data.rows,
-            "metrics": {k: float(v) for k, v in scores.items()}}
+
+# -- decisions the command line used to make -----------------------------------------------------------
+def default_reference(source: ModelSource) -> str:
+    """The reference backend when none is named: torch when the source has a torch artefact
+    (checkpoint or module), keras when it has a Keras model, else ort-cpu."""
+    if source.checkpoint or source.module:
+        return "torch"
+    return "keras" if source.keras else "ort-cpu"
+
+
+def default_sample_steps(spec: ModelSpec) -> int:
+    """Sampled tokens per row when --sample-steps is not given: 32 for a char-LM, else 0 (off)."""
+    return 32 if spec.family == "charlm" else 0
+
+
+def find_decoder(source: ModelSource, decoder: Optional[str] = None) -> Optional[ModelSource]:
+    """The decoder-step source of a seq2seq check: ``decoder`` (an ONNX file or engine), else
+    the decoder_step file the same export wrote beside ``source``'s encoder file
+    (rnndeploy.artefacts.naming.sibling_graph); None for a model that is not an encoder.
+
+    Raises:
+        UsageError: ``decoder`` is neither ONNX nor an engine, or ``source`` is not the encoder graph.
+    """
+    from rnndeploy.artefacts.naming import classify, sibling_graph
+    from rnndeploy.backends.source import resolve_source
+
+    if decoder is None and source.graph == "encoder" and source.onnx:
+        found = sibling_graph(source.onnx, "encoder", "decoder_step")
+        decoder = str(found) if found is not None else None
+    if not decoder:
+        return None
+    kind = classify(decoder)
+    if kind not in ("onnx", "engine"):
+        raise UsageError(f"--decoder {decoder} is not an ONNX file or engine")
+    found_source = resolve_source(onnx=decoder if kind == "onnx" else None, engine=decoder if kind == "engine" else None,
+                                  checkpoint=source.checkpoint, module=source.module, graph="decoder_step")
+    if source.graph != "encoder":
+        raise UsageError(f"--decoder needs MODEL to be the encoder graph; {source.onnx or source.engine} "
+                         f"holds {source.graph!r}")
+    return found_source
 
 
 def _check_config(config: ParityConfig) -> None:
@@ -283,87 +250,6 @@ def _check_config(config: ParityConfig) -> None:
         raise UsageError("--sample-steps must not be negative")
 
 
-def _reference_case(runner: Runner, backend: str, case: Case) -> Dict[str, np.ndarray]:
-    try:
-        return runner.infer(case.inputs)
-    except RnnDeployError:
-        raise
-    except Exception as exc:  # without reference outputs nothing can be compared
-        first = first_line(exc, 400)
-        raise ParityError(f"reference backend {backend!r} failed on case {case.id!r}: {type(exc).__name__}: {first}",
-                          "check the reference runs at this shape, or choose another --reference") from exc
-
-
-def _run_case(runner: Runner, backend: str, precision: str, case: Case, ref: Mapping[str, np.ndarray],
-              graph: GraphSpec, config: ParityConfig, reference: Mapping[str, Any]) -> CaseResult:
-    try:
-        out = runner.infer(case.inputs)
-    except RnnDeployError:
-        raise
-    except Exception as exc:  # a runtime failing on this case is a finding, not a crash
-        first = first_line(exc, 400)
-        return CaseResult(case.id, case.sizes, backend, (), f"{backend} raised {type(exc).__name__}: {first}")
-    lengths = next((np.asarray(case.inputs[t.name]) for t in graph.inputs if t.role == "lengths"), None)
-    comps: List[OutputComparison] = []
-    for t in graph.outputs:
-        tol = resolve_tolerance(graph, t.name, precision, config.overrides)
-        batch_axis = t.dims.index("batch") if "batch" in t.dims else None
-        # foreign models have no declared time axis; a dimension named "seq" is one
-        time_axis = t.time_axis if t.time_axis is not None else (t.dims.index("seq") if "seq" in t.dims else None)
-        comps.append(compare_output(
-            t.name, out[t.name], ref[t.name], tol, backend=backend, reference=str(reference.get("backend")),
-            time_axis=time_axis, role=t.role, lengths=lengths, batch_axis=batch_axis,
-        ))
-    return CaseResult(case.id, case.sizes, backend, tuple(comps))
-
-
-def _argmax_tasks(results: Iterable[CaseResult], backend: str, graph: GraphSpec,
-                  threshold: Optional[float]) -> List[TaskAgreement]:
-    tasks = []
-    for t in graph.outputs:
-        if t.role not in ("logits", "probs"):
-            continue
-        num = den = 0
-        for c in results:
-            if c.backend != backend:
-                continue
-            for o in c.outputs:
-                if o.output == t.name and o.argmax_agreement is not None:
-                    n = int(np.prod(o.shape[:-1])) if len(o.shape) > 1 else 1
-                    num += o.argmax_agreement * n
-                    den += n
-        if den:
-            tasks.append(TaskAgreement("argmax", backend, t.name, num / den, den, {}, threshold))
-    return tasks
-
-
-def _sampling_task(ref_runner: Runner, runner: Runner, backend: str, cases: Sequence[Case],
-                   config: ParityConfig) -> TaskAgreement:
-    io = LanguageModelIO.resolve(runner.graph_spec)
-    base = np.asarray(cases[0].inputs[io.tokens.name])
-    prompt = base[:, : max(1, min(8, base.shape[1]))]
-    ref_tokens = sample_tokens(ref_runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
-    test_tokens = sample_tokens(runner, prompt, config.sample_steps, config.seed, config.sample_temperature)
-    agree, first = token_agreement(ref_tokens, test_tokens)
-    return TaskAgreement("sampling", backend, io.scores.name, agree, int(ref_tokens.size),
-                         {"steps": config.sample_steps, "rows": int(prompt.shape[0]), "prompt_len": int(prompt.shape[1]),
-                          "seed": config.seed, "temperature": config.sample_temperature, "first_divergence": first,
-                          "stateful": io.stateful},
-                         config.min_agreement)
-
-
-def _guarded(kind: str, backend: str, config: ParityConfig, fn: Callable[..., TaskAgreement], *args: Any) -> TaskAgreement:
-    """``fn(*args)``: a task check; a runtime that raises during it fails the check instead of the run."""
-    try:
-        return fn(*args)
-    except RnnDeployError:
-        raise
-    except Exception as exc:
-        first = first_line(exc, 400)
-        return TaskAgreement(kind, backend, "", 0.0, 0, {"error": f"{type(exc).__name__}: {first}"},
-                             config.min_agreement if config.min_agreement is not None else 1.0)
-
-
 def _special_ids(source: ModelSource, config: ParityConfig) -> Tuple[int, int]:
     attrs = source.spec.attrs
     bos = config.bos_id if config.bos_id is not None else attrs.get("bos_id")
@@ -372,20 +258,3 @@ def _special_ids(source: ModelSource, config: ParityConfig) -> Tuple[int, int]:
         raise UsageError(f"model {source.spec.name!r} declares no bos_id/eos_id for decoding",
                          "pass --bos-id and --eos-id")
     return bos, eos
-
-
-def _decoding_task(ref_pair: Tuple[Runner, Runner], pair: Tuple[Runner, Runner], backend: str,
-                   cases: Sequence[Case], bos: int, eos: int, config: ParityConfig) -> TaskAgreement:
-    ref_seqs: List[Tuple[int, ...]] = []
-    test_seqs: List[Tuple[int, ...]] = []
-    for case in cases:
-        ref_seqs += greedy_tokens(ref_pair[0], ref_pair[1], dict(case.inputs), bos, eos, config.decode_max_len)
-        test_seqs += greedy_tokens(pair[0], pair[1], dict(case.inputs), bos, eos, config.decode_max_len)
-    agree, exact, total = sequence_agreement(ref_seqs, test_seqs)
-    first = next((i for i, (r, t) in enumerate(zip(ref_seqs, test_seqs)) if r != t), None)
-    details: Dict[str, Any] = {"sequences": len(ref_seqs), "exact_sequences": exact, "max_len": config.decode_max_len,
-                               "decoder_graph": pair[1].source.graph}
-    if first is not None:
-        details["first_mismatch"] = {"row": first, "reference": list(ref_seqs[first]), "test": list(test_seqs[first])}
-    return TaskAgreement("decoding", backend, "", agree, total, details, config.min_agreement)
-

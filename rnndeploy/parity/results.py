@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from rnndeploy.errors import ParityError
 from rnndeploy.metrics import OutputComparison, TimeProfile, summarize_profiles
 from rnndeploy.validation import Fields
 
@@ -171,6 +172,31 @@ class ParityResult:
         if empty:
             return f"{empty[0]} compared nothing (no outputs)"
         return "nothing was checked: every output's tolerance is inf"
+
+    def no_usable_numbers(self) -> bool:
+        """True when the first failure is a runtime that gave nothing to measure: it raised,
+        or an output was NaN/Inf or of the wrong shape (rather than a tolerance miss)."""
+        for c in self.cases:
+            if c.error:
+                return True
+            for o in c.outputs:
+                if not o.passed:
+                    return o.stats is None
+        first = next((t for t in self.tasks if not t.passed), None)
+        return first is not None and bool(first.details.get("error"))
+
+    def verdict(self) -> Optional[ParityError]:
+        """The error a failed check exits with (None when it passed): how many problems, the
+        first one, and what to do about it."""
+        if self.passed:
+            return None
+        failures = self.failures()
+        if not failures:
+            return ParityError(f"parity is {self.status}: {self.invalid_reason()}")
+        msg = f"parity failed: {len(failures)} problem{'s' if len(failures) != 1 else ''}; first: {failures[0]}"
+        if self.no_usable_numbers():
+            return ParityError(msg, "the runtime produced no usable numbers: check the model at that shape / precision")
+        return ParityError(msg, "see the table above; loosen with --tol OUTPUT:ATOL:RTOL only if the error is expected")
 
     def failures(self) -> List[str]:
         """One line per failed (backend, case, output), task check or backend error."""

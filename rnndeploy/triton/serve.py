@@ -286,11 +286,76 @@ def serve(models: Sequence[str], options: Optional[ServeOptions] = None, names: 
         signal.signal(signal.SIGTERM, old_handler)
         if triton is not None:
             triton.stop()
+            reap_stubs(root)
         if old_ld is None:
             os.environ.pop("LD_LIBRARY_PATH", None)
         else:
             os.environ["LD_LIBRARY_PATH"] = old_ld
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stubs_of(root: Path) -> List[Tuple[int, List[str]]]:
+    """(pid, argv) of every Python-backend stub serving a model under ``root`` (Linux /proc)."""
+    out = []
+    marker = str(root)
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        argv = _argv_of(int(entry.name))
+        if argv and argv[0].endswith("triton_python_backend_stub") and any(marker in a for a in argv):
+            out.append((int(entry.name), argv))
+    return out
+
+
+def reap_stubs(root: Path, grace_s: float = 3.0) -> List[int]:
+    """End the Python-backend stubs of this server that outlived tritonserver, and their shared memory.
+
+    tritonserver stops its stubs on a normal shutdown; when it exits first (a short
+    --exit-timeout, a crash) they stay behind, reparented to init, each holding a model and a
+    /dev/shm region. Only stubs whose command line names this server's own temporary
+    repository (``root``, unique per serve) are touched. Returns the pids ended.
+    """
+    stubs = _stubs_of(root)
+    if not stubs:
+        return []
+    for pid, _ in stubs:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(pid) for pid, _ in stubs):
+        time.sleep(0.1)
+    for pid, _ in stubs:
+        if _alive(pid) and any(str(root) in a for a in _argv_of(pid)):  # still ours (not a reused pid)
+            try:
+                os.kill(pid, signal.SIGKILL)  # the stub ignores SIGTERM while it waits for its parent
+            except OSError:
+                pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(pid) for pid, _ in stubs):
+        time.sleep(0.05)
+    for _, argv in stubs:
+        for a in argv:
+            region = Path("/dev/shm") / a
+            if a.startswith("pytrtion") and "/" not in a and region.is_file():
+                region.unlink()
+    return [pid for pid, _ in stubs]
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _argv_of(pid: int) -> List[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:  # gone meanwhile, or not ours to read
+        return []
 
 
 def _start(triton: Any, served: Sequence[ServedModel], opts: ServeOptions) -> None:
