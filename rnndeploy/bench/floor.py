@@ -16,10 +16,25 @@ The model (written down in the README, "The floor"):
 
 G is 4 for LSTM, 3 for GRU, 1 for RNN; H the hidden size, I the input size, dirs 1 or
 2. The CPU's numbers come from ``probe_cpu``: cores (this process's affinity), clock
-(/proc/cpuinfo), peak FP32 FLOPs per cycle from the vector ISA (AVX-512: 64 per
-core, AVX2+FMA: 32, else 8), cache sizes from sysfs, cache bandwidths at their
-nominal per-core rates (L1 128, L2 64, L3 32 bytes per cycle per core) and DRAM read
-bandwidth measured once (a streaming numpy reduction over 64 MiB, times cores).
+(/proc/cpuinfo), and per core the FP32 FLOPs per cycle and the read bytes per cycle of
+each cache level from the core's vector datapath (``nominal_rates``):
+
+    core                                   FLOP/cycle   L1   L2   L3  (bytes/cycle)
+    Intel with AVX-512 (two 512-bit FMA)       64       128   64   32
+    AMD family 25 (Zen 3/4; Zen 4 runs         32        64   32   32
+      AVX-512 on 256-bit units)
+    AMD family 26+ with AVX-512 (Zen 5)        64       128   64   32
+    other AVX2 + FMA                           32        64   64   32
+    older                                       8        32   32   16
+
+(two FMA pipes and two loads per cycle of the native vector width; Zen 4's L1/L2 figures
+match AIDA64's 2.0 / 1.0 TB/s on a 6-core 7600X). Cache sizes come from sysfs. The
+same probe then measures, briefly, what this process achieves: an FP32 GEMM (all cores,
+best of 3) and a GEMV ``W·x`` — the recurrent step's own operation — over a matrix that
+fills half of each cache level (best of many), and DRAM read bandwidth (a streaming
+numpy reduction over 64 MiB, times cores). The floor uses, per number, the **larger**
+of the nominal and the measured rate, so a measured kernel never beats its floor; both
+are kept in ``CpuModel.measured`` for the report.
 ``percent_of_floor = floor / median × 100``: 100 % would be the floor itself.
 """
 
@@ -33,7 +48,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-NOMINAL_BYTES_PER_CYCLE = {1: 128.0, 2: 64.0, 3: 32.0}  # per core, per cache level
 FLOAT_BYTES = 4
 
 
@@ -57,6 +71,7 @@ class CpuModel:
     caches: Tuple[CacheLevel, ...]
     dram_bytes_per_s: float  # all cores together
     isa: str = ""
+    measured: Mapping[str, float] = field(default_factory=dict)  # achieved rates (all cores), see probe_cpu
 
     @property
     def peak_flops(self) -> float:
@@ -74,6 +89,7 @@ class CpuModel:
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["caches"] = [asdict(c) for c in self.caches]
+        d["measured"] = dict(self.measured)
         d["peak_gflops"] = self.peak_flops / 1e9
         return d
 
@@ -179,28 +195,85 @@ def _head_outputs(model: Any) -> Optional[set]:
     return {t.name for t in spec.graph(graph).outputs if t.role in ("prediction", "logits", "probs")}
 
 
-def probe_cpu(cores: Optional[int] = None, measure_dram: bool = True) -> CpuModel:
-    """This machine's CpuModel (see the module docstring); ``cores`` defaults to the affinity mask."""
-    from rnndeploy.environment import cpu_info, usable_cores
+def probe_cpu(cores: Optional[int] = None, measure: bool = True) -> CpuModel:
+    """This machine's CpuModel (see the module docstring); ``cores`` defaults to the affinity mask.
+    ``measure=False`` skips the ~0.1-0.3 s of measurements (nominal rates only; DRAM 10 GB/s per core)."""
+    from rnndeploy.environment import usable_cores
 
     n = cores or usable_cores()
-    info = cpu_info()
-    flags = set(info.get("flags", "").split())
-    try:
-        mhz: Optional[float] = float(info["cpu mhz"])
-    except (KeyError, ValueError):
-        mhz = None
+    info = _cpuinfo()
+    isa, fpc, per_level = nominal_rates(info["vendor"], info["family"], info["flags"])
+    ghz = (info["mhz"] or 2000.0) / 1000.0
+    levels = _caches()
+    measured = measure_rates(levels, n) if measure else {}
+    peak = n * ghz * 1e9 * fpc
+    if measured.get("gemm_flops", 0.0) > peak:  # never let the floor be beaten by a measured GEMM
+        fpc = measured["gemm_flops"] / (n * ghz * 1e9)
+    caches = []
+    for level, size, shared in levels:
+        nominal = per_level.get(level, 16.0) * ghz * 1e9
+        caches.append(CacheLevel(level, size, shared, max(nominal, measured.get(f"L{level}", 0.0) / n)))
+    dram = measured.get("DRAM", 10e9 * n)
+    return CpuModel(n, ghz, fpc, tuple(caches), dram, isa, measured)
+
+
+def nominal_rates(vendor: str, family: Optional[int], flags: Any) -> Tuple[str, float, Dict[int, float]]:
+    """(ISA label, FP32 FLOPs per cycle per core, {cache level: read bytes per cycle per core})
+    from the core's vector datapath (table in the module docstring)."""
+    amd = vendor == "AuthenticAMD"
+    if "avx512f" in flags and amd and (family or 0) < 26:
+        return f"avx512 on 256-bit units, AMD family {family}", 32.0, {1: 64.0, 2: 32.0, 3: 32.0}
     if "avx512f" in flags:
-        isa, fpc = "avx512", 64.0
-    elif "avx2" in flags and "fma" in flags:
-        isa, fpc = "avx2+fma", 32.0
-    else:
-        isa, fpc = "sse", 8.0
-    ghz = (mhz or 2000.0) / 1000.0
-    caches = tuple(CacheLevel(level, size, shared, NOMINAL_BYTES_PER_CYCLE.get(level, 16.0) * ghz * 1e9)
-                   for level, size, shared in _caches())
-    dram = _dram_bandwidth() * n if measure_dram else 10e9 * n
-    return CpuModel(n, ghz, fpc, caches, dram, isa)
+        return "avx512", 64.0, {1: 128.0, 2: 64.0, 3: 32.0}
+    if "avx2" in flags and "fma" in flags:
+        return ("avx2+fma", 32.0, {1: 64.0, 2: 32.0, 3: 32.0} if amd else {1: 64.0, 2: 64.0, 3: 32.0})
+    return "sse", 8.0, {1: 32.0, 2: 32.0, 3: 16.0}
+
+
+def measure_rates(levels: List[Tuple[int, int, bool]], cores: int) -> Dict[str, float]:
+    """What this process achieves now, all cores together: ``gemm_flops`` (FP32 GEMM 512³, best of 3),
+    ``L1``/``L2``/``L3`` (bytes/s of numpy's GEMV over a matrix filling half of one core's share
+    of the level, best of many calls; the BLAS may spread a large one over threads, so it is
+    not scaled) and ``DRAM`` (see ``_dram_bandwidth``: one core's streaming read, times cores).
+    Call overhead is included: each figure is a rate reached, a lower bound of what the
+    hardware can do, which is why the floor takes the larger of it and the nominal rate."""
+    out: Dict[str, float] = {}
+    a = np.ones((512, 512), dtype=np.float32)
+    out["gemm_flops"] = 2.0 * 512**3 / _best(lambda: a @ a, 3)
+    for level, size, shared in levels:
+        share = size // cores if shared else size
+        cols = 256
+        rows = max(1, share // 2 // (cols * FLOAT_BYTES))
+        w, x = np.ones((rows, cols), dtype=np.float32), np.ones(cols, dtype=np.float32)
+        calls = int(min(200, max(3, (1 << 21) // w.nbytes)))
+        out[f"L{level}"] = w.nbytes / _best(lambda w=w, x=x: w @ x, calls)  # BLAS may thread it: not × cores
+    out["DRAM"] = _dram_bandwidth() * cores
+    return out
+
+
+def _best(fn: Any, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return max(best, 1e-9)
+
+
+def _cpuinfo() -> Dict[str, Any]:
+    """flags, MHz, vendor and family of the first CPU (``environment.cpu_info``, typed)."""
+    from rnndeploy.environment import cpu_info
+
+    raw = cpu_info()
+
+    def number(key: str, kind: Any) -> Any:
+        try:
+            return kind(raw[key])
+        except (KeyError, ValueError):
+            return None
+
+    return {"flags": set(raw.get("flags", "").split()), "mhz": number("cpu mhz", float),
+            "vendor": raw.get("vendor_id", ""), "family": number("cpu family", int)}
 
 
 def _caches() -> List[Tuple[int, int, bool]]:
@@ -221,7 +294,8 @@ def _caches() -> List[Tuple[int, int, bool]]:
                 size = _parse_size(f.read().strip())
             try:
                 with open(f"{base}/{e}/shared_cpu_list") as f:
-                    shared = any(c in f.read() for c in ",-")
+                    cpus = f.read()
+                shared = "," in cpus or "-" in cpus
             except OSError:
                 shared = level >= 3
         except (OSError, ValueError):
@@ -241,9 +315,4 @@ def _parse_size(text: str) -> int:
 def _dram_bandwidth() -> float:
     """Single-core streaming read rate (bytes/s): the best of 3 reductions over a 64 MiB array."""
     buf = np.ones(16 * 1024 * 1024, dtype=np.float32)
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        np.add.reduce(buf)
-        best = min(best, time.perf_counter() - t)
-    return buf.nbytes / best
+    return buf.nbytes / _best(lambda: np.add.reduce(buf), 3)

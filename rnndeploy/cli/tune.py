@@ -30,7 +30,9 @@ VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 @click.option("--budget", type=POSITIVE_SECONDS, metavar="SECONDS", help="Stop measuring after this many seconds (skips are listed).")
 @click.option("--min-time", type=POSITIVE_SECONDS, default=0.3, show_default=True, help="Seconds of timed calls per candidate and shape.")
 @click.option("--decoder", "decoder_path", metavar="FILE", help="seq2seq: the decoder-step ONNX (for the task metric).")
-@click.option("--out", "out_dir", metavar="DIR", type=OutputPath(kind="dir"), help="Write the chosen artefact(s) and deploy.json (runner settings) here.")
+@click.option("--out", "out_dir", metavar="DIR", type=OutputPath(kind="dir"),
+              help="Write the chosen artefact(s) and deploy.json (runner settings) here: a new or empty "
+                   "directory, or an earlier tune output, replaced as a whole only when the run succeeds.")
 @OUTPUT
 def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants: Sequence[str], threads: Optional[str],
          max_accuracy_drop: Optional[float], split: str, rows: int, budget: Optional[float], min_time: float,

@@ -34,7 +34,7 @@ def accuracy_rows(r: Any) -> List[List[str]]:
         metric = "—" if a.value is None else f"{a.metric} {a.value:.5g}"
         change = "—" if a.change_pct is None else f"{a.change_pct:+.3g}%"
         rows.append([a.runtime, a.variant, metric, change, fmt.err(worst), fmt.pct(min(agree), 2) if agree else "—",
-                     "ok" if a.passed else "FAIL", a.reason])
+                     "ok" if a.passed else ("FAIL" if a.ran else "skip"), a.reason])
     return rows
 
 
@@ -50,6 +50,16 @@ def latency_rows(r: Any) -> List[List[str]]:
     return rows
 
 
+def _cache_rates(cpu: Any) -> str:
+    """"L1 332 GB/s, L2 166 GB/s, ..., DRAM 21 GB/s" (all cores), as the floor used them."""
+    parts = []
+    for c in cpu.get("caches") or []:
+        total = c["bytes_per_s"] * (cpu.get("cores") or 1)  # per core, as CpuModel.read_level scales it
+        parts.append(f"L{c['level']} {total / 1e9:.0f}")
+    parts.append(f"DRAM {cpu.get('dram_bytes_per_s', 0) / 1e9:.0f}")
+    return ", ".join(parts) + " GB/s"
+
+
 def render_tune(r: Any, table: TableFn, heading: Callable[[str], str]) -> str:
     """The text / Markdown body of one TuneResult."""
     s = r.settings
@@ -61,8 +71,9 @@ def render_tune(r: Any, table: TableFn, heading: Callable[[str], str]) -> str:
              f"accuracy budget {_budget(s.get('max_accuracy_drop'))}; {s.get('seconds')} s"
              + (f" of a {s.get('budget'):g} s budget" if s.get("budget") else ""),
              f"Baseline: {r.baseline} = onnxruntime.InferenceSession(path) with its default options. "
-             f"Floor: {cpu.get('cores')} cores × {cpu.get('ghz', 0):.2f} GHz × {cpu.get('flops_per_cycle')} FP32 "
-             "FLOP/cycle, recurrent weights from the nearest cache that holds them (README, 'The floor').",
+             f"Floor: {cpu.get('cores')} cores × {cpu.get('ghz', 0):.2f} GHz × {cpu.get('flops_per_cycle'):g} FP32 "
+             f"FLOP/cycle ({cpu.get('isa') or 'ISA unknown'}), recurrent weights from the nearest cache that holds "
+             f"them at {_cache_rates(cpu)} (README, 'The floor').",
              "", table(CHOICE_HEADERS, choice_rows(r), "rrlrrrrr"),
              "", "Accuracy against FP32 ONNX Runtime, once per runtime and variant "
              f"({r.accuracy[0].inputs if r.accuracy else 'no checks'}):",

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from rnndeploy.bench.measurement import Measurement, find
 
 RESULT_VERSION = 1
+NOT_RUN = "not run on this machine"  # the reason of a check whose runner refused this machine
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Candidate:
         variant: "fp32", or the precision variant ("int8", "int8-keep-recurrence", "bf16", ...).
         artefact: path of the ONNX file it runs.
         threads: intra-op threads (None: the runtime's default).
+        decoder: a seq2seq model's decoder-step ONNX of the same variant (None: not seq2seq).
     """
 
     label: str
@@ -27,6 +29,7 @@ class Candidate:
     variant: str
     artefact: str
     threads: Optional[int] = None
+    decoder: Optional[str] = None
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -38,7 +41,7 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
-        return cls(d["label"], d["backend"], d["variant"], d["artefact"], d.get("threads"))
+        return cls(d["label"], d["backend"], d["variant"], d["artefact"], d.get("threads"), d.get("decoder"))
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class AccuracyCheck:
     change_pct: Optional[float] = None
     budget_pct: Optional[float] = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ran(self) -> bool:
+        """False when the runtime refused this machine (e.g. openvino:bf16 without native bf16)."""
+        return not self.reason.startswith(NOT_RUN)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)

@@ -32,17 +32,19 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, runner_class
 from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.timing import measure
-from rnndeploy.errors import DataError, RnnDeployError, UsageError
+from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
-from rnndeploy.tune.results import AccuracyCheck, Candidate, Choice, TuneResult
+from rnndeploy.tune.results import NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
 
 BASELINE = "ort-cpu default"
 FP32 = "fp32"
+DEPLOY_JSON = "deploy.json"
+CPU_RUNTIMES = ("ort-cpu", "openvino")  # backends that run an ONNX file on the CPU
 # How a runtime label runs a precision that is a runtime setting rather than a file.
 RUNTIME_PRECISIONS = {("openvino", "bf16"): "openvino:bf16"}
 MAX_PROFILE_POINTS = 64  # error-vs-timestep points kept per output (evenly spaced)
@@ -66,7 +68,8 @@ class TuneConfig:
         budget: seconds for the whole run; measurements that would start later are skipped.
         min_time / warmup: timing per candidate and shape (seconds of calls; untimed calls).
         out_dir: where chosen artefacts and deploy.json go (None: nothing written).
-        decoder: a seq2seq model's decoder-step ONNX (FP32, for the task metric).
+        decoder: a seq2seq model's decoder-step ONNX (FP32; it gets the same INT8 variants as the
+            encoder, and each variant's task metric decodes with its own decoder step).
     """
 
     batches: Tuple[int, ...] = (1, 32)
@@ -91,7 +94,7 @@ def cpu_runtimes() -> List[str]:
     from rnndeploy.backends import BACKENDS
     from rnndeploy.optional import available
 
-    return [n for n in ("ort-cpu", "openvino") if n in BACKENDS and available(BACKENDS[n].module)]
+    return [n for n in CPU_RUNTIMES if n in BACKENDS and available(BACKENDS[n].module)]
 
 
 def default_threads() -> Tuple[int, ...]:
@@ -126,9 +129,12 @@ def make_variants(onnx_path: str, variants: Sequence[str], workdir: str) -> Tupl
 
 
 def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes: Sequence[str],
-                    threads: Sequence[int]) -> Tuple[List[Candidate], List[str]]:
-    """The baseline plus every runtime × variant × thread count that can exist, and why others cannot."""
-    cands = [Candidate(BASELINE, "ort-cpu", FP32, files[FP32], None)]
+                    threads: Sequence[int], decoders: Optional[Mapping[str, str]] = None
+                    ) -> Tuple[List[Candidate], List[str]]:
+    """The baseline plus every runtime × variant × thread count that can exist, and why others cannot.
+    ``decoders``: a seq2seq model's decoder-step file per variant (a variant without one uses FP32's)."""
+    decoders = decoders or {}
+    cands = [Candidate(BASELINE, "ort-cpu", FP32, files[FP32], None, decoders.get(FP32))]
     notes: List[str] = []
     for rt in runtimes:
         for v in variants:
@@ -142,7 +148,8 @@ def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes:
                 continue  # ONNX Runtime's INT8 contrib ops run on ONNX Runtime only
             for t in threads:
                 label = f"{backend}:t{t}" + ("" if v == FP32 or (rt, v) in RUNTIME_PRECISIONS else f" {v}")
-                cands.append(Candidate(label, f"{backend}:t{t}", v, artefact, int(t)))
+                cands.append(Candidate(label, f"{backend}:t{t}", v, artefact, int(t),
+                                       decoders.get(v, decoders.get(FP32))))
     wanted_bf16 = "bf16" in variants
     if wanted_bf16 and "openvino" not in runtimes:
         notes.append("bf16 needs the openvino runtime, which is not installed (pip install openvino)")
@@ -175,18 +182,19 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
         warnings.append("no task metric: a seq2seq encoder needs its decoder step (--decoder FILE)")
         data = None
 
-    def outputs_of(backend: str, artefact: str) -> Dict[str, np.ndarray]:
+    def outputs_of(backend: str, artefact: str, decoder: Optional[str]) -> Dict[str, np.ndarray]:
         with runner_factory(backend, _source_for(source, artefact), RunnerOptions()) as r:
             if data is None:
                 sizes = sizes_for(graph, max(1, min(config.batches[-1], 8)), min(max(config.seqs), 128))
                 return r.infer(generate_inputs(graph, sizes, config.seed, _pad_id(source)))
-            if decoder_src is not None:
-                with runner_factory("ort-cpu", decoder_src, RunnerOptions()) as dec:
+            if decoder_src is not None:  # the decoder step runs on the same runtime, in the same variant
+                dec_src = _source_for(decoder_src, decoder or str(decoder_src.onnx))
+                with runner_factory(backend, dec_src, RunnerOptions()) as dec:
                     return run_task(r, data, decoder=dec)
             return run_task(r, data)
 
-    fp32_path = next(c.artefact for c in candidates if c.variant == FP32)
-    reference = outputs_of("ort-cpu", fp32_path)
+    fp32 = next(c for c in candidates if c.variant == FP32)
+    reference = outputs_of("ort-cpu", fp32.artefact, fp32.decoder)
     ref_scores = score_task(data, reference, graph) if data is not None else None
     inputs = data.render() if data is not None else "generated inputs (no data recorded in the model)"
     checks: List[AccuracyCheck] = []
@@ -194,7 +202,12 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
     for c in progress(unique, "accuracy", enabled=config.show_progress):
         runtime, variant = c.key
         try:
-            outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact)
+            outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact,
+                                                                                             c.decoder)
+        except DeviceError as exc:  # the runner refuses this machine (openvino:bf16 without native bf16)
+            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"{NOT_RUN}: {exc.message}"))
+            warnings.append(f"{runtime} {variant} skipped: {exc.message}")
+            continue
         except RnnDeployError:
             raise
         except Exception as exc:  # a runtime that cannot run this variant is a finding, not a crash
@@ -272,9 +285,14 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     if not source.onnx:
         raise UsageError("tune needs an ONNX model", "export one first: rnndeploy export CHECKPOINT -o model.onnx")
     _check_config(config)
+    if config.out_dir:
+        check_out_dir(config.out_dir)
+    _decoder_source(source, config)  # a --decoder that cannot be read stops here, before any work
     runtimes = list(config.runtimes) if config.runtimes is not None else cpu_runtimes()
     if "ort-cpu" not in runtimes:
         runtimes.insert(0, "ort-cpu")  # the baseline and the reference run on it
+    for name in runtimes:
+        runner_class(name)  # a runtime that is not installed stops here (exit 3, naming the extra)
     threads = config.threads or default_threads()
     warnings: List[str] = []
     skipped: List[str] = []
@@ -282,15 +300,21 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     try:
         files, notes = make_variants(source.onnx, config.variants, work)
         warnings += notes
-        candidates, notes = make_candidates(files, config.variants, runtimes, threads)
+        decoder = _decoder_path(source, config)
+        decoders: Dict[str, str] = {}
+        if decoder:  # seq2seq: the decoder step gets the same variants, scored with its encoder
+            decoders, notes = make_variants(decoder, config.variants, work)
+            warnings += [f"decoder step: {n}" for n in notes]
+        candidates, notes = make_candidates(files, config.variants, runtimes, threads, decoders)
         warnings += notes
         checks, notes = check_accuracy(source, candidates, config, runner_factory)
         warnings += notes
         passed = {(a.runtime, a.variant) for a in checks if a.passed}
+        not_run = {(a.runtime, a.variant): a.reason for a in checks if not a.ran}
         timed = [c for c in candidates if c.key in passed or c.label == BASELINE]
         for c in candidates:
             if c not in timed:
-                skipped.append(f"{c.label}: failed the accuracy check")
+                skipped.append(f"{c.label}: {not_run.get(c.key, 'failed the accuracy check')}")
         measurements, skip_t = _measure_all(source, timed, config, runner_factory, clock, start)
         skipped += skip_t
         cpu = probe_cpu()
@@ -374,47 +398,74 @@ def choose(measurements: Sequence[Measurement], batches: Sequence[int], seqs: Se
 # -- 5. deploy -----------------------------------------------------------------------------------------
 def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candidate], choices: Sequence[Choice],
                  measurements: Sequence[Measurement]) -> Dict[str, Any]:
-    """Copy the chosen artefacts into ``out_dir`` and write ``deploy.json``; returns what was written."""
+    """Write the chosen artefacts (``artefacts/``) and ``deploy.json`` into ``out_dir``, all or nothing:
+    the directory is built under a temporary name and renamed into place (replacing an earlier
+    tune output there; ``check_out_dir`` refuses anything else). Returns what was written."""
     from rnndeploy.fileio import atomic_dir, sha256_file, write_json_atomic
 
     by_label = {c.label: c for c in candidates}
     chosen = [by_label[c.label] for c in choices if c.label in by_label]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names: Dict[str, str] = {}
     for c in chosen:
-        if c.artefact not in names:
-            stem = Path(source.onnx or "model").stem
-            names[c.artefact] = f"{stem}.onnx" if c.variant in (FP32, "bf16") else f"{stem}.{c.variant}.onnx"
-    with atomic_dir(out / "artefacts") as tmp:
+        for path in (c.artefact, c.decoder):
+            if path and path not in names:
+                # the source's own name, or the variant's file name (both name the graph: .encoder / .decoder_step)
+                names[path] = Path(path).name
+    with atomic_dir(out) as tmp:
+        (tmp / "artefacts").mkdir()
         for src, name in names.items():
-            shutil.copyfile(src, tmp / name)
-    entries = []
-    for ch in choices:
-        c = by_label.get(ch.label or "")
-        if c is None:
-            continue
-        path = out / "artefacts" / names[c.artefact]
-        m = next((x for x in measurements if x.backend == c.label and x.batch == ch.batch and x.seq == ch.seq), None)
-        entries.append({
-            "batch": ch.batch, "seq": ch.seq, "candidate": c.label, "variant": c.variant,
-            "artefact": str(path.relative_to(out)), "sha256": sha256_file(path),
-            "runner": {"backend": c.backend if c.label != BASELINE else "ort-cpu", "threads": c.threads,
-                       "description": dict(m.description) if m else {}},
-            "median_s": ch.median, "ort_default_median_s": ch.baseline_median,
-        })
-    doc = {"format": "rnndeploy.deploy", "model": source.spec.name, "source_onnx": source.onnx,
-           "source_sha256": sha256_file(source.onnx) if source.onnx else None, "choices": entries,
-           "how": "run each shape with the named backend label and artefact, e.g. "
-                  "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads"}
-    write_json_atomic(out / "deploy.json", doc)
-    return {"dir": str(out), "deploy_json": str(out / "deploy.json"), "artefacts": sorted(names.values())}
+            shutil.copyfile(src, tmp / "artefacts" / name)
+        entries = []
+        for ch in choices:
+            c = by_label.get(ch.label or "")
+            if c is None:
+                continue
+            rel = Path("artefacts") / names[c.artefact]
+            m = next((x for x in measurements if x.backend == c.label and x.batch == ch.batch and x.seq == ch.seq),
+                     None)
+            dec = {}
+            if c.decoder:
+                dec_rel = Path("artefacts") / names[c.decoder]
+                dec = {"decoder_artefact": dec_rel.as_posix(), "decoder_sha256": sha256_file(tmp / dec_rel)}
+            entries.append({
+                "batch": ch.batch, "seq": ch.seq, "candidate": c.label, "variant": c.variant,
+                "artefact": rel.as_posix(), "sha256": sha256_file(tmp / rel), **dec,
+                "runner": {"backend": c.backend if c.label != BASELINE else "ort-cpu", "threads": c.threads,
+                           "description": dict(m.description) if m else {}},
+                "median_s": ch.median, "ort_default_median_s": ch.baseline_median,
+            })
+        doc = {"format": "rnndeploy.deploy", "model": source.spec.name, "source_onnx": source.onnx,
+               "source_sha256": sha256_file(source.onnx) if source.onnx else None, "choices": entries,
+               "how": "run each shape with the named backend label and artefact, e.g. "
+                      "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads"}
+        write_json_atomic(tmp / DEPLOY_JSON, doc)
+    return {"dir": str(out), "deploy_json": str(out / DEPLOY_JSON), "artefacts": sorted(names.values())}
+
+
+def check_out_dir(out_dir: str) -> None:
+    """Refuse, before any work, an ``--out`` that tune could not replace safely: its parent must
+    exist, and it must be absent, empty, or an earlier tune output (holding deploy.json).
+
+    Raises:
+        UsageError: one line naming the path and what would work.
+    """
+    from rnndeploy.fileio import check_output_path
+
+    p = check_output_path(out_dir, "--out", "dir")
+    if p.is_dir() and any(p.iterdir()) and not (p / DEPLOY_JSON).is_file():
+        raise UsageError(f"--out {p} holds other files (no {DEPLOY_JSON} of an earlier tune)",
+                         "give a new or empty directory; tune replaces the whole directory")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _check_config(config: TuneConfig) -> None:
     from rnndeploy.quantize import INT8_POLICIES
 
+    unknown = [r for r in (config.runtimes or ()) if r not in CPU_RUNTIMES]
+    if unknown:
+        raise UsageError(f"--runtime {', '.join(unknown)}: tune tries CPU runtimes only",
+                         f"use any of {', '.join(CPU_RUNTIMES)}")
     if not config.batches or not config.seqs:
         raise UsageError("tune needs at least one batch size and one sequence length", "e.g. --batch 1,32 --seq 128")
     known = (FP32, "bf16") + INT8_POLICIES
@@ -435,13 +486,18 @@ def _pad_id(source: ModelSource) -> Optional[int]:
     return pad if isinstance(pad, int) else None
 
 
+def _decoder_path(source: ModelSource, config: TuneConfig) -> Optional[str]:
+    """A seq2seq encoder's decoder-step file: --decoder, else NAME.decoder_step.onnx beside NAME.encoder.onnx."""
+    if config.decoder:
+        return config.decoder
+    if source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
+        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
+        return sibling if Path(sibling).is_file() else None
+    return None
+
+
 def _decoder_source(source: ModelSource, config: TuneConfig) -> Optional[ModelSource]:
     from rnndeploy.backends.source import resolve_source
 
-    path = config.decoder
-    if path is None and source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
-        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
-        path = sibling if Path(sibling).is_file() else None
+    path = _decoder_path(source, config)
     return resolve_source(onnx=path, graph="decoder_step") if path else None
-
-
