@@ -96,7 +96,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=30)
-            raise AssertionError(f"serve did not stop within {timeout} s after {sig!r}") from None
+            raise AssertionError(f"serve did not stop within {timeout} s after {sig!r}; its log ends:\n"
+                                 f"{self.text()[-3000:]}") from None
         finally:
             self.out.close()
 
@@ -141,6 +142,22 @@ def server(zoo, tmp_path_factory):
     for p in srv.ports:
         with socket.socket() as s:
             s.bind((HOST, p))
+
+
+def test_server_library_path_puts_this_interpreters_libpython_first(monkeypatch):
+    """PyTriton's Python-backend stub links libpython3.X.so.1.0 by name: this interpreter's own
+    copy must come first (a pyenv 3.11.7 beside Debian's 3.11.2 otherwise mixes the two)."""
+    import sysconfig
+
+    from rnndeploy.triton import serve
+
+    own = serve.libpython_dir()
+    assert own is None or (Path(own) / sysconfig.get_config_var("INSTSONAME")).is_file()
+    monkeypatch.setattr(serve, "libpython_dir", lambda: "/py/lib")
+    assert serve.server_env_library_path("/a:/py/lib:/b") == "/py/lib:/a:/b"
+    assert serve.server_env_library_path(None) == "/py/lib"
+    monkeypatch.setattr(serve, "libpython_dir", lambda: None)
+    assert serve.server_env_library_path("/a") == "/a"
 
 
 def test_loadtest_at_concurrency_16_verifies_every_answer(server, zoo, tmp_path):
