@@ -64,8 +64,11 @@ def free_ports(n: int):
 class Server:
     """`rnndeploy serve` in a subprocess, its output in a file."""
 
-    def __init__(self, models, ports, log: Path, *extra: str):
-        self.ports, self.log = ports, log
+    def __init__(self, models, ports, log: Path, *extra: str, sigint_ignored: bool = False):
+        """``sigint_ignored``: start serve the way a shell starts a background job (`serve ... &`),
+        with SIGINT ignored; else with SIGINT's default, as from a terminal (whatever this suite
+        inherited)."""
+        self.ports, self.log, self.sigint = ports, log, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL
         self.cmd = [serve_python(), "-m", "rnndeploy", "serve", *models, "--host", HOST, "--http-port", str(ports[0]),
                     "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--quiet", "--timeout", "900", *extra]
         self.proc = None
@@ -73,7 +76,8 @@ class Server:
     def start(self) -> Server:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, self.sigint))
         deadline = time.monotonic() + START_TIMEOUT
         while b"rnndeploy: ready" not in self.log.read_bytes().split(b"stopping the server")[-1]:
             if self.proc.poll() is not None:
@@ -132,9 +136,9 @@ def zoo(tmp_path_factory):
 def server(zoo, tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "serve.log"
     srv = Server([zoo["reg-lstm-bi-mul-var"], zoo["charlm-lstm-state"]], free_ports(3), log,
-                 "--sequence-idle", str(IDLE)).start()
+                 "--sequence-idle", str(IDLE), sigint_ignored=True).start()
     yield srv
-    code = srv.stop()
+    code = srv.stop()  # SIGINT: serve handles it even when started with it ignored
     text = srv.text()
     # a clean shutdown: exit 0, the stop announced, every port free again
     assert code == 0, text[-3000:]

@@ -243,7 +243,7 @@ def serve(models: Sequence[str], options: Optional[ServeOptions] = None, names: 
     schema()  # tritonclient present (PyTriton depends on it; checked for a clear message)
     check_ports(opts.host, {"http": opts.http_port, "grpc": opts.grpc_port, "metrics": opts.metrics_port})
     root = Path(tempfile.mkdtemp(prefix="rnndeploy-serve-"))
-    old_handler = signal.getsignal(signal.SIGTERM)
+    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     old_ld = os.environ.get("LD_LIBRARY_PATH")
     triton = None
     try:
@@ -255,7 +255,10 @@ def serve(models: Sequence[str], options: Optional[ServeOptions] = None, names: 
         def _on_term(signum: int, frame: Any) -> None:
             raise _Stop()
 
-        signal.signal(signal.SIGTERM, _on_term)
+        # SIGINT too, explicitly: a shell starts a background job (`rnndeploy serve ... &`, a test
+        # suite run with &) with SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+        for sig in old_handlers:
+            signal.signal(sig, _on_term)
         log_file = None if opts.server_log else root / "tritonserver.log"
         config = pt.TritonConfig(model_repository=root / "models", http_address=opts.host, http_port=opts.http_port,
                                  grpc_address=opts.host, grpc_port=opts.grpc_port, metrics_address=opts.host,
@@ -286,7 +289,8 @@ def serve(models: Sequence[str], options: Optional[ServeOptions] = None, names: 
         announce("rnndeploy: stopping the server")
         return served
     finally:
-        signal.signal(signal.SIGTERM, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         if triton is not None:
             triton.stop()
             reap_stubs(root)
