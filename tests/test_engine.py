@@ -24,45 +24,15 @@ from rnndeploy.engine.sidecar import (
     sidecar_path,
 )
 from rnndeploy.errors import DeviceError, EngineFileError, MissingDependencyError, ShapeError, UsageError
-from tests.fakes.tensorrt import fake_engine_file
+from tests.fakes.tensorrt import FLOAT, INT32, Network, Tensor, fake_engine_file
+from tests.fakes.tensorrt import Layer as L
 from tests.helpers import run_cli
 from tests.onnx_models import make_rnn_model, save
 
 
 # -- layer grouping ----------------------------------------------------------------------------------
-class T:
-    def __init__(self, name, dtype="FLOAT"):
-        self.name, self.dtype = name, types.SimpleNamespace(name=dtype)
-
-
-class L:
-    def __init__(self, name, type_, inputs, outputs):
-        self.name, self.type = name, types.SimpleNamespace(name=type_)
-        self.inputs, self.outputs = list(inputs), list(outputs)
-        self.precision = None
-        self.output_types = {}
-
-    num_inputs = property(lambda self: len(self.inputs))
-    num_outputs = property(lambda self: len(self.outputs))
-
-    def get_input(self, i):
-        return self.inputs[i]
-
-    def get_output(self, i):
-        return self.outputs[i]
-
-    def set_output_type(self, i, dtype):
-        self.output_types[i] = dtype
-
-
-class Net:
-    def __init__(self, layers):
-        self.layers = layers
-
-    num_layers = property(lambda self: len(self.layers))
-
-    def get_layer(self, i):
-        return self.layers[i]
+def T(name, dtype="FLOAT"):
+    return Tensor(name, {"FLOAT": FLOAT, "INT32": INT32}[dtype])
 
 
 def parsed_lstm_network():
@@ -96,7 +66,7 @@ def parsed_lstm_network():
         L("c0_init", "CONSTANT", [], [T("c0_init")]),                     # 18
         L("h0_init", "CONSTANT", [], [T("h0_init")]),                     # 19
     ]
-    return Net(layers)
+    return Network(0, layers)
 
 
 def test_layers_of_nodes_follows_data_flow_inside_the_node():

@@ -1,6 +1,9 @@
-"""A stand-in for rnndeploy.cuda's runtime: device memory as bytearrays, a stream as a queue
-run at synchronisation, graph capture as a recorded list of kernels. It checks the order of
-copies, launches and captures a runner issues, never CUDA itself."""
+"""Stand-ins for CUDA: checks of rnndeploy's calls and their order, never of CUDA itself.
+
+- FakeCuda: rnndeploy.cuda's runtime object: device memory as bytearrays, a stream as a queue
+  run at synchronisation, graph capture as a recorded list of kernels.
+- FakeLibcudart: the ctypes library under rnndeploy.cuda.CudaRuntime: configured error codes.
+"""
 
 from __future__ import annotations
 
@@ -99,3 +102,42 @@ class FakeCuda:
             self.capturing = None
         self.log.append("capture")
         return types.SimpleNamespace(launch=lambda s: [self.enqueue(k) for k in kernels], destroy=lambda: None)
+
+
+class FakeLibcudart:
+    """A stand-in for the loaded libcudart (what rnndeploy.cuda.CudaRuntime(lib=...) calls): its
+    functions return configured error codes and write outputs through ctypes byref."""
+
+    NAMES = {0: b"cudaSuccess", 2: b"cudaErrorMemoryAllocation", 100: b"cudaErrorNoDevice", 700: b"cudaErrorIllegalAddress"}
+    TEXTS = {2: b"out of memory", 100: b"no CUDA-capable device is detected", 700: b"an illegal memory access was encountered"}
+
+    def __init__(self, count=0, count_code=100, malloc_code=0):
+        self.count, self.count_code, self.malloc_code = count, count_code, malloc_code
+        self.calls = []
+
+    def cudaGetErrorName(self, code):
+        return self.NAMES.get(code, b"cudaErrorUnknown")
+
+    def cudaGetErrorString(self, code):
+        return self.TEXTS.get(code, b"unknown error")
+
+    def cudaGetDeviceCount(self, ref):
+        ref._obj.value = self.count
+        return self.count_code
+
+    def cudaMalloc(self, ref, nbytes):
+        self.calls.append(("malloc", nbytes))
+        if self.malloc_code == 0:
+            ref._obj.value = 0x1000
+        return self.malloc_code
+
+    def cudaSetDevice(self, i):
+        return 0
+
+    def cudaFree(self, p):
+        self.calls.append(("free", p.value))
+        return 0
+
+    def cudaEventElapsedTime(self, ref, a, b):
+        ref._obj.value = 1.5
+        return 700

@@ -136,8 +136,8 @@ class Layer:
 
 
 class Network:
-    def __init__(self, flags):
-        self.flags, self.layers, self.inputs, self.model = flags, [], [], None
+    def __init__(self, flags, layers=()):
+        self.flags, self.layers, self.inputs, self.model = flags, list(layers), [], None
 
     num_layers = property(lambda self: len(self.layers))
     num_inputs = property(lambda self: len(self.inputs))
