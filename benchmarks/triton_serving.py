@@ -92,8 +92,11 @@ class Server:
 
     def __enter__(self) -> Server:
         self.out = open(self.log, "wb")
+        # SIGINT back to its default in the server: a driver started in the background inherits it
+        # ignored, and the server would then never see the Ctrl-C that __exit__ sends
         self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=str(REPO),
-                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
+                                     env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 300
         while b"rnndeploy: ready" not in self.log.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:
