@@ -28,7 +28,7 @@ pytest.importorskip("tritonclient.http")
 
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from tests.helpers import REPO, run_cli  # noqa: E402
-from tests.test_export_zoo import ZOO, zoo_model  # noqa: E402
+from tests.zoo import ZOO, zoo_model  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 240.0  # cold start on a loaded 2-core box: PyTriton copies tritonserver, stubs import onnxruntime
@@ -66,8 +66,9 @@ class Server:
 
     def __init__(self, models, ports, log: Path, *extra: str, sigint_ignored: bool = False):
         """``sigint_ignored``: start serve the way a shell starts a background job (`serve ... &`),
-        with SIGINT ignored; else with SIGINT's default, as from a terminal (whatever this suite
-        inherited)."""
+        with SIGINT ignored (serve handles SIGINT itself then); else with SIGINT's default, as from
+        a terminal, whatever this suite inherited (a suite run with `pytest ... &` inherits it
+        ignored)."""
         self.ports, self.log, self.sigint = ports, log, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL
         self.cmd = [serve_python(), "-m", "rnndeploy", "serve", *models, "--host", HOST, "--http-port", str(ports[0]),
                     "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--quiet", "--timeout", "900", *extra]
