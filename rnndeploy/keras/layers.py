@@ -282,6 +282,7 @@ def _concatenate(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) ->
     rank = xs[0].rank
     axis = _axis(int(call.layer.config.get("axis", -1)), rank)
     y = cv.b.op("Concat", [x.name for x in xs], axis=axis)
+    _same_axes(cv, xs, skip=axis)
     dims = list(xs[0].dims)
     sizes = [x.dims[axis] for x in xs]
     dims[axis] = sum(sizes) if all(isinstance(s, int) for s in sizes) else (None if axis != 1 else xs[0].dims[1])
@@ -302,6 +303,16 @@ def _concatenate(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) ->
         else:
             out_mask = cat
     return [KT(y, xs[0].dtype, tuple(dims), out_mask)]
+
+
+def _same_axes(cv: Any, xs: Sequence[KT], skip: Optional[int] = None) -> None:
+    """Axes that ``xs`` combine element by element (aligned from the last, as broadcasting
+    does) must be equal: tell the converter, which then gives their time axes one name."""
+    rank = max(x.rank for x in xs)
+    for i in range(1, rank + 1):
+        if skip is not None and rank - i == skip:
+            continue
+        cv.same_dims(*(x.dims[-i] for x in xs if x.rank >= i))
 
 
 def _merge_mask(cv: Any, masks: Sequence[Optional[str]]) -> Optional[str]:
@@ -327,6 +338,7 @@ def _elementwise(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) ->
     cls = call.layer.class_name
     if cls == "Subtract" and len(xs) != 2:
         raise KerasModelError(f"{cv.where(call)} needs exactly two inputs")
+    _same_axes(cv, xs)
     onnx_op = {"Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Average": "Add", "Maximum": "Max", "Minimum": "Min"}[cls]
     y = xs[0].name
     for x in xs[1:]:
@@ -346,6 +358,7 @@ def _attention(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> L
         raise KerasModelError(f"{where} needs [query, value] or [query, value, key]")
     q, v = xs[0], xs[1]
     k = xs[2] if len(xs) == 3 else v
+    cv.same_dims(v.dims[1], k.dims[1])  # a value per key
     cfg = call.layer.config
     b, o = cv.b, cv.ops
     additive = call.layer.class_name == "AdditiveAttention"
@@ -579,6 +592,7 @@ def _op_logical(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> 
     if not (isinstance(a, KT) and isinstance(c, KT)):
         raise KerasModelError(f"{cv.where(call)} must be called on two tensors")
     onnx_op = "Or" if call.layer.class_name == "LogicalOr" else "And"
+    _same_axes(cv, [a, c])
     y = cv.b.op(onnx_op, [cv.ops.cast(a.name, "bool") if a.dtype != "bool" else a.name,
                           cv.ops.cast(c.name, "bool") if c.dtype != "bool" else c.name])
     dims = tuple(ca if not (isinstance(ca, int) and ca == 1) else cc for ca, cc in zip(a.dims, c.dims)) \
@@ -596,6 +610,7 @@ def _op_not(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> List
 def _op_concatenate(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> List[KT]:
     xs = _many(args, cv.where(call))
     axis = _axis(int(call.layer.config.get("axis", kwargs.get("axis", 0))), xs[0].rank)
+    _same_axes(cv, xs, skip=axis)
     dims = list(xs[0].dims)
     sizes = [x.dims[axis] for x in xs]
     dims[axis] = sum(sizes) if all(isinstance(s, int) for s in sizes) else None  # type: ignore[assignment]
