@@ -84,6 +84,29 @@ def test_subprocess_export_then_inspect_parity_bench(sentiment, tmp_path):
     assert "keras" in bench.stdout and "ort-cpu" in bench.stdout
 
 
+def test_parity_takes_pad_sequences_output(sentiment, tmp_path):
+    """--inputs holding pad_sequences' zeros (the padding id, outside the 1..vocab-1 generated ids)
+    are valid input; an id past the vocabulary is still refused, naming both."""
+    out = tmp_path / "s.onnx"
+    assert CliRunner().invoke(cli, ["export", sentiment, "-o", str(out), "--long-seq", "8"]).exit_code == 0
+    ids = np.array([[0, 0, 0, 7, 3, 9], [4, 4, 8, 2, 0, 0], [0, 1, 49, 0, 5, 0]], dtype=np.int32)
+    want = keras.ops.convert_to_numpy(keras.saving.load_model(sentiment)(ids))
+    import onnx
+
+    name = read_onnx_metadata(onnx.load(str(out)))[0].graph("model").inputs[0].name
+    np.savez(tmp_path / "in.npz", **{name: ids})
+    np.savez(tmp_path / "out.npz", score=np.asarray(want))
+    args = ["parity", str(out), "--backend", "ort-cpu", "--inputs", str(tmp_path / "in.npz"),
+            "--expected", str(tmp_path / "out.npz"), "--tol", "score:1e-5:0"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0 and "PASSED" in res.output, res.output
+    ids[2, 1] = 50
+    np.savez(tmp_path / "in.npz", **{name: ids})
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert "has 50 at index [2, 1], outside the allowed 1..49 or the padding id 0" in res.output
+
+
 def test_keras_model_alone_is_a_source(sentiment):
     """parity on MODEL.keras with no ONNX file: the spec comes from converting it."""
     from rnndeploy.backends import create_runner

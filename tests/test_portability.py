@@ -117,11 +117,11 @@ print("OK", len(listed))
 
 
 def _py39() -> Optional[str]:
+    """The Python 3.9 interpreter: RNNDEPLOY_PY39, else the trt86 kit staged under .devkit/; None if neither runs."""
     env = os.environ.get("RNNDEPLOY_PY39")
-    if env:
-        return env
     kit = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
-    return str(kit) if kit.exists() else None
+    py = env or (str(kit) if kit.exists() else None)
+    return py if py and os.access(py, os.X_OK) else None
 
 
 @pytest.mark.skipif(_py39() is None, reason="no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
@@ -177,29 +177,56 @@ def test_keras_converter_needs_only_numpy_onnx_h5py(tmp_path):
     assert out.is_file()
 
 
-def _py39_with_h5py() -> Optional[str]:
+PY39_EXTRA = REPO / ".devkit" / "py39extra"  # h5py, onnxruntime and numpy 1.26 for the kit's Python 3.9
+
+
+def _py39_env() -> dict:
+    return dict(os.environ, PYTHONPATH=f"{PY39_EXTRA}{os.pathsep}{REPO}")
+
+
+def _py39_with(*modules: str) -> str:
+    """The Python 3.9 interpreter if it imports ``modules`` (with .devkit/py39extra on its path); else skip."""
     py = _py39()
-    extra = REPO / ".devkit" / "py39extra"
     if py is None:
-        return None
-    probe = subprocess.run([py, "-c", "import h5py"], capture_output=True,
-                           env=dict(os.environ, PYTHONPATH=f"{extra}{os.pathsep}{REPO}"))
-    return py if probe.returncode == 0 else None
+        pytest.skip("no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit under .devkit/stage)")
+    probe = subprocess.run([py, "-c", f"import {', '.join(modules)}"], capture_output=True, text=True, env=_py39_env())
+    if probe.returncode != 0:
+        pytest.skip(f"Python 3.9 at {py} cannot import {', '.join(modules)} "
+                    f"(pip install --target .devkit/py39extra h5py==3.14.0 onnxruntime==1.19.2 numpy==1.26.4)")
+    return py
 
 
-@pytest.mark.skipif(_py39_with_h5py() is None,
-                    reason="no Python 3.9 with h5py (stage the trt86 kit; pip install --target .devkit/py39extra h5py==3.14.0)")
 def test_keras_converter_under_python39(tmp_path):
-    """The same file converted on Python 3.9 + numpy 1.26 + onnx 1.19 gives the same ONNX graph."""
+    """The same file converted on Python 3.9 + numpy 1.26 + onnx 1.19 + h5py gives the same ONNX graph
+    as here, and the deploy side there (parity, onnxruntime 1.19) reproduces Keras' own outputs on a
+    pre-padded batch."""
     import onnx
 
+    py39 = _py39_with("h5py", "onnxruntime", "numpy", "onnx", "click")
     path = _keras_file(tmp_path)
     here, there = tmp_path / "py311.onnx", tmp_path / "py39.onnx"
     code = block_imports("torch", "keras", "onnxruntime") + _export_code(path, here)
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
-    code39 = "import sys\nassert sys.version_info[:2] == (3, 9), sys.version\n" + _export_code(path, there)
-    env = dict(os.environ, PYTHONPATH=f"{REPO / '.devkit' / 'py39extra'}{os.pathsep}{REPO}")
-    proc = subprocess.run([_py39(), "-c", code39], cwd=REPO, capture_output=True, text=True, env=env)
+    code39 = ("import sys\nassert sys.version_info[:2] == (3, 9), sys.version\nimport numpy\n"
+              "assert numpy.__version__.startswith('1.26'), numpy.__version__\n" + _export_code(path, there))
+    proc = subprocess.run([py39, "-c", code39], cwd=REPO, capture_output=True, text=True, env=_py39_env())
     assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "NOT validated (see note)" in proc.stdout  # no Keras on the deployment side: it says so
     a, b = onnx.load(str(here)), onnx.load(str(there))
     assert a.graph.SerializeToString() == b.graph.SerializeToString()
+
+    import keras
+    import numpy as np
+
+    ids = np.random.default_rng(0).integers(1, 20, (4, 9)).astype(np.int32)
+    ids[1, :6] = 0  # pre-padded, as pad_sequences does
+    ids[2, 4:] = 0  # post-padded
+    want = keras.ops.convert_to_numpy(keras.saving.load_model(str(path))(ids))
+    name_in, name_out = a.graph.input[0].name, a.graph.output[0].name
+    np.savez(tmp_path / "in.npz", **{name_in: ids})
+    np.savez(tmp_path / "out.npz", **{name_out: np.asarray(want)})
+    proc = subprocess.run([py39, "-m", "rnndeploy", "parity", str(there), "--backend", "ort-cpu", "--inputs",
+                           str(tmp_path / "in.npz"), "--expected", str(tmp_path / "out.npz"), "--tol", f"{name_out}:1e-5:0"],
+                          cwd=tmp_path, capture_output=True, text=True, env=_py39_env())
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "PASSED" in proc.stdout and "ort-cpu  inputs" in proc.stdout, proc.stdout
