@@ -74,11 +74,21 @@ def test_subprocess_export_then_inspect_parity_bench(sentiment, tmp_path):
     run_cli("export", sentiment, "-o", str(out), "--long-seq", "8", check=True, timeout=300)
     insp = run_cli("inspect", str(out), check=True)
     assert "LSTM(bidirectional)" in insp.stdout and "tokens" in insp.stdout
+    golden = tmp_path / "golden"
     par = run_cli("parity", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras",
-                  "--shapes", "1x1,3x12", "--json", str(tmp_path / "p.json"), check=True, timeout=300)
+                  "--shapes", "1x1,3x12", "--json", str(tmp_path / "p.json"), "--save-golden", str(golden),
+                  check=True, timeout=300)
     assert "PASSED" in par.stdout and "Reference: keras" in par.stdout
     results = json.loads((tmp_path / "p.json").read_text())
     assert results  # the report tool reads this file format
+    # the generated batch is pre-padded as pad_sequences pads (the model masks token 0): the mask runs
+    with np.load(golden / "b3-s12.inputs.npz") as z:
+        ids = z[list(z)[0]]
+    valid = (ids != 0).sum(axis=1)
+    assert valid.max() == 12 and valid.min() < 12
+    assert all((row[: 12 - n] == 0).all() and (row[12 - n:] != 0).all() for row, n in zip(ids, valid))
+    again = run_cli("parity", str(out), "--golden", str(golden), "--backend", "ort-cpu", check=True, timeout=300)
+    assert "PASSED" in again.stdout
     bench = run_cli("bench", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras",
                     "--batch", "1", "--seq", "8", "--iters", "3", "--warmup", "1", check=True, timeout=300)
     assert "keras" in bench.stdout and "ort-cpu" in bench.stdout
