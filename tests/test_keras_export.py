@@ -92,6 +92,10 @@ def test_subprocess_export_then_inspect_parity_bench(sentiment, tmp_path):
     bench = run_cli("bench", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras",
                     "--batch", "1", "--seq", "8", "--iters", "3", "--warmup", "1", check=True, timeout=300)
     assert "keras" in bench.stdout and "ort-cpu" in bench.stdout
+    # no torch row: ratios are taken against Keras, and the column says so
+    assert "ratios are median / median of keras" in bench.stdout and "vs keras" in bench.stdout
+    ort_row = next(line for line in bench.stdout.splitlines() if line.startswith("ort-cpu "))
+    assert ort_row.split()[9].endswith("×")
 
 
 def test_parity_takes_pad_sequences_output(sentiment, tmp_path):
