@@ -236,6 +236,21 @@ def test_shared_layers(tmp_path):
         assert len(describe_onnx(result.graphs[0].path).recurrent_nodes) == 2
 
 
+def test_merge_layers_on_masked_sequences(tmp_path):
+    """Every merge layer on masked recurrent sequences (Keras 3 ORs the masks; the pooling reads them)."""
+    x = keras.Input((None, 3), name="x")
+    a = L.LSTM(4, return_sequences=True)(L.Masking(0.0)(x))
+    b = L.GRU(4, return_sequences=True)(L.Masking(0.0)(x))
+    merged = {cls.__name__.lower(): cls()([a, b]) for cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum,
+                                                               L.Minimum)}
+    outs = [L.GlobalAveragePooling1D(name=f"{name}_pooled")(t) for name, t in merged.items()]
+    outs.append(L.SimpleRNN(2, name="after_concat")(L.Concatenate()([a, b, L.Multiply()([a, a, b])])))
+    model = scramble(keras.Model(x, outs))
+    for fmt in ("keras", "h5"):
+        worst = max_errors(_export(save(model, tmp_path, "merges", fmt), tmp_path))
+        assert set(worst) == {f"{n}_pooled" for n in merged} | {"after_concat"} and max(worst.values()) <= TOL, fmt
+
+
 def _every_kind_with_state():
     x = keras.Input((None, 3), name="x")
     mx = L.Masking(0.0)(x)
@@ -343,6 +358,21 @@ def test_stateful_layers_become_the_streaming_form(tmp_path):
     assert {"lstm_h_out", "lstm_c_out", "gru_h_out"} <= set(worst)
     # batch is dynamic although Keras fixed it at 2 for the stateful layers
     assert spec.inputs[0].dims[0] == "batch"
+
+
+def test_stateful_simplernn_and_bidirectional_stream(tmp_path):
+    """stateful=True on a SimpleRNN and on a Bidirectional(GRU(reset_after=False)) under a token mask."""
+    model = scramble(keras.Sequential([
+        keras.Input(batch_shape=(3, None), dtype="int32"), L.Embedding(12, 4, mask_zero=True),
+        L.SimpleRNN(3, stateful=True, return_sequences=True, name="rnn"),
+        L.Bidirectional(L.GRU(2, stateful=True, return_sequences=True, reset_after=False), name="bi"),
+        L.TimeDistributed(L.Dense(12))]))
+    for fmt in ("keras", "h5"):
+        result = _export(save(model, tmp_path, "stateful_bi", fmt), tmp_path)
+        worst = max_errors(result)
+        assert set(worst) == {"time_distributed", "rnn_h_out", "bi_forward_h_out", "bi_backward_h_out"}, worst
+        assert max(worst.values()) <= TOL and result.graphs[0].with_state, fmt
+        assert "batch=3 seq=32 pre-padded" in {c.where for c in result.graphs[0].validation.checks}
 
 
 def test_streaming_chunks_equal_one_pass(tmp_path):

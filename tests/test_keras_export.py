@@ -75,10 +75,14 @@ def test_subprocess_export_then_inspect_parity_bench(sentiment, tmp_path):
     insp = run_cli("inspect", str(out), check=True)
     assert "LSTM(bidirectional)" in insp.stdout and "tokens" in insp.stdout
     golden = tmp_path / "golden"
-    par = run_cli("parity", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras",
+    import importlib.util
+
+    openvino = ["--backend", "openvino"] if importlib.util.find_spec("openvino") else []
+    par = run_cli("parity", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras", *openvino,
                   "--shapes", "1x1,3x12", "--json", str(tmp_path / "p.json"), "--save-golden", str(golden),
                   check=True, timeout=300)
     assert "PASSED" in par.stdout and "Reference: keras" in par.stdout
+    assert not openvino or "openvino  b3-s12" in par.stdout  # OpenVINO runs the packing ops too
     results = json.loads((tmp_path / "p.json").read_text())
     assert results  # the report tool reads this file format
     # the generated batch is pre-padded as pad_sequences pads (the model masks token 0): the mask runs
