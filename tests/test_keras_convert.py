@@ -237,15 +237,20 @@ def test_shared_layers(tmp_path):
 
 
 def test_merge_layers_on_masked_sequences(tmp_path):
-    """Every merge layer on masked recurrent sequences (Keras 3 ORs the masks; the pooling reads them)."""
-    x = keras.Input((None, 3), name="x")
+    """Every merge layer on differently masked recurrent sequences (two inputs, padded apart by
+    validation): Keras 3 ORs the masks (none if one is unmasked), Concatenate counts an
+    unmasked input as all valid; the pooling and the last RNN read the result."""
+    x, y = keras.Input((None, 3), name="x"), keras.Input((None, 2), name="y")
     a = L.LSTM(4, return_sequences=True)(L.Masking(0.0)(x))
-    b = L.GRU(4, return_sequences=True)(L.Masking(0.0)(x))
+    b = L.GRU(4, return_sequences=True)(L.Masking(0.0)(y))
+    c = L.Dense(4)(y)  # no mask
     merged = {cls.__name__.lower(): cls()([a, b]) for cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum,
                                                                L.Minimum)}
+    merged.update(add_unmasked=L.Add()([a, c]), multiply_unmasked=L.Multiply()([a, c, b]),
+                  maximum_unmasked=L.Maximum()([c, a]), minimum_three=L.Minimum()([a, b, c]))
     outs = [L.GlobalAveragePooling1D(name=f"{name}_pooled")(t) for name, t in merged.items()]
-    outs.append(L.SimpleRNN(2, name="after_concat")(L.Concatenate()([a, b, L.Multiply()([a, a, b])])))
-    model = scramble(keras.Model(x, outs))
+    outs.append(L.SimpleRNN(2, name="after_concat")(L.Concatenate()([a, b, c, L.Multiply()([a, a, b])])))
+    model = scramble(keras.Model([x, y], outs))
     for fmt in ("keras", "h5"):
         worst = max_errors(_export(save(model, tmp_path, "merges", fmt), tmp_path))
         assert set(worst) == {f"{n}_pooled" for n in merged} | {"after_concat"} and max(worst.values()) <= TOL, fmt

@@ -340,13 +340,40 @@ def _elementwise(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) ->
         raise KerasModelError(f"{cv.where(call)} needs exactly two inputs")
     _same_axes(cv, xs)
     onnx_op = {"Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Average": "Add", "Maximum": "Max", "Minimum": "Min"}[cls]
-    y = xs[0].name
-    for x in xs[1:]:
-        y = cv.b.op(onnx_op, [y, x.name])
+    masks = cv.masks_of(xs, kwargs)
+    if cls in ("Multiply", "Maximum", "Minimum") and cv.keras_major >= 3 and any(m is not None for m in masks):
+        y = _masked_merge(cv, onnx_op, xs, masks)
+    else:
+        y = xs[0].name
+        for x in xs[1:]:
+            y = cv.b.op(onnx_op, [y, x.name])
     if cls == "Average":
         y = cv.b.op("Div", [y, cv.b.scalar(float(len(xs)))])
     dims = max((x.dims for x in xs), key=len)
-    return [KT(y, xs[0].dtype, dims, _merge_mask(cv, cv.masks_of(xs, kwargs)))]
+    return [KT(y, xs[0].dtype, dims, _merge_mask(cv, masks))]
+
+
+def _masked_merge(cv: Any, onnx_op: str, xs: Sequence[KT], masks: Sequence[Optional[str]]) -> str:
+    """Keras 3's Multiply / Maximum / Minimum under masks (keras.layers.merging, 3.15): a masked
+    step of an input does not take part — Multiply counts it as 1 and zeroes the steps every
+    masked input masks (when all are masked); Maximum / Minimum take the other inputs' value there."""
+    o = cv.ops
+    if onnx_op == "Mul":
+        y = None
+        for x, m in zip(xs, masks):
+            v = x.name if m is None else o.where_mask(m, x.name, x.rank, cv.b.scalar(1.0))
+            y = v if y is None else cv.b.op("Mul", [y, v])
+        if all(m is not None for m in masks):
+            y = o.where_mask(_merge_mask(cv, masks), y, xs[0].rank)
+        return y
+    y, y_mask = xs[0].name, masks[0]
+    for x, m in zip(xs[1:], masks[1:]):
+        v = x.name if m is None else o.where_mask(m, x.name, x.rank, y)
+        if y_mask is not None:
+            y = o.where_mask(y_mask, y, x.rank, v)
+        y_mask = cv.b.op("Or", [y_mask, m]) if (m is not None and y_mask is not None) else None
+        y = cv.b.op(onnx_op, [y, v])
+    return y
 
 
 # -- attention -------------------------------------------------------------------------------
