@@ -14,11 +14,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, needs_py39, py39_env, py39_python
 
 # Modules allowed to import torch (training and export). Everything else is deploy side.
 TORCH_SIDE = (
@@ -116,15 +115,7 @@ print("OK", len(listed))
     assert proc.stdout.startswith("OK")
 
 
-def _py39() -> Optional[str]:
-    """The Python 3.9 interpreter: RNNDEPLOY_PY39, else the trt86 kit staged under .devkit/; None if neither runs."""
-    env = os.environ.get("RNNDEPLOY_PY39")
-    kit = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
-    py = env or (str(kit) if kit.exists() else None)
-    return py if py and os.access(py, os.X_OK) else None
-
-
-@pytest.mark.skipif(_py39() is None, reason="no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
+@needs_py39()
 def test_imports_under_python39():
     mods = [module_name(m) for m in deploy_modules()]
     code = f"""
@@ -139,8 +130,8 @@ res = CliRunner().invoke(cli, ["--help"])
 assert res.exit_code == 0, res.output
 print("OK")
 """
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([_py39(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # the kit alone: the deploy side needs nothing from py39extra
+    proc = subprocess.run([py39_python(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
@@ -177,39 +168,21 @@ def test_keras_converter_needs_only_numpy_onnx_h5py(tmp_path):
     assert out.is_file()
 
 
-PY39_EXTRA = REPO / ".devkit" / "py39extra"  # h5py, onnxruntime and numpy 1.26 for the kit's Python 3.9
-
-
-def _py39_env() -> dict:
-    return dict(os.environ, PYTHONPATH=f"{PY39_EXTRA}{os.pathsep}{REPO}")
-
-
-def _py39_with(*modules: str) -> str:
-    """The Python 3.9 interpreter if it imports ``modules`` (with .devkit/py39extra on its path); else skip."""
-    py = _py39()
-    if py is None:
-        pytest.skip("no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit under .devkit/stage)")
-    probe = subprocess.run([py, "-c", f"import {', '.join(modules)}"], capture_output=True, text=True, env=_py39_env())
-    if probe.returncode != 0:
-        pytest.skip(f"Python 3.9 at {py} cannot import {', '.join(modules)} "
-                    f"(pip install --target .devkit/py39extra h5py==3.14.0 onnxruntime==1.19.2 numpy==1.26.4)")
-    return py
-
-
+@needs_py39("h5py", "onnxruntime", "numpy", "onnx", "click")
 def test_keras_converter_under_python39(tmp_path):
     """The same file converted on Python 3.9 + numpy 1.26 + onnx 1.19 + h5py gives the same ONNX graph
     as here, and the deploy side there (parity, onnxruntime 1.19) reproduces Keras' own outputs on a
     pre-padded batch."""
     import onnx
 
-    py39 = _py39_with("h5py", "onnxruntime", "numpy", "onnx", "click")
+    py39 = py39_python()
     path = _keras_file(tmp_path)
     here, there = tmp_path / "py311.onnx", tmp_path / "py39.onnx"
     code = block_imports("torch", "keras", "onnxruntime") + _export_code(path, here)
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
     code39 = ("import sys\nassert sys.version_info[:2] == (3, 9), sys.version\nimport numpy\n"
               "assert numpy.__version__.startswith('1.26'), numpy.__version__\n" + _export_code(path, there))
-    proc = subprocess.run([py39, "-c", code39], cwd=REPO, capture_output=True, text=True, env=_py39_env())
+    proc = subprocess.run([py39, "-c", code39], cwd=REPO, capture_output=True, text=True, env=py39_env())
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "NOT validated (see note)" in proc.stdout  # no Keras on the deployment side: it says so
     a, b = onnx.load(str(here)), onnx.load(str(there))
@@ -227,6 +200,6 @@ def test_keras_converter_under_python39(tmp_path):
     np.savez(tmp_path / "out.npz", **{name_out: np.asarray(want)})
     proc = subprocess.run([py39, "-m", "rnndeploy", "parity", str(there), "--backend", "ort-cpu", "--inputs",
                            str(tmp_path / "in.npz"), "--expected", str(tmp_path / "out.npz"), "--tol", f"{name_out}:1e-5:0"],
-                          cwd=tmp_path, capture_output=True, text=True, env=_py39_env())
+                          cwd=tmp_path, capture_output=True, text=True, env=py39_env())
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "PASSED" in proc.stdout and "ort-cpu  inputs" in proc.stdout, proc.stdout
