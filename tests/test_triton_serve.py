@@ -73,7 +73,10 @@ class Server:
     def start(self) -> Server:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        # SIGINT at its default in the server, as in a terminal: a test run launched in the background
+        # by a non-interactive shell (`pytest ... &` in a script) inherits SIGINT ignored, and so would serve
+        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + START_TIMEOUT
         while b"rnndeploy: ready" not in self.log.read_bytes().split(b"stopping the server")[-1]:
             if self.proc.poll() is not None:
