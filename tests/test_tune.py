@@ -293,6 +293,29 @@ def test_tune_html_has_the_trade_off_chart(tmp_path, lstm):
     assert "Trade-off: task metric versus latency" in page and "<svg" in page
 
 
+def test_tune_report_draws_error_versus_timestep_per_variant(tmp_path):
+    from rnndeploy.report import write_html
+    from rnndeploy.report.text import render_text
+    from rnndeploy.tune import TuneConfig, run_tune
+
+    ds = load_dataset({**DATA, "targets": "sequence"})
+    model = build_model({"family": "regressor", "cell": "lstm", "hidden_size": 16, "output": "sequence"},
+                        ds.data_info, seed=1).eval()
+    path = str(tmp_path / "sine-seq.onnx")
+    export_zoo_model(model, path, ExportOptions())
+    res = run_tune(resolve_source(path), TuneConfig(batches=(2,), seqs=(4,), runtimes=("ort-cpu",),
+                                                    variants=("fp32", "int8"), threads=(1,), max_accuracy_drop=50,
+                                                    min_time=0.01, show_progress=False))
+    curve = {a.variant: a.outputs["y"]["error_vs_timestep"] for a in res.accuracy}
+    assert curve["int8"]["timesteps"][0] == 0 and len(curve["int8"]["timesteps"]) == len(curve["int8"]["rel_l2"]) > 4
+    assert max(curve["int8"]["rel_l2"]) > 0 and max(curve["fp32"]["rel_l2"]) == 0  # the reference against itself
+    write_html(str(tmp_path / "r.html"), [res])
+    page = (tmp_path / "r.html").read_text()
+    chart = page.split("<h3>Error versus timestep</h3>")[1].split("</svg>")[0]
+    assert "y: error vs timestep" in chart and ">ort-cpu int8<" in chart and ">ort-cpu fp32<" not in chart
+    assert "ort-cpu int8 y: t=0: " in render_text(res)  # the text report samples the same curve
+
+
 def test_openvino_fp32_and_bf16_are_candidates_checked_and_timed(lstm):
     pytest.importorskip("openvino")
     from rnndeploy.backends.openvino_runner import cpu_has_native_bf16
