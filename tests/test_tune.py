@@ -237,15 +237,20 @@ def test_tune_deploys_the_fastest_per_shape_whether_baseline_or_variant(tmp_path
     assert sha256_file(out / int8["artefact"]) == int8["sha256"]
 
 
-def test_tune_budget_stops_measuring_and_lists_what_it_skipped(lstm):
+def test_tune_budget_stops_checking_and_measuring_and_lists_what_it_skipped(lstm):
     from rnndeploy.tune import TuneConfig, run_tune
 
     ticks = iter(range(1000))
-    res = run_tune(resolve_source(lstm[1]), TuneConfig(batches=(1,), seqs=(4,), variants=("fp32",), threads=(1,),
-                                                        budget=0.5, min_time=0.01, show_progress=False),
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(batches=(1,), seqs=(4,), runtimes=("ort-cpu",),
+                                                        variants=("fp32", "int8"), threads=(1,), budget=0.5,
+                                                        max_accuracy_drop=50, min_time=0.01, show_progress=False),
                    clock=lambda: float(next(ticks)))  # every clock read is a second later: the budget is gone
     assert res.measurements == () and res.choices[0].label is None
-    assert any("--budget of 0.5 s was spent" in s for s in res.skipped)
+    checks = {a.variant: a for a in res.accuracy}
+    assert checks["fp32"].passed and checks["fp32"].ran  # the reference always runs
+    assert not checks["int8"].ran and not checks["int8"].passed and "--budget of 0.5 s was spent" in checks["int8"].reason
+    assert "ort-cpu:t1 int8: not run: the --budget of 0.5 s was spent" in res.skipped
+    assert "ort-cpu default @ b1-s4: not run: the --budget of 0.5 s was spent" in res.skipped
 
 
 def test_reduced_precision_without_a_budget_must_meet_the_tolerances(lstm):
