@@ -104,6 +104,7 @@ def run_model(recipe: str, variant: Optional[str], args: argparse.Namespace, wor
             raw[(b, s)] = ort_defaults(onnx_path, generate_inputs(graph, sizes, 0, pad if isinstance(pad, int) else None),
                                        args.min_time, sizes)
     tune_src = resolve_source(onnx_path)
+    (out / "deploy").mkdir(exist_ok=True)  # tune's --out must have an existing parent
     tuned = run_tune(tune_src, TuneConfig(batches=args.batch, seqs=args.seq, max_accuracy_drop=args.max_accuracy_drop,
                                           budget=args.budget, min_time=args.min_time, rows=args.rows,
                                           out_dir=str(out / "deploy" / name), show_progress=False))
