@@ -28,7 +28,7 @@ pytest.importorskip("tritonclient.http")
 
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from tests.helpers import REPO, run_cli  # noqa: E402
-from tests.test_export_zoo import ZOO, zoo_model  # noqa: E402
+from tests.zoo import ZOO, zoo_model  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 240.0  # cold start on a loaded 2-core box: PyTriton copies tritonserver, stubs import onnxruntime
@@ -61,6 +61,13 @@ def free_ports(n: int):
     return ports
 
 
+def default_sigint() -> None:
+    """In the server's child process before exec: SIGINT back to its default. A test run started
+    in the background (``pytest ... &`` from a script) inherits SIGINT ignored, and so would the
+    server, which then never sees the Ctrl-C that stop() sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Server:
     """`rnndeploy serve` in a subprocess, its output in a file."""
 
@@ -73,7 +80,8 @@ class Server:
     def start(self) -> Server:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+                                     preexec_fn=default_sigint)
         deadline = time.monotonic() + START_TIMEOUT
         while b"rnndeploy: ready" not in self.log.read_bytes().split(b"stopping the server")[-1]:
             if self.proc.poll() is not None:

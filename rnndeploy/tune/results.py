@@ -187,10 +187,9 @@ class TuneResult:
         f = Fields(d, where)  # the containers' types (a UsageError naming the field), then the values
         for key in ("candidates", "accuracy", "measurements", "choices"):
             f.records(key, required=False)
-        for key in ("model", "floors", "cpu", "deploy", "settings", "machine"):
+        for key in ("model", "floors", "cpu", "deploy", "settings"):
             f.mapping(key, required=False)
         f.strs("skipped", required=False)
-        f.strs("warnings", required=False)
         return cls(
             model=dict(d.get("model", {})), baseline=d.get("baseline", ""),
             candidates=tuple(Candidate.from_dict(c) for c in d.get("candidates", [])),
@@ -198,7 +197,5 @@ class TuneResult:
             measurements=tuple(Measurement.from_dict(m) for m in d.get("measurements", [])),
             floors={k: dict(v) for k, v in d.get("floors", {}).items()}, cpu=dict(d.get("cpu", {})),
             choices=tuple(Choice.from_dict(c) for c in d.get("choices", [])), skipped=tuple(d.get("skipped", [])),
-            deploy=dict(d.get("deploy", {})), settings=dict(d.get("settings", {})),
-            warnings=tuple(d.get("warnings", [])), machine=dict(d.get("machine", {})),
-            command=d.get("command", ""), created=d.get("created", ""),
+            deploy=dict(d.get("deploy", {})), settings=dict(d.get("settings", {})), **f.stamps(),
         )

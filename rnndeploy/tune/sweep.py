@@ -37,7 +37,7 @@ from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, runner
 from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.timing import measure
-from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError
+from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError, first_line
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
 from rnndeploy.tune.results import BUDGET_SPENT, NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
@@ -219,8 +219,8 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
         except RnnDeployError:
             raise
         except Exception as exc:  # a runtime that cannot run this variant is a finding, not a crash
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"raised {type(exc).__name__}: {first}"))
+            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False,
+                                        f"raised {type(exc).__name__}: {first_line(exc, 300)}"))
             continue
         per_output, within = _compare(graph, outs, reference, variant)
         scores = score_task(data, outs, graph) if data is not None else None
@@ -363,7 +363,7 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
             except RnnDeployError:
                 raise
             except Exception as exc:
-                skipped.append(f"{c.label}: could not start: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                skipped.append(f"{c.label}: could not start: {type(exc).__name__}: {first_line(exc, 200)}")
         shapes = [(b, s) for s in config.seqs for b in config.batches]
         work = [(b, s, label) for b, s in shapes for label in runners]
         feeds: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
@@ -381,7 +381,7 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
             except RnnDeployError:
                 raise
             except Exception as exc:
-                skipped.append(f"{label} @ {shape_id}: raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                skipped.append(f"{label} @ {shape_id}: raised {type(exc).__name__}: {first_line(exc, 200)}")
             time.sleep(0.02)  # let spinning worker threads of the previous runner go idle
     finally:
         for r in runners.values():
@@ -495,18 +495,21 @@ def _pad_id(source: ModelSource) -> Optional[int]:
     return pad if isinstance(pad, int) else None
 
 
-def _decoder_path(source: ModelSource, config: TuneConfig) -> Optional[str]:
-    """A seq2seq encoder's decoder-step file: --decoder, else NAME.decoder_step.onnx beside NAME.encoder.onnx."""
-    if config.decoder:
-        return config.decoder
-    if source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
-        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
-        return sibling if Path(sibling).is_file() else None
-    return None
-
-
 def _decoder_source(source: ModelSource, config: TuneConfig) -> Optional[ModelSource]:
-    from rnndeploy.backends.source import resolve_source
+    """A seq2seq encoder's decoder step: --decoder, else the decoder_step file its export wrote
+    beside it (rnndeploy.parity.harness.find_decoder); None for other models.
 
-    path = _decoder_path(source, config)
-    return resolve_source(onnx=path, graph="decoder_step") if path else None
+    Raises:
+        UsageError: the decoder step is not an ONNX file (tune makes ONNX variants of it).
+    """
+    from rnndeploy.parity.harness import find_decoder
+
+    found = find_decoder(source, config.decoder)
+    if found is not None and not found.onnx:
+        raise UsageError(f"--decoder {config.decoder} is not an ONNX file", "tune needs the decoder step as ONNX")
+    return found
+
+
+def _decoder_path(source: ModelSource, config: TuneConfig) -> Optional[str]:
+    found = _decoder_source(source, config)
+    return found.onnx if found is not None else None
