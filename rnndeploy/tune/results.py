@@ -9,6 +9,7 @@ from rnndeploy.bench.measurement import Measurement, find
 
 RESULT_VERSION = 1
 NOT_RUN = "not run on this machine"  # the reason of a check whose runner refused this machine
+BUDGET_SPENT = "not run: the --budget of"  # the reason of a check (or measurement) left for want of time
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ class AccuracyCheck:
 
     @property
     def ran(self) -> bool:
-        """False when the runtime refused this machine (e.g. openvino:bf16 without native bf16)."""
-        return not self.reason.startswith(NOT_RUN)
+        """False when the runtime refused this machine (e.g. openvino:bf16 without native bf16)
+        or the --budget was spent before this check."""
+        return not self.reason.startswith((NOT_RUN, BUDGET_SPENT))
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)

@@ -13,7 +13,8 @@
    that budget is given, else only within the model's reduced-precision (fp16)
    tolerances.
 3. **Latency**: at each (batch, seq), every passing candidate side by side (the
-   bench timing loop), until ``budget`` seconds have passed; the fastest is chosen.
+   bench timing loop); the fastest is chosen. Once ``budget`` seconds have passed since
+   the start, no further accuracy check or measurement starts (each is listed as skipped).
 4. **Floor**: rnndeploy.bench.floor's estimate per shape, reported as % of floor.
 5. **Deploy**: with ``out_dir``, the chosen artefacts are copied there with
    ``deploy.json``: per shape, the file (sha256), backend label and runner settings.
@@ -39,7 +40,7 @@ from rnndeploy.bench.timing import measure
 from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError, first_line
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
-from rnndeploy.tune.results import NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
+from rnndeploy.tune.results import BUDGET_SPENT, NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
 
 BASELINE = "ort-cpu default"
 FP32 = "fp32"
@@ -65,7 +66,8 @@ class TuneConfig:
         max_accuracy_drop: allowed worsening of the task metric in percent of the FP32
             reference's value (None: reduced precision must meet the model's tolerances).
         split / rows: the data split the accuracy check runs on, and rows of it at most.
-        budget: seconds for the whole run; measurements that would start later are skipped.
+        budget: seconds for the whole run; accuracy checks and measurements that would start
+            later are skipped (and listed). Making the variants and the FP32 reference always run.
         min_time / warmup: timing per candidate and shape (seconds of calls; untimed calls).
         out_dir: where chosen artefacts and deploy.json go (None: nothing written).
         decoder: a seq2seq model's decoder-step ONNX (FP32; it gets the same INT8 variants as the
@@ -166,8 +168,11 @@ def _runtime_backend(candidate: Candidate) -> str:
 
 
 def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config: TuneConfig,
-                   runner_factory: RunnerFactory = create_runner) -> Tuple[List[AccuracyCheck], List[str]]:
-    """One AccuracyCheck per (runtime, variant) against FP32 ONNX Runtime (see module docstring)."""
+                   runner_factory: RunnerFactory = create_runner,
+                   spent: Callable[[], bool] = lambda: False) -> Tuple[List[AccuracyCheck], List[str]]:
+    """One AccuracyCheck per (runtime, variant) against FP32 ONNX Runtime (see module docstring).
+    Once ``spent()`` (the --budget) is true, the remaining checks are skipped, not run; the
+    reference always runs."""
     from rnndeploy.parity.task_eval import load_task_data, metric_change, run_task, score_task
 
     warnings: List[str] = []
@@ -201,6 +206,9 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
     unique = list({c.key: c for c in reversed(candidates)}.values())[::-1]  # first candidate per (runtime, variant)
     for c in progress(unique, "accuracy", enabled=config.show_progress):
         runtime, variant = c.key
+        if not (runtime == "ort-cpu" and variant == FP32) and spent():
+            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"{BUDGET_SPENT} {config.budget:g} s was spent"))
+            continue
         try:
             outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact,
                                                                                              c.decoder)
@@ -307,7 +315,8 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
             warnings += [f"decoder step: {n}" for n in notes]
         candidates, notes = make_candidates(files, config.variants, runtimes, threads, decoders)
         warnings += notes
-        checks, notes = check_accuracy(source, candidates, config, runner_factory)
+        checks, notes = check_accuracy(source, candidates, config, runner_factory,
+                                       lambda: config.budget is not None and clock() - start > config.budget)
         warnings += notes
         passed = {(a.runtime, a.variant) for a in checks if a.passed}
         not_run = {(a.runtime, a.variant): a.reason for a in checks if not a.ran}
@@ -361,7 +370,7 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
         for b, s, label in progress(work, f"tune {source.spec.name}", enabled=config.show_progress):
             shape_id = f"b{b}-s{s}"
             if config.budget is not None and clock() - start > config.budget:
-                skipped.append(f"{label} @ {shape_id}: the --budget of {config.budget:g} s was spent")
+                skipped.append(f"{label} @ {shape_id}: {BUDGET_SPENT} {config.budget:g} s was spent")
                 continue
             if (b, s) not in feeds:
                 feeds[(b, s)] = generate_inputs(graph, sizes_for(graph, b, s), config.seed, _pad_id(source))
