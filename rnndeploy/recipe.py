@@ -35,6 +35,7 @@ except ImportError:  # Python < 3.11
 from rnndeploy.data import SOURCES
 from rnndeploy.data.base import TASKS, Param
 from rnndeploy.errors import RecipeError
+from rnndeploy.validation import MAX_THREADS
 
 RECIPE_SUFFIX = ".toml"
 SECTIONS = ("recipe", "data", "model", "train", "quality", "export", "engine", "variants")
@@ -68,7 +69,8 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "max_minutes": Param(
             "float", None, "stop training after this many minutes (the best epoch so far is kept)", minimum=0.0
         ),
-        "threads": Param("int", None, "torch intra-op threads (default: torch's choice)", minimum=1),
+        "threads": Param("int", None, "torch intra-op threads (default: torch's choice)", minimum=1,
+                         maximum=MAX_THREADS),
     },
     "quality": {
         "metric": Param("str", None, "the metric this recipe promises (see METRICS)", required=True),

@@ -38,6 +38,10 @@ from rnndeploy.jsonio import to_float
 
 _MISSING = object()
 
+# Intra-op thread counts are bounded: torch segfaults creating 10^5 threads, and no CPU
+# rnndeploy runs on has more than this many hardware threads.
+MAX_THREADS = 1024
+
 
 def describe_range(minimum: Optional[float] = None, maximum: Optional[float] = None, above: Optional[float] = None,
                    allow_inf: bool = False, integer: bool = False) -> str:

@@ -167,6 +167,44 @@ def test_transaction_dir_is_all_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]
 
 
+def test_a_failed_transaction_in_the_current_directory_keeps_it_and_its_files(tmp_path, monkeypatch):
+    """`demo --out .` (or an interrupt during it) once removed the whole current directory:
+    a rollback restores entries one by one and never removes the directory itself."""
+    work = tmp_path / "work"
+    (work / "checkpoint").mkdir(parents=True)
+    (work / "report.md").write_text("old report")
+    (work / "checkpoint" / "w.bin").write_text("old weights")
+    monkeypatch.chdir(work)
+    for path in (".", str(work), "sub/.."):
+        with pytest.raises(KeyboardInterrupt):
+            with transaction_dir(path) as d:
+                assert d == work
+                write_json_atomic(d / "report.md", {"new": True})
+                (d / "model.onnx").write_text("new")
+                raise KeyboardInterrupt
+        assert work.is_dir() and sorted(p.name for p in work.iterdir()) == ["checkpoint", "report.md"]
+        assert (work / "report.md").read_text() == "old report"
+        assert (work / "checkpoint" / "w.bin").read_text() == "old weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # no backup left beside it
+    for bad in ("", "   ", "/"):
+        with pytest.raises(UsageError):
+            with transaction_dir(bad):
+                pass
+
+
+def test_atomic_dir_refuses_to_replace_the_current_directory(tmp_path, monkeypatch):
+    from rnndeploy.fileio import atomic_dir
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "keep").write_text("k")
+    monkeypatch.chdir(tmp_path / "ck")
+    for path in (".", str(tmp_path)):
+        with pytest.raises(UsageError, match="current directory"):
+            with atomic_dir(path):
+                pass
+    assert (tmp_path / "ck" / "keep").read_text() == "k"
+
+
 # -- inputs ------------------------------------------------------------------------------------------
 GRAPH = GraphSpec(
     "lm",

@@ -124,6 +124,7 @@ def parity(reference: Optional[str], shapes: str, seed: int, inputs_file: Option
 def _refuse_ignored_options(source: Any, decoder: Any, backends: Sequence[str], reference: str,
                             own_inputs: bool, from_recipe: bool) -> None:
     """Options given on the command line that this run would not use are errors (see cli.types)."""
+    from rnndeploy.cli.harness_options import refuse_ignored_runner_options
     from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
     ctx = click.get_current_context()
@@ -146,5 +147,6 @@ def _refuse_ignored_options(source: Any, decoder: Any, backends: Sequence[str], 
         ("min_agreement", agreement, "applies to logits/probs outputs, char-LM sampling and seq2seq decoding; "
                                      f"{source.spec.name!r} has none"),
     ])
+    refuse_ignored_runner_options(ctx, list(backends) + [reference])
     distinct_outputs(ctx, ["json_path", "markdown_path"])
 
