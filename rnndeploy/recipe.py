@@ -35,11 +35,13 @@ except ImportError:  # Python < 3.11
 from rnndeploy.data import SOURCES
 from rnndeploy.data.base import TASKS, Param
 from rnndeploy.errors import RecipeError
-from rnndeploy.validation import MAX_THREADS
+from rnndeploy.validation import MAX_THREADS, MAX_WORKSPACE_MIB
 
 RECIPE_SUFFIX = ".toml"
 SECTIONS = ("recipe", "data", "model", "train", "quality", "export", "engine", "variants")
 ENGINE_PRECISIONS = ("fp32", "fp16", "fp16-keep-recurrence")
+# Every loop rnndeploy runs is bounded: 10^6 passes over a training split is no recipe, a typo.
+MAX_EPOCHS = 10**6
 
 SCHEMAS: Dict[str, Dict[str, Param]] = {
     "recipe": {
@@ -47,7 +49,7 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "description": Param("str", "", "one line shown by `rnndeploy recipes`"),
     },
     "train": {
-        "epochs": Param("int", 10, "maximum passes over the training split", minimum=1),
+        "epochs": Param("int", 10, "maximum passes over the training split", minimum=1, maximum=MAX_EPOCHS),
         "batch_size": Param("int", 64, "examples per optimisation step", minimum=1),
         "lr": Param("float", 1e-3, "learning rate", minimum=0.0, maximum=10.0),
         "weight_decay": Param("float", 0.0, "L2 penalty (decoupled with optimizer adamw)", minimum=0.0),
@@ -105,7 +107,8 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
             "(axes a profile leaves out come from batch/seq)",
         ),
         "precision": Param("str", "fp32", "engine precision / FP16 policy", choices=ENGINE_PRECISIONS),
-        "workspace_mib": Param("int", None, "builder workspace limit in MiB (default: TensorRT's)", minimum=1),
+        "workspace_mib": Param("int", None, "builder workspace limit in MiB (default: TensorRT's)", minimum=1,
+                               maximum=MAX_WORKSPACE_MIB),
         "opt_level": Param(
             "int", None, "TensorRT builder optimisation level (default: TensorRT's, 3)", minimum=0, maximum=5
         ),

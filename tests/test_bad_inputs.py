@@ -103,6 +103,21 @@ def _onnx_aten() -> bytes:
     return m.SerializeToString()
 
 
+def _onnx_dangling() -> bytes:
+    """An Add reading a tensor nothing produces: onnx.load takes it, onnx.checker and every runtime refuse it."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 2])
+    g = helper.make_graph([helper.make_node("Add", ["x", "nope"], ["y"], name="add_node")], "dangling", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+DEEP_JSON = "[" * 100000 + "]" * 100000
+
+
 @contextlib.contextmanager
 def memory_cap(extra: int = 6 << 30) -> Any:
     """Cap this process's address space near its current size while a case runs, so a case
@@ -979,6 +994,38 @@ CASES = [
     B("demo-out-empty", "demo --out '' --quick", 2, "--out", "empty"),
     B("demo-out-foreign-dir", "demo --out {d} --quick", 2, "--out", "holds files the demo does not write", "notes.txt",
       files={"notes.txt": "mine", "sub/more.txt": "mine too"}),
+    B("report-deep-json", "report {d}/r.json", 2, "r.json", "nested too deeply", files={"r.json": DEEP_JSON}),
+    B("golden-manifest-deep-json", f"{P} --golden {{d}}/g", 2, "manifest.json", "nested too deeply",
+      files=_golden_with(lambda m: DEEP_JSON)),
+    B("inspect-sidecar-deep-json", "inspect {d}/e.plan --no-live", 2, "e.plan.json", "nested too deeply",
+      files=_sidecar(lambda s: DEEP_JSON)),
+    B("report-schema-bool", "report {d}/r.json", 2, "schema", files={"r.json": _set("schema_version", True)}),
+    B("report-schema-zero", "report {d}/r.json", 2, "schema", files={"r.json": _set("schema_version", 0)}),
+    B("report-bench-sizes-empty", "report {d}/r.json -o {d}/r.html", 2, "sizes.batch",
+      files={"r.json": _set("results.0.measurements.0.sizes", {}, "bench")}),
+    B("engine-dangling-dry", "build-engine {d}/g.onnx --dry-run", 2, "g.onnx", "not a valid onnx graph", "nope",
+      files={"g.onnx": lambda a: _onnx_dangling()}),
+    B("engine-trt-version-old", "build-engine {onnx} --dry-run --trt-version 7.1", 2, "tensorrt 7.1", "8.6"),
+    B("engine-trt-version-future", "build-engine {onnx} --dry-run --trt-version 99", 2, "tensorrt 99", "11"),
+    B("engine-workspace-huge", "build-engine {onnx} --dry-run --workspace 99999999999", 2, "--workspace"),
+    B("normalize-dangling", "normalize {d}/g.onnx -o {d}/o.onnx", 2, "g.onnx", "not a valid onnx graph",
+      files={"g.onnx": lambda a: _onnx_dangling()}),
+    B("triton-dangling", "triton {d}/g.onnx -o {d}/repo", 2, "g.onnx", "not a valid onnx graph",
+      files={"g.onnx": lambda a: _onnx_dangling()}),
+    B("triton-out-sys", "triton {onnx} -o /sys/rnndeploy-repo", 2, "/sys/rnndeploy-repo"),
+    B("triton-instances-huge", "triton {onnx} -o {d}/repo --instances 1000000000", 2, "--instances"),
+    B("triton-engine-sidecar-bad", "triton {d}/e.plan -o {d}/repo", 2, "profiles",
+      files=_sidecar(lambda s: s.__setitem__("profiles", "x"))),
+    B("loadtest-port-range", "loadtest 127.0.0.1:99999 --model m --reference {onnx}", 2, "port 99999"),
+    B("loadtest-concurrency-huge", "loadtest 127.0.0.1:9 --model m --reference {onnx} --concurrency 1,100000", 2,
+      "--concurrency", "1024"),
+    B("train-epochs-huge", "train sine --out {d}/r --epochs 100000000000", 2, "epochs"),
+    B("export-name-empty-checkpoint", "export {ckpt} -o {d}/m.onnx --name ''", 2, "--name", "checkpoint"),
+    B("parity-engine-is-onnx", "parity {onnx} --engine {onnx} --backend trt", 2, "--engine", "not a tensorrt engine"),
+    B("parity-engine-empty", "parity {onnx} --engine {d}/e.plan --backend trt", 2, "e.plan", "empty",
+      files={"e.plan": b""}),
+    B("parity-engine-sidecar-bad", "parity {onnx} --engine {d}/e.plan --backend trt", 2, "tensorrt",
+      files=_sidecar(lambda s: s.__setitem__("tensorrt", "8.6.1"))),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),

@@ -60,6 +60,8 @@ def resolve_source(
             raise UsageError(f"{key} {path} does not exist")
     if arts["module"]:
         split_module_ref(arts["module"], "--module")
+    if arts["engine"]:
+        _check_engine_file(arts["engine"])
     ckpt_spec = checkpoint_spec(arts["checkpoint"]) if arts["checkpoint"] else None  # a damaged one fails now
 
     if arts["onnx"]:
@@ -169,6 +171,22 @@ def _spec_from_keras(path: str, with_state: bool) -> Tuple[ModelSpec, Optional[s
 
     conv = convert_keras(load_keras_file(path), ConvertOptions(with_state=with_state))
     return conv.spec, "model", conv.streaming
+
+
+def _check_engine_file(path: str) -> None:
+    """An engine named with --engine, checked without TensorRT: a file, not an ONNX file or
+    a directory, and its sidecar (when it has one) readable and typed."""
+    from rnndeploy.engine.sidecar import read_sidecar
+
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"engine {path} is a directory", "give the engine file (MODEL.plan)")
+    if p.suffix.lower() == ".onnx":
+        raise UsageError(f"--engine {path} is an ONNX file, not a TensorRT engine",
+                         "build one with rnndeploy build-engine MODEL.onnx -o MODEL.plan, or pass the ONNX file as MODEL")
+    if p.stat().st_size == 0:
+        raise UsageError(f"engine {path} is empty (0 bytes)", "build it again with rnndeploy build-engine")
+    read_sidecar(path)
 
 
 def _spec_from_engine_sidecar(path: str) -> Tuple[ModelSpec, Optional[str], bool]:

@@ -111,7 +111,7 @@ def export(
         _export_keras(checkpoint, out, exporter, opset, with_state, simplify, no_validate, long_seq, name,
                       inputs, outputs, as_json)
         return
-    if model_ref is None and (inputs or outputs or name):
+    if model_ref is None and (inputs or outputs or name is not None):
         raise UsageError("--input/--output/--name describe a --model user module", "leave them out for a checkpoint")
     from rnndeploy.optional import require
 

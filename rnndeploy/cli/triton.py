@@ -8,7 +8,12 @@ from typing import Any, Optional, Sequence, Tuple
 import click
 
 from rnndeploy.cli.harness_options import DIMS, ArgGroup
-from rnndeploy.cli.types import CALLS, PORT, POSITIVE_SECONDS, SEED, THREADS, WARMUP_CALLS, OutputPath
+from rnndeploy.cli.types import CALLS, PORT, POSITIVE_SECONDS, SEED, THREADS, WARMUP_CALLS, Number, OutputPath
+
+# Each loadtest client is a thread and each Triton instance a copy of the model: bounded
+# like intra-op threads (10^5 threads end in "can't start new thread", not a load test).
+MAX_CLIENTS = 1024
+MAX_INSTANCES = 1024
 
 # Batching and instance options shared by `triton` and `serve` (one ConfigOptions each, with
 # the command's own settings: see _config_options).
@@ -23,7 +28,7 @@ batching_options = ArgGroup(
                  help="Preferred batch sizes (default: the profiles' opt batch sizes)."),
     click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
                  help="Microseconds the batcher waits to fill a batch."),
-    click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+    click.option("--instances", type=Number(integer=True, minimum=1, maximum=MAX_INSTANCES), default=1, show_default=True,
                  help="Model instances (instance_group count)."),
     click.option("--sequence-idle", type=POSITIVE_SECONDS, default=10.0, show_default=True, metavar="SECONDS",
                  help="Streaming models: a sequence idle this long is freed (a client that vanished mid-sequence)."),
@@ -98,8 +103,13 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
         return
     if not model or not repo:
         raise UsageError("give MODEL and -o REPO/", "e.g. rnndeploy triton model.onnx -o repo/")
+    import os
+
+    from rnndeploy.fileio import check_output_path
     from rnndeploy.triton.repository import write_repository
 
+    if not os.path.isfile(repo):  # before any work: REPO/ (or its parent) must take new files
+        check_output_path(repo, "-o", kind="file_or_dir" if os.path.isdir(repo) else "dir")
     options = _config_options(kind=kind, accelerator=accelerator, fp16=fp16, **batching)
     written = write_repository(model, repo, name=name, options=options, streaming=streaming,
                                keep_state_layout=keep_state_layout, overwrite=overwrite)
@@ -161,7 +171,7 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
 @click.option("--max-seconds", type=POSITIVE_SECONDS, default=60.0, show_default=True, help="Time limit per level.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Rows per request.")
 @click.option("--seq", type=click.IntRange(min=1), default=16, show_default=True, help="Time steps per request.")
-@click.option("--chunks", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--chunks", type=CALLS, default=4, show_default=True,
               help="Streaming models: requests per sequence.")
 @click.option("--warmup", type=WARMUP_CALLS, default=1, show_default=True,
               help="Untimed (still checked) requests per client.")
@@ -192,7 +202,7 @@ def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str],
     from rnndeploy.errors import RnnDeployError
     from rnndeploy.triton.loadtest import LoadTestConfig, run_loadtest
 
-    config = LoadTestConfig(url=url, model=model_name, protocol=protocol, concurrency=tuple(parse_int_list(concurrency, "--concurrency")),
+    config = LoadTestConfig(url=url, model=model_name, protocol=protocol, concurrency=tuple(parse_int_list(concurrency, "--concurrency", MAX_CLIENTS)),
                             requests=requests, max_seconds=max_seconds, batch=batch, seq=seq, chunks=chunks,
                             warmup=warmup, timeout_s=timeout_s, seed=seed, extra_dims=parse_dims(dims),
                             connect_timeout_s=connect_timeout)

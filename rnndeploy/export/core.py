@@ -277,11 +277,13 @@ def _export_graph(job: GraphJob, options: ExportOptions) -> Tuple[Any, GraphExpo
     ex.check_supported(job.module)
     facts = ex.torch_module_facts(job.module)
     ex_sizes = example_sizes(graph, options.example)
-    example = job.make_feeds(ex_sizes, options.seed)
     val_sizes = validation_sizes(graph, ex_sizes, long_seq_for(options.longest_train_seq))
+    check_graph_fits(graph, ex_sizes, f"the traced example of graph {graph.name!r} (recipe [export] example_batch, "
+                     "example_seq)", copies=3, attrs=job.spec.attrs)
     for sizes in val_sizes:  # the validation shapes must fit before anything is exported
         check_graph_fits(graph, sizes, f"export validation of graph {graph.name!r} (torch and ONNX Runtime outputs)",
                          copies=3, attrs=job.spec.attrs)
+    example = job.make_feeds(ex_sizes, options.seed)
     candidates = options.candidates
 
     attempts: List[Attempt] = []
