@@ -319,3 +319,49 @@ def test_several_outputs_are_written_all_or_nothing(tmp_path):
     write_files_atomic({tmp_path / "a.html": "new", tmp_path / "b.md": b"md"})
     assert (tmp_path / "a.html").read_text() == "new" and (tmp_path / "b.md").read_bytes() == b"md"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.md", "dir"]
+
+
+# -- a runtime that runs out of memory -----------------------------------------------------------------
+@pytest.mark.parametrize("exc, oom", [
+    (MemoryError(), True),
+    (RuntimeError("[ONNXRuntimeError] : 1 : FAIL : bfc_arena.cc:360 Failed to allocate memory for requested buffer"), True),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 6400000000 bytes"), True),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("Required inputs (['h0']) are missing from input feed"), False),
+    (ValueError("shape mismatch"), False),
+])
+def test_out_of_memory_is_recognised_and_refused_as_bad_input(exc, oom):
+    assert memory.is_out_of_memory(exc) is oom
+    with pytest.raises(UsageError if oom else type(exc)) as err:
+        with memory.runtime_guard("bench ort-cpu b1000 s100000"):
+            raise exc
+    if oom:
+        assert "bench ort-cpu b1000 s100000 ran out of memory" in str(err.value) and "available" in str(err.value)
+
+
+def test_parity_reports_a_runtime_out_of_memory_as_exit_2_not_a_failed_check(tmp_path, monkeypatch):
+    """A case that does not fit the machine is bad input (exit 2), not "parity failed" (exit 1)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rnndeploy.backends.onnxrt import OrtCpuRunner
+    from rnndeploy.cli import cli
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 2])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    arr = np.ones((1, 3, 2), np.float32)
+    np.savez(tmp_path / "x.npz", x=arr)
+    np.savez(tmp_path / "y.npz", y=arr)
+
+    def oom(self, feed):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Failed to allocate memory for requested buffer of size 6400000000")
+
+    monkeypatch.setattr(OrtCpuRunner, "_infer_impl", oom)
+    res = CliRunner().invoke(cli, ["parity", str(tmp_path / "m.onnx"), "--backend", "ort-cpu", "--inputs",
+                                   str(tmp_path / "x.npz"), "--expected", str(tmp_path / "y.npz")])
+    assert res.exit_code == 2, res.output
+    assert "ort-cpu on case inputs ran out of memory" in res.output and "Traceback" not in res.output

@@ -84,6 +84,11 @@ def resolve_source(
         g = "model" if "model" in spec.graphs else next(iter(spec.graphs))
     spec.graph(g)  # raises with the list of graphs
     ws = state_default if with_state is None else with_state
+    if arts["onnx"] and with_state is False and state_default:
+        states = ", ".join(t.name for t in spec.graph(g).inputs if t.optional)
+        raise UsageError(f"--without-state: {arts['onnx']} takes its state inputs ({states}) as required inputs, "
+                         "so no ONNX runtime can run it without them",
+                         "drop --without-state (zero states are fed), or export the model without --with-state")
     if ws and not any(t.optional for t in spec.graph(g).inputs):
         raise UsageError(f"graph {g!r} of {spec.name!r} has no streaming (with-state) form", "drop --with-state")
     return ModelSource(spec=spec, graph=g, with_state=ws, **arts)

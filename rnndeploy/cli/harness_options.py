@@ -170,7 +170,7 @@ def parse_shapes(text: str) -> List[Tuple[int, int]]:
 
 
 def parse_int_list(text: str, what: str, maximum: Optional[int] = None) -> List[int]:
-    """"1,32,256" → [1, 32, 256] (all ≥ 1, and ≤ ``maximum`` when given)."""
+    """"1,32,256" → [1, 32, 256] (all ≥ 1, and ≤ ``maximum`` when given; repeats dropped)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -179,7 +179,7 @@ def parse_int_list(text: str, what: str, maximum: Optional[int] = None) -> List[
         raise UsageError(f"{what} {text!r}: give positive integers", f"write e.g. {what} 1,32")
     if maximum is not None and any(v > maximum for v in values):
         raise UsageError(f"{what} {text!r}: each value must be at most {maximum}", f"write e.g. {what} 1,2")
-    return values
+    return list(dict.fromkeys(values))  # "1,1" measures once
 
 
 def parse_trt_profile(text: str) -> Dict[str, Dict[str, int]]:
