@@ -1041,6 +1041,10 @@ CASES = [
       "--name", "empty", files={"m.py": IDENTITY}),
     B("inspect-onnx-device", "inspect {onnx} --device 3", 2, "--device", "engines"),
     B("inspect-onnx-no-live", "inspect {onnx} --no-live", 2, "--no-live", "engines"),
+    B("triton-name-dotdot", "triton {onnx} -o {d}/repo --name ..", 2, "'..'", "dot", files={"repo/keep": "k"}),
+    B("triton-name-dot-overwrite", "triton {onnx} -o {d}/repo --name . --overwrite", 2, "'.'", "dot",
+      files={"repo/keep": "k"}),
+    B("engine-dim-batch", "build-engine {onnx} --dry-run --dim batch=1:2:3", 2, "--dim batch", "--batch"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),

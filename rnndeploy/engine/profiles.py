@@ -292,6 +292,8 @@ def derive_profiles(
     given: List[Tuple[str, str]] = []  # (axis, option) the user named
     for item in dims:
         for name, rng in parse_dim_assignments(item, "--dim").items():
+            if name in ("batch", "seq"):  # --batch/--seq would silently win over it
+                raise UsageError(f"--dim {name}: the {name} range has its own option", f"write --{name} MIN:OPT:MAX")
             extra[name] = rng
             given.append((name, "--dim"))
     if batch is not None:

@@ -98,7 +98,10 @@ def read_document(path: Union[str, Path]) -> Dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise UsageError(f"{p} is not an rnndeploy results file", "write one with parity/bench --json FILE")
     version = doc.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"results file {p}: schema_version must be an integer >= 1, got {version!r}",
+                         "give the JSON written by parity/bench --json FILE")
+    if version > SCHEMA_VERSION:
         raise UsageError(f"{p} has results schema version {version!r}; this rnndeploy reads up to {SCHEMA_VERSION}",
                          "upgrade rnndeploy on this machine")
     if not isinstance(doc.get("results"), list):

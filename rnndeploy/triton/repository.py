@@ -113,6 +113,8 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
         name = model_name(spec.name if len(spec.graphs) == 1 else f"{spec.name}-{gname}")
     elif not _NAME.match(name):
         raise UsageError(f"model name {name!r} has characters Triton does not accept", "use letters, digits, _ . -")
+    elif name.startswith("."):  # "." and ".." would write into REPO/ itself or above it; ".x" is hidden
+        raise UsageError(f"model name {name!r} starts with a dot", "start it with a letter or digit")
     built = build_config(name, io, opts, stream, batch_hint)
     message = to_message(built.config)
     header = [f"written by rnndeploy from {path.name} ({source_note})"] + list(built.notes)
