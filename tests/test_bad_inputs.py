@@ -1045,6 +1045,11 @@ CASES = [
     B("triton-name-dot-overwrite", "triton {onnx} -o {d}/repo --name . --overwrite", 2, "'.'", "dot",
       files={"repo/keep": "k"}),
     B("engine-dim-batch", "build-engine {onnx} --dry-run --dim batch=1:2:3", 2, "--dim batch", "--batch"),
+    B("triton-max-batch-size-huge", "triton {onnx} -o {d}/repo --max-batch-size 100000000000000000000", 2,
+      "--max-batch-size", "2147483647"),
+    B("triton-queue-delay-nan", "triton {onnx} -o {d}/repo --max-queue-delay-us nan", 2, "--max-queue-delay-us"),
+    B("loadtest-batch-zero", "loadtest 127.0.0.1:9 --model m --reference {onnx} --batch 0", 2, "--batch"),
+    B("parity-rows-word", "parity {onnx} --backend ort-cpu --inputs-from-recipe --rows many", 2, "--rows", "many"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),
