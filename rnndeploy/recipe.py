@@ -35,7 +35,7 @@ except ImportError:  # Python < 3.11
 from rnndeploy.data import SOURCES
 from rnndeploy.data.base import TASKS, Param
 from rnndeploy.errors import RecipeError
-from rnndeploy.validation import MAX_THREADS, MAX_WORKSPACE_MIB
+from rnndeploy.validation import MAX_THREADS, MAX_WORKSPACE_MIB, TORCH_EXPORT_OPSETS
 
 RECIPE_SUFFIX = ".toml"
 SECTIONS = ("recipe", "data", "model", "train", "quality", "export", "engine", "variants")
@@ -82,7 +82,8 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "note": Param("str", "", "how the bar was measured"),
     },
     "export": {
-        "opset": Param("int", 17, "ONNX opset", minimum=7),
+        "opset": Param("int", 17, "ONNX opset (torch exports 7..23)", minimum=TORCH_EXPORT_OPSETS[0],
+                       maximum=TORCH_EXPORT_OPSETS[1]),
         "exporter": Param(
             "str",
             "torchscript",
@@ -481,7 +482,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 _TYPE_NAMES = {
     "int": "an integer",
     "float": "a number",
-    "str": "a string",
+    "str": "a (non-empty, when required) string",
     "path": "a file path (string)",
     "bool": "true or false",
     "str_list": "a list of strings",
@@ -495,7 +496,7 @@ def check_value(where: str, param: Param, value: Any) -> Any:
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "str": isinstance(value, str),
+        "str": isinstance(value, str) and (bool(value.strip()) or not param.required),
         "path": isinstance(value, str) and bool(value),
         "bool": isinstance(value, bool),
         "str_list": isinstance(value, list) and all(isinstance(v, str) for v in value),

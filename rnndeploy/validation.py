@@ -43,6 +43,8 @@ _MISSING = object()
 MAX_THREADS = 1024
 # A TensorRT builder workspace limit above 1 TiB (in MiB) is no limit any GPU has: a typo.
 MAX_WORKSPACE_MIB = 1 << 20
+# ONNX opsets torch.onnx exports (the recipe's [export] opset and export --opset).
+TORCH_EXPORT_OPSETS = (7, 23)
 
 
 def describe_range(minimum: Optional[float] = None, maximum: Optional[float] = None, above: Optional[float] = None,

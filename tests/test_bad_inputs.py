@@ -1050,6 +1050,8 @@ CASES = [
     B("triton-queue-delay-nan", "triton {onnx} -o {d}/repo --max-queue-delay-us nan", 2, "--max-queue-delay-us"),
     B("loadtest-batch-zero", "loadtest 127.0.0.1:9 --model m --reference {onnx} --batch 0", 2, "--batch"),
     B("parity-rows-word", "parity {onnx} --backend ort-cpu --inputs-from-recipe --rows many", 2, "--rows", "many"),
+    B("train-recipe-name-empty", "train sine --out {d}/r --set recipe.name=", 2, "recipe", "name"),
+    B("train-opset-high", "train sine --out {d}/r --set export.opset=99", 2, "opset", "23"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),

@@ -25,6 +25,7 @@ from rnndeploy.inputs import generate_inputs
 from rnndeploy.memory import check_graph_fits
 from rnndeploy.onnx_info import OnnxInfo, describe_onnx
 from rnndeploy.spec import GraphSpec, ModelSpec, write_onnx_metadata
+from rnndeploy.validation import TORCH_EXPORT_OPSETS
 
 FeedFn = Callable[[Dict[str, int], int], Dict[str, np.ndarray]]
 
@@ -61,9 +62,10 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.exporter not in ex.EXPORTER_CHOICES:
             raise UsageError(f"exporter {self.exporter!r} is unknown", f"use one of {', '.join(ex.EXPORTER_CHOICES)}")
-        if not 7 <= int(self.opset) <= 23:
+        lo, hi = TORCH_EXPORT_OPSETS
+        if not lo <= int(self.opset) <= hi:
             raise UsageError(
-                f"--opset {self.opset} is outside what torch exports (7..23)", "use 17 (TensorRT 8.6) or 18+"
+                f"--opset {self.opset} is outside what torch exports ({lo}..{hi})", "use 17 (TensorRT 8.6) or 18+"
             )
 
     @property
