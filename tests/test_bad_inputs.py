@@ -1136,7 +1136,7 @@ def test_the_table_is_large_and_unique() -> None:
 
 
 SUBPROCESS = ["export-keras-weights-only", "parity-tol-nan", "inputs-zero-batch", "report-no-cases", "bench-min-time-nan", "engine-zero-byte",
-              "train-out-sys", "triton-model-dir-exists", "loadtest-no-server"]
+              "train-out-sys", "triton-model-dir-exists", "loadtest-no-server", "report-deep-json", "demo-out-foreign-dir"]
 
 
 @pytest.mark.parametrize("case_id", SUBPROCESS)
