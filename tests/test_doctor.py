@@ -41,3 +41,22 @@ def test_doctor_in_a_subprocess_without_gpu_is_not_an_error():
     proc = run_cli("doctor")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("python ")
+
+
+def test_openvino_is_listed_with_whether_bf16_can_run():
+    """doctor names OpenVINO's version and whether ``openvino:bf16`` can run on this CPU (the
+    runner's own check), so a user knows before asking for it."""
+    import pytest
+
+    ov = pytest.importorskip("openvino")
+    from rnndeploy.backends.openvino_runner import cpu_has_native_bf16
+
+    res = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    comp = {c["name"]: c for c in json.loads(res.output)["components"]}["openvino"]
+    native, why = cpu_has_native_bf16()  # the CPU flags, as doctor reads them without importing openvino
+    assert comp["version"] and comp["version"].split("-")[0] in ov.get_version()
+    assert comp["bf16"] == {"native": native, "why": why}
+    text = CliRunner().invoke(cli, ["doctor"]).output
+    line = next(x for x in text.splitlines() if x.startswith("openvino"))
+    assert ("openvino:bf16 available" if native else "openvino:bf16 refused") in line, line

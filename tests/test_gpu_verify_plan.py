@@ -11,17 +11,14 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from rnndeploy.campaign import plan as cp
 from rnndeploy.campaign.schedule import State, run_units
-from tests.helpers import REPO
+from tests.helpers import REPO, needs_py39, py39_env, py39_python
 
 BENCH = REPO / "benchmarks"
-# the trt86 kit's Python 3.9 (RNNDEPLOY_PY39, as tests/test_portability.py reads it, else the staged kit)
-KIT_PY = Path(os.environ.get("RNNDEPLOY_PY39") or REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9")
 
 
 def _script(name: str, *args, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -172,14 +169,32 @@ def test_dry_run_end_to_end_writes_labelled_report(prep, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.skipif(not KIT_PY.exists(), reason="no trt86 kit Python 3.9 (RNNDEPLOY_PY39 or .devkit/stage)")
+@needs_py39()
 def test_kit_python39_imports_and_plans_the_tensorrt_side(prep):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([str(KIT_PY), str(BENCH / "gpu_verify.py"), "plan", "--prep", str(prep), "--side", "trt", "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([py39_python(), str(BENCH / "gpu_verify.py"), "plan", "--prep", str(prep), "--side", "trt",
+                           "--json"], capture_output=True, text=True, env=py39_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert all(u["side"] == "trt" for u in plan["units"]) and len(plan["engines"]) >= 3
+
+
+@needs_py39("onnxruntime")
+def test_kit_python39_runs_the_tensorrt_side_dry_run_and_resumes(prep, tmp_path):
+    """The TensorRT side's unit loop under the kit's Python 3.9 (as on the device), with ONNX
+    Runtime standing in for the engines (from py39extra: the kit has no onnxruntime); a second
+    call finds every unit done and runs none again."""
+    cmd = [py39_python(), str(BENCH / "gpu_verify.py"), "run", "--side", "trt", "--dry-run", "--prep", str(prep),
+           "--state", str(tmp_path / "state"), "--variants", "fp16,fp32", "--max-tier", "1"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=py39_env(), timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "'failed': 0" in first.stderr and "'pending': 0" in first.stderr, first.stderr[-3000:]
+    results = tmp_path / "state" / "results"
+    assert sorted(p.name for p in results.iterdir()) == [f"trt.{k}.sine-lstm.model.{v}.json"
+                                                          for k in ("bench", "parity") for v in ("fp16", "fp32")]
+    parity = json.loads((results / "trt.parity.sine-lstm.model.fp16.json").read_text())["results"][0]
+    assert parity["machine"]["versions"]["python"].startswith("3.9") and parity["passed"]
+    second = subprocess.run(cmd, capture_output=True, text=True, env=py39_env(), timeout=300)
+    assert second.returncode == 0 and "'ran': 0" in second.stderr, second.stderr[-3000:]
 
 
 def test_engine_rows_outside_a_dry_run_are_tensorrt_runners_on_the_state_engines(prep, tmp_path):

@@ -291,6 +291,43 @@ def test_parity_without_backend_runs_every_available_runtime_and_says_which(tmp_
     assert all(f"Under test: {b} " in proc.stdout for b in chosen)
 
 
+def test_default_runtimes_add_torch_with_a_module_and_say_why_trt_is_skipped(tmp_path):
+    """torch joins the defaults when a checkpoint or module is given; TensorRT is skipped with
+    the reason (no package, no GPU, or no --engine: the trt runner runs engines only)."""
+    pytest.importorskip("torch")
+    from rnndeploy.backends import ModelSource, default_backends
+    from rnndeploy.spec import spec_from_onnx_io
+
+    model, _ = build(RnnCase("GRU", lbr=1))
+    spec = spec_from_onnx_io(model)
+    bare, _ = default_backends(ModelSource(spec, onnx="m.onnx"))
+    with_module, skipped = default_backends(ModelSource(spec, onnx="m.onnx", module="net.py:build"))
+    assert "torch" not in bare and set(with_module) == set(bare) | {"torch"}
+    assert "trt" in skipped and any(w in skipped["trt"] for w in ("not installed", "no CUDA GPU", "--engine"))
+    _, skipped = default_backends(ModelSource(spec, onnx="m.onnx", engine="m.plan"))
+    assert "--engine" not in skipped.get("trt", "")
+
+
+def test_bench_normalises_a_layout1_file_and_defaults_to_every_available_runtime(tmp_path):
+    """bench takes the same path as parity: a layout=1 file is timed through its verified
+    normalised copy (said in one line), and without --backend every available runtime is a row."""
+    pytest.importorskip("onnxruntime")
+    from rnndeploy.backends import ModelSource, default_backends
+    from rnndeploy.spec import spec_from_onnx_io
+
+    model, _ = build(RnnCase("LSTM", "bidirectional", 1, initial=True))
+    onnx.save(model, tmp_path / "bf.onnx")
+    chosen, _ = default_backends(ModelSource(spec_from_onnx_io(model), onnx=str(tmp_path / "bf.onnx")))
+    proc = run_cli("bench", str(tmp_path / "bf.onnx"), "--batch", "2", "--seq", "3", "--iters", "3", "--warmup", "1",
+                   "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [x for x in lines if "normalised" in x and "layout=1 → 0 on 'lstm_node'" in x and "running that copy" in x]
+    assert [x for x in lines if f"no --backend given: running {', '.join(chosen)}" in x]
+    doc = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert {m["backend"] for m in doc["measurements"]} == set(chosen)
+
+
 def test_build_engine_dry_run_plans_from_the_normalised_copy(tmp_path):
     model, _ = build(RnnCase("LSTM", "bidirectional", 1, seq_lens=True, initial=True))
     onnx.save(model, tmp_path / "bf.onnx")

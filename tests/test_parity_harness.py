@@ -22,7 +22,7 @@ from rnndeploy.cli import cli
 from rnndeploy.parity.golden import load_golden
 from rnndeploy.parity.harness import ParityConfig, run_parity
 from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, write_onnx_metadata
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, needs_py39, py39_env, py39_python, run_cli
 from tests.test_portability import BLOCK_TORCH
 
 pytest.importorskip("onnxruntime")
@@ -311,11 +311,6 @@ def test_foreign_dims_via_dim_option(tmp_path):
     assert g.cases[0].inputs["x"].shape == (2, 5, 4)
 
 
-def _py39() -> str:
-    kit = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
-    return os.environ.get("RNNDEPLOY_PY39") or (str(kit) if kit.exists() else "")
-
-
 def test_golden_round_trip_in_another_process(tmp_path):
     model = str(gru_with_spec(tmp_path / "m.onnx"))
     golden = tmp_path / "golden"
@@ -344,17 +339,14 @@ def test_golden_round_trip_in_another_process(tmp_path):
     assert proc.returncode == 1 and "b1-s4" in proc.stdout + proc.stderr
 
 
+@needs_py39("onnxruntime")
 def test_golden_checked_under_python39(tmp_path):
-    py39 = _py39()
-    extra = REPO / ".devkit" / "py39extra"
-    if not py39 or not extra.is_dir():
-        pytest.skip("no Python 3.9 kit with onnxruntime (.devkit/stage/trt86 + .devkit/py39extra)")
     model = str(gru_with_spec(tmp_path / "m.onnx"))
     golden = tmp_path / "golden"
     assert invoke("parity", model, "--backend", "ort-cpu", "--save-golden", str(golden), "--shapes", "2x7").exit_code == 0
-    env = dict(os.environ, PYTHONPATH=f"{extra}{os.pathsep}{REPO}")
-    proc = subprocess.run([py39, "-m", "rnndeploy", "parity", model, "--backend", "ort-cpu", "--golden", str(golden),
-                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run([py39_python(), "-m", "rnndeploy", "parity", model, "--backend", "ort-cpu", "--golden",
+                           str(golden), "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
+                          env=py39_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "r.json").read_text())["results"][0]
     assert result["machine"]["versions"]["python"].startswith("3.9") and result["passed"]

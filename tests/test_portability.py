@@ -14,11 +14,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, needs_py39, py39_env, py39_python
 
 # Modules allowed to import torch (training and export). Everything else is deploy side.
 TORCH_SIDE = (
@@ -116,15 +115,7 @@ print("OK", len(listed))
     assert proc.stdout.startswith("OK")
 
 
-def _py39() -> Optional[str]:
-    env = os.environ.get("RNNDEPLOY_PY39")
-    if env:
-        return env
-    kit = REPO / ".devkit" / "stage" / "trt86" / "bin" / "python3.9"
-    return str(kit) if kit.exists() else None
-
-
-@pytest.mark.skipif(_py39() is None, reason="no Python 3.9 interpreter (set RNNDEPLOY_PY39 or stage the trt86 kit)")
+@needs_py39()
 def test_imports_under_python39():
     mods = [module_name(m) for m in deploy_modules()]
     code = f"""
@@ -139,8 +130,8 @@ res = CliRunner().invoke(cli, ["--help"])
 assert res.exit_code == 0, res.output
 print("OK")
 """
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([_py39(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # the kit alone: the deploy side needs nothing from py39extra
+    proc = subprocess.run([py39_python(), "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
@@ -177,18 +168,7 @@ def test_keras_converter_needs_only_numpy_onnx_h5py(tmp_path):
     assert out.is_file()
 
 
-def _py39_with_h5py() -> Optional[str]:
-    py = _py39()
-    extra = REPO / ".devkit" / "py39extra"
-    if py is None:
-        return None
-    probe = subprocess.run([py, "-c", "import h5py"], capture_output=True,
-                           env=dict(os.environ, PYTHONPATH=f"{extra}{os.pathsep}{REPO}"))
-    return py if probe.returncode == 0 else None
-
-
-@pytest.mark.skipif(_py39_with_h5py() is None,
-                    reason="no Python 3.9 with h5py (stage the trt86 kit; pip install --target .devkit/py39extra h5py==3.14.0)")
+@needs_py39("h5py")
 def test_keras_converter_under_python39(tmp_path):
     """The same file converted on Python 3.9 + numpy 1.26 + onnx 1.19 gives the same ONNX graph."""
     import onnx
@@ -198,8 +178,7 @@ def test_keras_converter_under_python39(tmp_path):
     code = block_imports("torch", "keras", "onnxruntime") + _export_code(path, here)
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
     code39 = "import sys\nassert sys.version_info[:2] == (3, 9), sys.version\n" + _export_code(path, there)
-    env = dict(os.environ, PYTHONPATH=f"{REPO / '.devkit' / 'py39extra'}{os.pathsep}{REPO}")
-    proc = subprocess.run([_py39(), "-c", code39], cwd=REPO, capture_output=True, text=True, env=env)
+    proc = subprocess.run([py39_python(), "-c", code39], cwd=REPO, capture_output=True, text=True, env=py39_env())
     assert proc.returncode == 0, proc.stderr + proc.stdout
     a, b = onnx.load(str(here)), onnx.load(str(there))
     assert a.graph.SerializeToString() == b.graph.SerializeToString()

@@ -454,6 +454,7 @@ main()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert f"pip install 'rnndeploy[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert (extra == "serve") == ("make serve-env" in proc.stderr)  # numpy < 2: an environment of its own
     assert not (tmp_path / "repo").exists()
 
 

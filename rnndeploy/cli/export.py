@@ -39,8 +39,10 @@ from rnndeploy.errors import UsageError
     "--output",
     "outputs",
     multiple=True,
-    metavar="NAME[:ROLE]",
-    help="Output names in the order forward returns them (dims are found by running the module).",
+    metavar="NAME[:ROLE]|NAME:DTYPE[DIMS][:ROLE]",
+    help="Output names in the order forward returns them (dims are found by running the module), or declared "
+    "in full; a DIMS name that is no input axis is a derived axis whose size the module decides, checked at every "
+    "validation shape (e.g. logits:float32[rows,1000] for decoded.view(-1, ntoken)).",
 )
 @click.option("--name", default=None, help="Model name for a user module or Keras file (default: the file's name).")
 @click.option(

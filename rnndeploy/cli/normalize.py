@@ -26,9 +26,10 @@ def normalize(onnx_file: str, output: Optional[str], batch_first_state: bool, no
     layout=1 (batch-first) LSTM/GRU/RNN nodes become layout=0 between Transposes, constant
     shape subgraphs are folded, and (--batch-first-state) state tensors become batch-first.
     One line per rewrite, then what the result still trips on each runtime (ONNX Runtime
-    CPU/CUDA, TensorRT 8.6/10, OpenVINO). The result is checked against the original on
-    generated inputs (ONNX Runtime, or onnx's reference evaluator where ONNX Runtime
-    refuses the original) before anything is written.
+    CPU/CUDA, TensorRT 8.6/10, OpenVINO; each entry says [measured] or [docs]: the CUDA and
+    TensorRT entries come from their documentation, not from runs). The result is checked
+    against the original on generated inputs (ONNX Runtime, or onnx's reference evaluator
+    where ONNX Runtime refuses the original) before anything is written.
 
     \b
       rnndeploy normalize batch_first.onnx -o fixed.onnx

@@ -90,6 +90,10 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
     batch-first state, START/END/READY/CORRID control inputs and sequence_batching with implicit
     state (zero initial state), so clients send only the new tokens.
 
+    Checked offline only: no repository has been loaded by the official Triton container yet
+    (no Docker or GPU where this was built); the README ("Serving on Triton") has the docker run
+    line and the client calls to try one.
+
     \b
       rnndeploy triton charlm.onnx -o repo/
       rnndeploy build-engine repo/charlm-gru/1/model.onnx -o charlm.plan     (GPU box)
@@ -133,7 +137,8 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
 @click.command("serve")
 @click.argument("models", nargs=-1, metavar="MODEL...")
 @click.option("--backend", default="ort-cpu", show_default=True, metavar="NAME[:MOD...]",
-              help="rnndeploy runner the models run on (ort-cpu, trt with an engine, ...).")
+              help="rnndeploy runner the models run on (ort-cpu, openvino, trt with an engine, ...); "
+                   "ort-cpu and openvino have run under serve, trt not yet (no GPU).")
 @click.option("--threads", type=THREADS, default=None, help="Intra-op threads per model instance.")
 @click.option("--device", default=None, help="Runner device (cuda:N for GPU runners).")
 @click.option("--name", "names", multiple=True, help="Served name of each MODEL, in order (default: the model's name).")

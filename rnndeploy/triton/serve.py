@@ -213,7 +213,10 @@ def require_pytriton() -> Any:
     try:
         import pytriton.triton as pt
     except ImportError as exc:
-        raise MissingDependencyError("nvidia-pytriton", "serve", "rnndeploy serve (it needs numpy < 2)") from exc
+        raise MissingDependencyError(
+            "nvidia-pytriton", "serve", "rnndeploy serve",
+            "it needs numpy < 2, so give it an environment of its own: pip install 'rnndeploy[serve]' in a new "
+            "virtual environment (in a checkout: make serve-env, then .venv-serve/bin/rnndeploy serve ...)") from exc
     return pt
 
 
