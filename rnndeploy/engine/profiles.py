@@ -213,9 +213,10 @@ def profile_from_ranges(inputs: Sequence[TensorSpec], ranges: Mapping[str, Range
                 continue
             if d not in ranges:
                 known = ", ".join(sorted(ranges)) or "none"
+                option = f"--{d} MIN:OPT:MAX" if d in ("batch", "seq") else f"--dim {d}=MIN:OPT:MAX"
                 raise UsageError(
                     f"input {t.name!r} axis {axis} is dynamic ({d!r}) and no range was given for it{origin}",
-                    f"pass --dim {d}=MIN:OPT:MAX (ranges given: {known})",
+                    f"pass {option} (ranges given: {known})",
                 )
             a, b, c = ranges[d]
             lo.append(a)
