@@ -9,7 +9,7 @@ Each recipe (sine lstm/gru, sunspots, sentiment, charlm, g2p) is trained (its ow
 2. ONNX Runtime's own defaults, ``onnxruntime.InferenceSession(path)`` with no options at all,
    timed with the same loop — the figure the targets are stated against;
 3. ``run_tune`` over the same grid with ``--max-accuracy-drop`` (default 0.5 %), accuracy on the
-   real test split, writing the chosen artefacts to OUT/deploy/MODEL/.
+   real test split, keeping each model's deploy.json (chosen files by sha256, runner settings) as OUT/deploy/MODEL.deploy.json.
 
 Targets checked and written to OUT/cpu_tune.md: tuned median ≤ 0.5 × ORT defaults at batch ≥ 32 for
 every LSTM/GRU model, never slower than ORT defaults at any measured shape (beyond 5 % timing noise:
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -104,9 +105,15 @@ def run_model(recipe: str, variant: Optional[str], args: argparse.Namespace, wor
             raw[(b, s)] = ort_defaults(onnx_path, generate_inputs(graph, sizes, 0, pad if isinstance(pad, int) else None),
                                        args.min_time, sizes)
     tune_src = resolve_source(onnx_path)
+    # The chosen artefacts (ONNX files) stay in the work directory: the tracked tree keeps only
+    # each model's deploy.json (which file, by sha256, with which runner settings per shape).
+    deploy = work / "deploy" / name
+    deploy.parent.mkdir(parents=True, exist_ok=True)
     tuned = run_tune(tune_src, TuneConfig(batches=args.batch, seqs=args.seq, max_accuracy_drop=args.max_accuracy_drop,
                                           budget=args.budget, min_time=args.min_time, rows=args.rows,
-                                          out_dir=str(out / "deploy" / name), show_progress=False))
+                                          out_dir=str(deploy), show_progress=False))
+    (out / "deploy").mkdir(exist_ok=True)
+    shutil.copyfile(deploy / "deploy.json", out / "deploy" / f"{name}.deploy.json")
     cell = str(source.spec.attrs.get("cell", ""))
     return {"name": name, "cell": cell, "bench": bench, "raw": raw, "tune": tuned}
 
@@ -146,7 +153,7 @@ def table(results: List[Dict[str, Any]], args: argparse.Namespace) -> Tuple[List
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="directory for cpu_tune.json / .md (/.html) and deploy/")
+    p.add_argument("--out", required=True, help="directory for cpu_tune.json / .md (/.html) and deploy/MODEL.deploy.json")
     p.add_argument("--quick", action="store_true", help="tiny scale: sine LSTM only, 1 epoch, batch 1,4 × seq 8")
     p.add_argument("--batch", default="1,32,128", help="batch sizes (default 1,32,128)")
     p.add_argument("--seq", default="16,128", help="sequence lengths (default 16,128)")
