@@ -1052,6 +1052,9 @@ CASES = [
     B("parity-rows-word", "parity {onnx} --backend ort-cpu --inputs-from-recipe --rows many", 2, "--rows", "many"),
     B("train-recipe-name-empty", "train sine --out {d}/r --set recipe.name=", 2, "recipe", "name"),
     B("train-opset-high", "train sine --out {d}/r --set export.opset=99", 2, "opset", "23"),
+    B("parity-device-negative-index", "parity {onnx} --checkpoint {ckpt} --backend torch --reference ort-cpu "
+      "--device cuda:-1", 2, "--device", "cuda:n"),
+    B("bench-device-word", f"{BE} --device gpu0", 2, "--device", "gpu0"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),

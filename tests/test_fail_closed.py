@@ -365,3 +365,17 @@ def test_parity_reports_a_runtime_out_of_memory_as_exit_2_not_a_failed_check(tmp
                                    str(tmp_path / "x.npz"), "--expected", str(tmp_path / "y.npz")])
     assert res.exit_code == 2, res.output
     assert "ort-cpu on case inputs ran out of memory" in res.output and "Traceback" not in res.output
+
+
+def test_repeated_sizes_are_one_case_and_devices_are_checked():
+    from rnndeploy.cli.harness_options import parse_int_list, parse_shapes, runner_options_from
+
+    assert parse_shapes("1x4, 1x4,1X4,2x3") == [(1, 4), (2, 3)]  # one case id per shape in results
+    assert parse_int_list("1,32,1", "--batch") == [1, 32]
+    kw = dict(precision="fp32", threads=None, cuda_graph=False, include_copies=False, fp16_mode=None,
+              ort_opt_level=None, trt_cache_dir=None)
+    for ok in ("cpu", "cuda", "cuda:1"):
+        assert runner_options_from(device=ok, **kw).device == ok
+    for bad in ("cuda:-1", "cuda:x", "gpu", "cpu:0", ""):
+        with pytest.raises(UsageError, match="--device"):
+            runner_options_from(device=bad, **kw)

@@ -14,6 +14,7 @@ and returns its object. Parsing only: no work happens here."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def parse_shapes(text: str) -> List[Tuple[int, int]]:
         out.append((b, s))
     if not out:
         raise UsageError(f"--shapes {text!r} names no shape", "write e.g. --shapes 1x16,4x128")
-    return out
+    return list(dict.fromkeys(out))  # "1x4,1x4" is one case (case ids are unique in results)
 
 
 def parse_int_list(text: str, what: str, maximum: Optional[int] = None) -> List[int]:
@@ -202,6 +203,9 @@ def runner_options_from(precision: str, device: Optional[str], threads: Optional
                         trt_cache_dir: Optional[str], trt_profile: Optional[str] = None) -> Any:
     """RunnerOptions from the runner option group."""
     from rnndeploy.backends import RunnerOptions
+
+    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UsageError(f"--device {device!r} is not cpu, cuda or cuda:N", "e.g. --device cuda:0")
 
     extra: Dict[str, Any] = {}
     if trt_profile:
