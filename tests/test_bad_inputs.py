@@ -1055,6 +1055,7 @@ CASES = [
     B("parity-device-negative-index", "parity {onnx} --checkpoint {ckpt} --backend torch --reference ort-cpu "
       "--device cuda:-1", 2, "--device", "cuda:n"),
     B("bench-device-word", f"{BE} --device gpu0", 2, "--device", "gpu0"),
+    B("serve-device-word", "serve {onnx} --device gpu", 2, "--device", "gpu"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),

@@ -198,14 +198,19 @@ def parse_trt_profile(text: str) -> Dict[str, Dict[str, int]]:
     return out
 
 
+def check_device(device: Optional[str]) -> None:
+    """Refuse a --device that is not cpu, cuda or cuda:N (before any runner or GPU probe)."""
+    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UsageError(f"--device {device!r} is not cpu, cuda or cuda:N", "e.g. --device cuda:0")
+
+
 def runner_options_from(precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool,
                         include_copies: bool, fp16_mode: Optional[str], ort_opt_level: Optional[str],
                         trt_cache_dir: Optional[str], trt_profile: Optional[str] = None) -> Any:
     """RunnerOptions from the runner option group."""
     from rnndeploy.backends import RunnerOptions
 
-    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise UsageError(f"--device {device!r} is not cpu, cuda or cuda:N", "e.g. --device cuda:0")
+    check_device(device)
 
     extra: Dict[str, Any] = {}
     if trt_profile:

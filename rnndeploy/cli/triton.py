@@ -166,8 +166,11 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
       rnndeploy serve sine.onnx charlm.onnx --http-port 8000
       rnndeploy loadtest 127.0.0.1:8000 --model charlm-gru --reference charlm.onnx
     """
+    from rnndeploy.cli.harness_options import check_device
     from rnndeploy.triton.serve import ServeOptions
     from rnndeploy.triton.serve import serve as run_serve
+
+    check_device(device)
 
     options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                            backend=backend, threads=threads, device=device, config=_config_options(**batching),
