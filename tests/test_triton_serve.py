@@ -61,6 +61,14 @@ def free_ports(n: int):
     return ports
 
 
+def _interruptible() -> None:
+    """In the server's child process before exec: SIGINT back to its default. A test run started
+    as a background job of a non-interactive shell (`make test &`, `flock ... &`) inherits SIGINT
+    ignored, and a Python started with SIGINT ignored never turns it into KeyboardInterrupt, so
+    stop() would wait for a server that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Server:
     """`rnndeploy serve` in a subprocess, its output in a file."""
 
@@ -73,7 +81,8 @@ class Server:
     def start(self) -> Server:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+                                     preexec_fn=_interruptible)
         deadline = time.monotonic() + START_TIMEOUT
         while b"rnndeploy: ready" not in self.log.read_bytes().split(b"stopping the server")[-1]:
             if self.proc.poll() is not None:
