@@ -37,8 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # rnndeploy itself is installed (make install: pip install -e)
 
 from rnndeploy.bench.measurement import Measurement  # noqa: E402
 from rnndeploy.report import fmt  # noqa: E402

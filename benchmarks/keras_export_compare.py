@@ -37,8 +37,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # rnndeploy itself is installed (make install: pip install -e)
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 # (training samples, epochs): brief, but enough that the weights are trained ones

@@ -44,8 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # rnndeploy itself is installed (make install: pip install -e)
 
 from rnndeploy.report import fmt  # noqa: E402
 
@@ -93,8 +92,11 @@ class Server:
 
     def __enter__(self) -> Server:
         self.out = open(self.log, "wb")
+        # SIGINT back to its default in the server: a driver started in the background inherits it
+        # ignored, and the server would then never see the Ctrl-C that __exit__ sends
         self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=str(REPO),
-                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
+                                     env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 300
         while b"rnndeploy: ready" not in self.log.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -481,14 +481,6 @@ def runtime() -> CudaRuntime:
         return _RUNTIME
 
 
-def gpu_available() -> bool:
-    """True when libcudart loads and sees at least one device. Never raises."""
-    try:
-        return runtime().device_count() > 0
-    except DeviceError:
-        return False
-
-
 def device_pointer(obj: Any) -> int:
     """Device address of ``obj``: an int, a DeviceBuffer, a torch CUDA tensor or anything
     exposing ``__cuda_array_interface__``. torch is never imported here.

@@ -9,7 +9,7 @@ these functions, so a fact about the machine is measured one way everywhere:
                                          the CUDA driver (libcuda.so.1, opened once through
                                          ctypes): GPUs with name, compute capability, memory
     cpu_info / cpu_model / cpu_flags     /proc/cpuinfo (first processor)
-    usable_cores / memory_gib            the affinity mask, /proc/meminfo
+    usable_cores / meminfo / memory_gib  the affinity mask, /proc/meminfo
     describe_machine                     all of it as one JSON-able dict
 
 Nothing here imports torch, onnxruntime, OpenVINO or TensorRT, so probing is fast and
@@ -143,16 +143,19 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def meminfo(path: str = "/proc/meminfo") -> Dict[str, int]:
+    """/proc/meminfo in bytes ({"MemTotal": ..., "MemAvailable": ..., ...}); {} where unreadable."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:2]}
+    except (OSError, ValueError, IndexError):
+        return {}
+
+
 def memory_gib() -> Optional[float]:
     """Total memory (GiB, one decimal) from /proc/meminfo; None where unreadable."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / 2**20, 1)
-    except (OSError, ValueError):
-        pass
-    return None
+    total = meminfo().get("MemTotal")
+    return round(total / 2**30, 1) if total else None
 
 
 def describe_machine() -> Dict[str, Any]:

@@ -23,11 +23,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, Mapping, Optional, Union
+from typing import IO, Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from rnndeploy.errors import UsageError
+from rnndeploy.errors import UsageError, first_line
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -116,12 +116,9 @@ def output_error(path: PathLike, exc: OSError) -> UsageError:
     return UsageError(f"cannot write {path}: {reason}", hint)
 
 
-@contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; rename it onto ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is untouched.
-    """
+def _temp_beside(path: PathLike) -> Tuple[Path, int, str]:
+    """(path, fd, temporary name) of a new temporary file in ``path``'s folder, after the
+    output checks (parent exists, not a device or fifo, not a directory)."""
     p = check_parent_dir(path)
     check_not_special(p)
     if p.is_dir():
@@ -130,6 +127,16 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
     except OSError as exc:
         raise output_error(p, exc) from None
+    return p, fd, tmp
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    p, fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -160,14 +167,7 @@ def write_files_atomic(files: Mapping[PathLike, Union[bytes, str]]) -> None:
     staged: list = []
     try:
         for path, data in files.items():
-            p = check_parent_dir(path)
-            check_not_special(p)
-            if p.is_dir():
-                raise UsageError(f"cannot write {p}: it is a directory", "give a file name")
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
-            except OSError as exc:
-                raise output_error(p, exc) from None
+            p, fd, tmp = _temp_beside(path)
             staged.append((tmp, p))
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -382,8 +382,7 @@ def load_npz(path: str, what: str) -> Dict[str, np.ndarray]:
     except UsageError:
         raise
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays ({first})",
+        raise UsageError(f"{what} file {p} is not a readable .npz of plain arrays ({first_line(exc, 200)})",
                          "save it with numpy.savez(path, name=array, ...)") from None
 
 

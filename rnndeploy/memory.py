@@ -32,14 +32,11 @@ _ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "int64": 8, "int32": 4, "
 
 def machine_memory() -> Tuple[int, int]:
     """(available, total) bytes of memory for this process."""
-    total = avail = 0
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:2]}
-        total = info.get("MemTotal", 0)
-        avail = info.get("MemAvailable", info.get("MemFree", 0))
-    except (OSError, ValueError, IndexError):
-        pass
+    from rnndeploy.environment import meminfo
+
+    info = meminfo()
+    total = info.get("MemTotal", 0)
+    avail = info.get("MemAvailable", info.get("MemFree", 0))
     if not total:
         try:
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from rnndeploy.errors import UsageError
 from rnndeploy.spec import (
+    DTYPE_OF_ONNX,
     EXPORT_CHECKPOINT_SHA256,
     META_EXPORT,
     META_GRAPH,
@@ -325,21 +326,14 @@ def tensors_read(graph: Any) -> set:
 
 
 def _dtype_name(elem_type: int) -> str:
+    """The dtype name of an ONNX element type: the spec's name where rnndeploy handles it
+    (FLOAT → "float32"), else ONNX's own name in lower case ("double" → "float64")."""
     import onnx
 
-    names = {
-        onnx.TensorProto.FLOAT: "float32",
-        onnx.TensorProto.DOUBLE: "float64",
-        onnx.TensorProto.FLOAT16: "float16",
-        onnx.TensorProto.BFLOAT16: "bfloat16",
-        onnx.TensorProto.INT64: "int64",
-        onnx.TensorProto.INT32: "int32",
-        onnx.TensorProto.INT8: "int8",
-        onnx.TensorProto.UINT8: "uint8",
-        onnx.TensorProto.BOOL: "bool",
-    }
-    if elem_type in names:
-        return names[elem_type]
+    if elem_type in DTYPE_OF_ONNX:
+        return DTYPE_OF_ONNX[elem_type]
+    if elem_type == onnx.TensorProto.DOUBLE:
+        return "float64"
     try:
         return onnx.TensorProto.DataType.Name(elem_type).lower()
     except ValueError:

@@ -348,7 +348,7 @@ def convert_to_fp16(
     if keep_io_types:
         for vo in g.output:
             if prec.get(vo.name) == "16":
-                new = _unique(vo.name + "_fp16", taken)
+                new = unique_name(vo.name + "_fp16", taken)
                 renames[vo.name] = new
                 prec[new] = "16"
 
@@ -366,9 +366,9 @@ def convert_to_fp16(
             return tensor
         key = (tensor, want)
         if key not in casts:
-            out = _unique(f"{tensor}_to_fp{want}", taken)
+            out = unique_name(f"{tensor}_to_fp{want}", taken)
             new_nodes.append(
-                helper.make_node("Cast", [tensor], [out], name=_unique(f"{out}_cast", taken),
+                helper.make_node("Cast", [tensor], [out], name=unique_name(f"{out}_cast", taken),
                                  to=_FLOAT16 if want == "16" else _FLOAT)
             )
             prec[out] = want
@@ -397,7 +397,7 @@ def convert_to_fp16(
     for vo in g.output:
         if vo.name in renames:
             new_nodes.append(helper.make_node("Cast", [renames[vo.name]], [vo.name],
-                                              name=_unique(f"{vo.name}_to_fp32_cast", taken), to=_FLOAT))
+                                              name=unique_name(f"{vo.name}_to_fp32_cast", taken), to=_FLOAT))
             n_casts += 1
     del g.node[:]
     g.node.extend(new_nodes)
@@ -504,19 +504,15 @@ def run_model(model: Any, feeds: Mapping[str, np.ndarray], engine: str = "auto")
     ort-cpu or onnx-ref runner (see ``compare_models`` for ``engine``)."""
     if engine not in ("auto",) + tuple(ENGINES):
         raise UsageError(f"engine {engine!r} is unknown", "use auto, onnxruntime or reference")
-    from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
+    from rnndeploy.backends import RunnerOptions, run_onnx_model
     from rnndeploy.optional import available
-    from rnndeploy.spec import spec_from_onnx_io
 
     if engine == "auto":
         engine = "onnxruntime" if available("onnxruntime") else "reference"
-    # the spec of the graph as it is (an FP16 graph may take float16 inputs), not its metadata's
-    source = ModelSource(spec_from_onnx_io(model), onnx_bytes=model.SerializeToString())
     # ORT 1.32's level-3 (ENABLE_ALL) CPU fusions segfault on FP16 Transpose -> MatMul -> Add
     # (measured; 1.19 is fine); EXTENDED keeps every fusion that matters for a check.
     options = RunnerOptions(extra={"graph_optimization_level": "extended"})
-    with create_runner(ENGINES[engine], source, options) as runner:
-        return runner.infer(dict(feeds))
+    return run_onnx_model(model, feeds, ENGINES[engine], options)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -639,7 +635,8 @@ def _all_names(model: Any) -> Set[str]:
     return names
 
 
-def _unique(base: str, taken: Set[str]) -> str:
+def unique_name(base: str, taken: Set[str]) -> str:
+    """``base``, or ``base_1``, ``base_2``, ... : the first not in ``taken`` (which it joins)."""
     name, k = base, 1
     while name in taken:
         name = f"{base}_{k}"

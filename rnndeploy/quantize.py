@@ -39,7 +39,7 @@ from rnndeploy.errors import UsageError
 from rnndeploy.fileio import PathLike, sha256_file, write_bytes_atomic
 from rnndeploy.onnx_info import node_attr
 from rnndeploy.optional import require
-from rnndeploy.precision import RECURRENT_OPS, node_names
+from rnndeploy.precision import RECURRENT_OPS, node_names, unique_name
 
 INT8_POLICIES = ("int8", "int8-keep-recurrence", "int8-keep-head")
 META_VARIANT = "rnndeploy.variant"  # metadata_props key: how this artefact was derived from its FP32 source
@@ -184,13 +184,13 @@ def rewrite_gemm(model: Any) -> int:
         b = numpy_helper.to_array(inits[n.input[1]])
         if node_attr(n, "transB"):
             b = np.ascontiguousarray(b.T)
-        b_name = _unique(f"{n.input[1]}_matmul", taken)
+        b_name = unique_name(f"{n.input[1]}_matmul", taken)
         g.initializer.append(numpy_helper.from_array(b, b_name))
         has_bias = len(n.input) > 2 and bool(n.input[2])
-        mm_out = _unique(f"{n.output[0]}_matmul", taken) if has_bias else n.output[0]
+        mm_out = unique_name(f"{n.output[0]}_matmul", taken) if has_bias else n.output[0]
         new_nodes.append(helper.make_node("MatMul", [n.input[0], b_name], [mm_out], name=name))
         if has_bias:
-            new_nodes.append(helper.make_node("Add", [mm_out, n.input[2]], [n.output[0]], name=_unique(f"{name}_bias", taken)))
+            new_nodes.append(helper.make_node("Add", [mm_out, n.input[2]], [n.output[0]], name=unique_name(f"{name}_bias", taken)))
         count += 1
     del g.node[:]
     g.node.extend(new_nodes)
@@ -331,12 +331,3 @@ def _drop_unused_initializers(model: Any) -> None:
     keep = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
-
-
-def _unique(base: str, taken: Set[str]) -> str:
-    name, k = base, 1
-    while name in taken:
-        name = f"{base}_{k}"
-        k += 1
-    taken.add(name)
-    return name

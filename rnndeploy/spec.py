@@ -43,6 +43,9 @@ EXPORT_NORMALIZATION = "normalization"  # {"input", "target"} z-score statistics
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
 # spec dtype name → numpy dtype (bool inputs are rare — masks — but legal)
 NUMPY_DTYPES: Dict[str, np.dtype] = {d: np.dtype(d) for d in DTYPES}
+# ONNX TensorProto element types of DTYPES (the numbers, so that the spec needs no onnx import)
+ONNX_ELEM_TYPES: Dict[str, int] = {"float32": 1, "float16": 10, "int64": 7, "int32": 6, "bool": 9}
+DTYPE_OF_ONNX: Dict[int, str] = {elem: name for name, elem in ONNX_ELEM_TYPES.items()}
 FAMILIES = ("regressor", "classifier", "charlm", "seq2seq", "custom")
 # Roles tell parity how to generate an input and how to compare an output.
 INPUT_ROLES = (
@@ -547,9 +550,6 @@ def read_onnx_metadata(model: Any, where: str = "the ONNX file") -> Tuple[ModelS
     return spec, graph, info
 
 
-_ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
-
-
 def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
     """A best-effort spec for an ONNX model that rnndeploy did not export.
 
@@ -561,7 +561,7 @@ def spec_from_onnx_io(model: Any, name: str = "onnx-model") -> ModelSpec:
 
     def tensor(vi: Any, is_input: bool) -> TensorSpec:
         tt = vi.type.tensor_type
-        dtype = _ONNX_DTYPES.get(tt.elem_type)
+        dtype = DTYPE_OF_ONNX.get(tt.elem_type)
         if dtype is None:
             raise SpecError(f"tensor {vi.name!r} has ONNX element type {tt.elem_type}, which rnndeploy does not handle")
         dims = []

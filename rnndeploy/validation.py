@@ -301,6 +301,15 @@ class Fields:
                 raise self.fail(f"{key}.{k}", "an integer >= 0", v)
         return m
 
+    def stamps(self) -> Dict[str, Any]:
+        """The stamps every results-file result carries (rnndeploy.report.schema.Result):
+        ``warnings``, ``machine``, ``command``, ``created``, all optional, read and checked;
+        a result's ``from_dict`` passes them on as ``cls(..., **f.stamps())``."""
+        return {"warnings": tuple(self.strs("warnings", required=False)),
+                "machine": self.mapping("machine", required=False, default={}),
+                "command": self.str("command", required=False, default=""),
+                "created": self.str("created", required=False, default="")}
+
     def ints(self, key: str, required: bool = True, minimum: Optional[int] = None) -> List[int]:
         items = self.list(key, required, [])
         for i, item in enumerate(items):

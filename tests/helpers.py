@@ -11,6 +11,17 @@ from typing import Dict, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Modules allowed to import torch (training and export). Everything else is deploy side
+# (tests/test_portability.py imports it without torch; tests/test_architecture.py checks its imports).
+TORCH_SIDE = (
+    "rnndeploy/models/",
+    "rnndeploy/train.py",
+    "rnndeploy/checkpoint.py",
+    "rnndeploy/export/",
+    "rnndeploy/backends/torch_runner.py",
+    "rnndeploy/campaign/prepare.py",
+)
+
 
 def run_cli(*args: str, cwd=None, env=None, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m rnndeploy ARGS`` in a real subprocess (what users run)."""
@@ -40,6 +51,30 @@ def convert_onnx_file(src, dst, policy: str = "fp16"):
     converted, report = convert_to_fp16(load_onnx(src, external_data=True), policy)
     write_bytes_atomic(dst, converted.SerializeToString())
     return report
+
+
+def has_gpu() -> bool:
+    """True when the CUDA driver reports at least one GPU (what the ``gpu`` marker's skip reads)."""
+    from rnndeploy.environment import probe_gpus
+
+    gpus, _ = probe_gpus()
+    return bool(gpus)
+
+
+def block_imports(*packages: str) -> str:
+    """Python source that makes ``packages`` (and their submodules) fail to import, as if absent."""
+    return f"""
+import sys
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {tuple(packages)!r}:
+            raise ImportError(name + " is blocked in this test")
+        return None
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+BLOCK_TORCH = block_imports("torch")
 
 
 # -- the Python 3.9 deploy kit -----------------------------------------------------------------------

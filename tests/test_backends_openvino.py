@@ -13,9 +13,8 @@ from rnndeploy.backends import ModelSource, RunnerOptions, create_runner
 from rnndeploy.errors import DeviceError, UsageError
 from rnndeploy.graph.reference import reference_run
 from rnndeploy.spec import spec_from_onnx_io
-from tests.helpers import REPO
+from tests.helpers import REPO, block_imports
 from tests.onnx_rnn_cases import RnnCase, build
-from tests.test_portability import block_imports
 
 ov = pytest.importorskip("openvino")
 

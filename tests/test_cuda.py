@@ -11,6 +11,7 @@ import pytest
 
 from rnndeploy import cuda
 from rnndeploy.errors import DeviceError
+from tests.fakes.cuda import FakeLibcudart
 
 
 def _touch(path):
@@ -45,46 +46,8 @@ def test_find_cudart_lists_what_it_tried():
     assert cuda.find_cudart(["x", "y"], loader=lambda p: p == "y" or (_ for _ in ()).throw(OSError("no")))[0] == "y"
 
 
-class FakeLib:
-    """A libcudart stand-in: functions return configured error codes and write outputs."""
-
-    NAMES = {0: b"cudaSuccess", 2: b"cudaErrorMemoryAllocation", 100: b"cudaErrorNoDevice", 700: b"cudaErrorIllegalAddress"}
-    TEXTS = {2: b"out of memory", 100: b"no CUDA-capable device is detected", 700: b"an illegal memory access was encountered"}
-
-    def __init__(self, count=0, count_code=100, malloc_code=0):
-        self.count, self.count_code, self.malloc_code = count, count_code, malloc_code
-        self.calls = []
-
-    def cudaGetErrorName(self, code):
-        return self.NAMES.get(code, b"cudaErrorUnknown")
-
-    def cudaGetErrorString(self, code):
-        return self.TEXTS.get(code, b"unknown error")
-
-    def cudaGetDeviceCount(self, ref):
-        ref._obj.value = self.count
-        return self.count_code
-
-    def cudaMalloc(self, ref, nbytes):
-        self.calls.append(("malloc", nbytes))
-        if self.malloc_code == 0:
-            ref._obj.value = 0x1000
-        return self.malloc_code
-
-    def cudaSetDevice(self, i):
-        return 0
-
-    def cudaFree(self, p):
-        self.calls.append(("free", p.value))
-        return 0
-
-    def cudaEventElapsedTime(self, ref, a, b):
-        ref._obj.value = 1.5
-        return 700
-
-
 def test_error_mapping_names_the_call_and_cuda_error():
-    rt = cuda.CudaRuntime(lib=FakeLib(count=1, count_code=0, malloc_code=2))
+    rt = cuda.CudaRuntime(lib=FakeLibcudart(count=1, count_code=0, malloc_code=2))
     with pytest.raises(cuda.CudaError) as e:
         rt.malloc(1 << 40)
     assert str(e.value).startswith(f"cudaMalloc({1 << 40} bytes) failed: cudaErrorMemoryAllocation: out of memory (code 2)")
@@ -97,13 +60,13 @@ def test_error_mapping_names_the_call_and_cuda_error():
 
 
 def test_no_device_is_zero_devices_not_an_exception():
-    rt = cuda.CudaRuntime(lib=FakeLib(count=0, count_code=100))
+    rt = cuda.CudaRuntime(lib=FakeLibcudart(count=0, count_code=100))
     assert rt.device_count() == 0
     with pytest.raises(DeviceError) as e:
         rt.require_device(0)
     assert "no CUDA GPU 0 (cudaErrorNoDevice: no CUDA-capable device is detected (code 100))" in str(e.value)
     assert e.value.exit_code == 3
-    rt1 = cuda.CudaRuntime(lib=FakeLib(count=1, count_code=0))
+    rt1 = cuda.CudaRuntime(lib=FakeLibcudart(count=1, count_code=0))
     assert rt1.device_count() == 1
     with pytest.raises(DeviceError, match="1 CUDA device"):
         rt1.require_device(1)
@@ -135,16 +98,16 @@ def _real_runtime():
 
 
 def test_real_libcudart_signatures_without_a_gpu():
-    from tests.conftest import _has_gpu
+    from tests.helpers import has_gpu
 
     rt = _real_runtime()
     assert rt.runtime_version() >= 11000
     assert "cudaErrorNoDevice" in rt.error_text(100) and "(code 100)" in rt.error_text(100)
     assert rt.has_graphs
-    if _has_gpu():
+    if has_gpu():
         assert rt.device_count() >= 1
     else:
-        assert rt.device_count() == 0 and cuda.gpu_available() is False
+        assert rt.device_count() == 0
         with pytest.raises(DeviceError, match="no CUDA GPU 0"):
             rt.require_device(0)
 

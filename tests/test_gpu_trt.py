@@ -22,7 +22,7 @@ from rnndeploy.backends.source import resolve_source
 from rnndeploy.backends.tensorrt import TensorRTRunner
 from rnndeploy.engine.builder import BuildOptions, ShapeOptions, build_engine
 from rnndeploy.errors import EngineFileError, ShapeError
-from tests.test_engine_models import feeds, make_rnn_model, numpy_reference, save
+from tests.onnx_models import feeds, make_rnn_model, numpy_reference, save
 
 pytestmark = pytest.mark.gpu
 

@@ -8,10 +8,9 @@ import json
 from click.testing import CliRunner
 
 from rnndeploy.cli import cli
+from tests.fakes.tensorrt import build_with_stand_in, fake_engine_file
 from tests.helpers import convert_onnx_file, run_cli
-from tests.test_engine import _fake_engine
-from tests.test_engine_fake_trt import _build, fake_env  # noqa: F401  (fixture)
-from tests.test_engine_models import make_rnn_model, save
+from tests.onnx_models import make_rnn_model, save
 
 
 def test_inspect_onnx_fp32_and_fp16(tmp_path):
@@ -31,7 +30,7 @@ def test_inspect_onnx_fp32_and_fp16(tmp_path):
 
 
 def test_inspect_engine_sidecar_only_and_refusals(tmp_path):
-    path = _fake_engine(tmp_path, created="2026-11-30T10:00:00+00:00", rnndeploy_version="0.1.0",
+    path = fake_engine_file(tmp_path, created="2026-11-30T10:00:00+00:00", rnndeploy_version="0.1.0",
                         onnx={"file": "/x/m.onnx", "sha256": "ab" * 32},
                         precision={"requested": "fp16", "policy": "fp16-keep-recurrence", "path": "fp16-flag+constraints",
                                    "why": "TensorRT 8.6.0: FP16 flag, kept layers pinned", "kept_fp32": {"lstm0": "policy"}},
@@ -54,7 +53,7 @@ def test_inspect_engine_sidecar_only_and_refusals(tmp_path):
 
 def test_inspect_engine_live_through_the_stand_in(tmp_path, fake_env):  # noqa: F811
     fake_env("8.6.0")
-    _, out = _build(tmp_path, "8.6.0", fp16=True)
+    _, out = build_with_stand_in(tmp_path, "8.6.0", fp16=True)
     r = CliRunner().invoke(cli, ["inspect", out, "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)

@@ -7,7 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rnndeploy.models import build_model  # noqa: E402
-from tests.test_models_common import check_against_spec, one_torch_thread  # noqa: E402,F401
+from tests.model_checks import check_against_spec  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 INFO = {"vocab_size": 23, "num_classes": 4, "pad_id": 0, "class_names": ["a", "b", "c", "d"]}
 DIRECTIONS = ((False, "concat"), (True, "concat"), (True, "sum"), (True, "mul"), (True, "ave"))

@@ -1,7 +1,4 @@
-"""What every zoo family shares: registry, spec ↔ graph agreement, determinism, JSON round trip.
-
-Also holds the helpers the per-family test modules import.
-"""
+"""What every zoo family shares: registry, spec ↔ graph agreement, determinism, JSON round trip."""
 
 from __future__ import annotations
 
@@ -12,16 +9,9 @@ torch = pytest.importorskip("torch")
 from rnndeploy.errors import RecipeError, UsageError  # noqa: E402
 from rnndeploy.models import ZooModel, build_model, model_class  # noqa: E402
 from rnndeploy.spec import FAMILIES, ModelSpec  # noqa: E402
+from tests.model_checks import check_against_spec  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread; with two, OpenMP's barrier stalls for tenths of a
-    second per new shape whenever the 2-core machine is busy (pytest -n 2, other jobs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {
@@ -47,32 +37,6 @@ TINY = {
 def tiny(family: str, seed: int = 0, **overrides):
     cfg, info = TINY[family]
     return build_model({**cfg, **overrides}, info, seed=seed).eval()
-
-
-def check_against_spec(model, graph="model", with_state=False, sizes=((2, 5), (3, 9))):
-    """Run graph_module at two shapes; every input and output must match its spec (names,
-    order, dims, dtypes) and be finite. Returns the last (inputs, outputs)."""
-    g = model.graph_spec(graph, with_state)
-    gm = model.graph_module(graph, with_state)
-    assert gm.input_names == tuple(t.name for t in g.inputs)
-    assert gm.output_names == tuple(t.name for t in g.outputs)
-    for batch, seq in sizes:
-        ex = model.example_inputs(graph, batch=batch, seq=seq, with_state=with_state, seed=batch)
-        assert list(ex) == [t.name for t in g.inputs]
-        dims = {"batch": batch, "seq": seq, "src_seq": seq}
-        for t in g.inputs:
-            assert tuple(ex[t.name].shape) == t.shape_for(dims), t.name
-            assert str(ex[t.name].dtype) == f"torch.{t.dtype}"
-            if t.dtype == "int64" and t.high is not None:
-                assert int(ex[t.name].min()) >= t.low and int(ex[t.name].max()) < t.high
-        with torch.no_grad():
-            outs = gm(*ex.values())
-        assert isinstance(outs, tuple) and len(outs) == len(g.outputs)
-        for t, o in zip(g.outputs, outs):
-            assert tuple(o.shape) == t.shape_for(dims), t.name
-            assert str(o.dtype) == f"torch.{t.dtype}"
-            assert torch.isfinite(o).all(), t.name
-    return ex, outs
 
 
 def test_registry_covers_every_family():

@@ -19,7 +19,8 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from rnndeploy.models import build_model  # noqa: E402
-from tests.test_models_common import one_torch_thread  # noqa: E402,F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RECURRENT_OPS = {"LSTM", "GRU", "RNN"}
 

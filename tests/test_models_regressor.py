@@ -10,7 +10,9 @@ torch = pytest.importorskip("torch")
 
 from rnndeploy.errors import RecipeError, UsageError  # noqa: E402
 from rnndeploy.models import build_model  # noqa: E402
-from tests.test_models_common import check_against_spec, one_torch_thread  # noqa: E402,F401
+from tests.model_checks import check_against_spec  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 DIRECTIONS = ((False, "concat"), (True, "concat"), (True, "sum"), (True, "mul"), (True, "ave"))

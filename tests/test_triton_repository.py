@@ -24,7 +24,7 @@ from rnndeploy.triton.config import ConfigOptions, build_config, check_config, p
 from rnndeploy.triton.modelio import IoTensor, ModelIO, onnx_io  # noqa: E402
 from rnndeploy.triton.repository import check_repository, write_repository  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
-from tests.test_export_zoo import ZOO, zoo_model  # noqa: E402
+from tests.zoo import ZOO, zoo_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -442,7 +442,7 @@ def test_cli_without_its_package_names_the_extra(zoo_onnx, tmp_path, blocked, ar
     import subprocess
     import sys
 
-    from tests.test_portability import block_imports
+    from tests.helpers import block_imports
 
     argv = [a.format(model=zoo_onnx["reg-rnn-tanh"]["model"], repo=str(tmp_path / "repo")) for a in argv]
     code = block_imports(blocked) + f"""

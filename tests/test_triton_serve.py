@@ -28,7 +28,7 @@ pytest.importorskip("tritonclient.http")
 
 from rnndeploy.export import ExportOptions, export_zoo_model  # noqa: E402
 from tests.helpers import REPO, run_cli  # noqa: E402
-from tests.test_export_zoo import ZOO, zoo_model  # noqa: E402
+from tests.zoo import ZOO, zoo_model  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 240.0  # cold start on a loaded 2-core box: PyTriton copies tritonserver, stubs import onnxruntime
@@ -61,11 +61,10 @@ def free_ports(n: int):
     return ports
 
 
-def _interruptible() -> None:
+def default_sigint() -> None:
     """In the server's child process before exec: SIGINT back to its default. A test run started
-    as a background job of a non-interactive shell (`make test &`, `flock ... &`) inherits SIGINT
-    ignored, and a Python started with SIGINT ignored never turns it into KeyboardInterrupt, so
-    stop() would wait for a server that cannot hear it."""
+    in the background (``pytest ... &`` from a script) inherits SIGINT ignored, and so would the
+    server, which then never sees the Ctrl-C that stop() sends."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
@@ -82,7 +81,7 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.out = open(self.log, "ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
-                                     preexec_fn=_interruptible)
+                                     preexec_fn=default_sigint)
         deadline = time.monotonic() + START_TIMEOUT
         while b"rnndeploy: ready" not in self.log.read_bytes().split(b"stopping the server")[-1]:
             if self.proc.poll() is not None:

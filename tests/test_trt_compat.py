@@ -8,7 +8,6 @@ A stand-in only exercises the branching logic; no test here builds or runs an en
 from __future__ import annotations
 
 import importlib.util
-import types
 
 import pytest
 
@@ -24,77 +23,9 @@ from rnndeploy.engine.trt_compat import (
     tactic_source_names,
 )
 from rnndeploy.errors import UsageError
-
-
-class _Member(int):
-    """An int with a ``name``, like a pybind11 enum member."""
-
-    def __new__(cls, name: str, value: int):
-        obj = int.__new__(cls, value)
-        obj.name = name
-        return obj
-
-
-def _enum(**values: int) -> types.SimpleNamespace:
-    ns = types.SimpleNamespace(**{k: _Member(k, v) for k, v in values.items()})
-    ns.__members__ = {k: getattr(ns, k) for k in values}
-    return ns
-
-
-def _cls(*attrs: str) -> type:
-    return type("StandIn", (), {a: object() for a in attrs})
-
-
-IO_API = ("num_io_tensors", "get_tensor_name", "create_engine_inspector")
-CTX_API = ("execute_async_v3", "set_input_shape", "set_tensor_address")
-CONFIG_API = ("create_timing_cache", "set_timing_cache", "set_memory_pool_limit", "builder_optimization_level")
-
-
-def fake_trt(version: str) -> types.SimpleNamespace:
-    major = int(version.split(".")[0])
-    if major == 8:
-        return types.SimpleNamespace(
-            __version__=version,
-            BuilderFlag=_enum(FP16=0, INT8=1, TF32=7, OBEY_PRECISION_CONSTRAINTS=11, PREFER_PRECISION_CONSTRAINTS=12, STRICT_TYPES=5),
-            NetworkDefinitionCreationFlag=_enum(EXPLICIT_BATCH=3, EXPLICIT_PRECISION=1),
-            INetworkDefinition=_cls("has_implicit_batch_dimension", "add_input"),
-            ICudaEngine=_cls("has_implicit_batch_dimension", "max_batch_size", *IO_API),
-            IExecutionContext=_cls(*CTX_API, "execute_async_v2"),
-            IBuilderConfig=_cls(*CONFIG_API),
-            MemoryPoolType=_enum(WORKSPACE=0),
-            TacticSource=_enum(CUBLAS=0, CUBLAS_LT=1, CUDNN=2, EDGE_MASK_CONVOLUTIONS=3, JIT_CONVOLUTIONS=4),
-            PreviewFeature=_enum(FASTER_DYNAMIC_SHAPES_0805=0, DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805=1),
-            ILayer=_cls("precision", "set_output_type"),
-        )
-    if major == 10:
-        return types.SimpleNamespace(
-            __version__=version,
-            BuilderFlag=_enum(FP16=4, TF32=9, OBEY_PRECISION_CONSTRAINTS=2, PREFER_PRECISION_CONSTRAINTS=3),
-            NetworkDefinitionCreationFlag=_enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=5),
-            # 10.x keeps has_implicit_batch_dimension (deprecated, always False); max_batch_size is gone
-            INetworkDefinition=_cls("has_implicit_batch_dimension", "add_input"),
-            ICudaEngine=_cls("has_implicit_batch_dimension", *IO_API),
-            IExecutionContext=_cls(*CTX_API),
-            IBuilderConfig=_cls(*CONFIG_API, "progress_monitor"),
-            MemoryPoolType=_enum(WORKSPACE=0),
-            TacticSource=_enum(CUBLAS=4, CUBLAS_LT=3, CUDNN=2, EDGE_MASK_CONVOLUTIONS=1, JIT_CONVOLUTIONS=0),
-            PreviewFeature=_enum(PROFILE_SHARING_0806=0),
-            ILayer=_cls("precision", "set_output_type"),
-            IProgressMonitor=_cls("phase_start"),
-        )
-    return types.SimpleNamespace(  # 11: no FP16 flag, no weak typing, no EXPLICIT_BATCH
-        __version__=version,
-        BuilderFlag=_enum(TF32=1, DEBUG=0),
-        NetworkDefinitionCreationFlag=_enum(STRONGLY_TYPED=2),
-        INetworkDefinition=_cls("has_implicit_batch_dimension", "add_input"),
-        ICudaEngine=_cls(*IO_API),
-        IExecutionContext=_cls(*CTX_API),
-        IBuilderConfig=_cls(*CONFIG_API, "progress_monitor"),
-        MemoryPoolType=_enum(WORKSPACE=0),
-        TacticSource=_enum(EDGE_MASK_CONVOLUTIONS=1, JIT_CONVOLUTIONS=0),
-        ILayer=_cls("metadata"),
-        IProgressMonitor=_cls("phase_start"),
-    )
+from tests.fakes.tensorrt import enum as _enum
+from tests.fakes.tensorrt import fake_trt
+from tests.fakes.tensorrt import stand_in_class as _cls
 
 
 def test_detect_86_10_11():

@@ -41,6 +41,8 @@ __all__ = [
     "check_feed",
     "create_runner",
     "natural_options",
+    "model_source",
+    "run_onnx_model",
     "BackendLabel",
     "runner_class",
 ]
@@ -212,6 +214,23 @@ def create_runner(name: str, source: ModelSource, options: Optional[RunnerOption
     label with modifiers (see ``BackendLabel``); the runner carries the label."""
     label = BackendLabel.parse(name)
     return runner_class(label.name)(source, label.apply(options or RunnerOptions()), label=label.text)
+
+
+def model_source(model: Any) -> ModelSource:
+    """A ModelSource for an in-memory ``onnx.ModelProto``, with the spec of the graph as it is
+    (its declared inputs and outputs: an FP16 graph takes float16 inputs), not its metadata's."""
+    from rnndeploy.spec import spec_from_onnx_io
+
+    return ModelSource(spec_from_onnx_io(model), onnx_bytes=model.SerializeToString())
+
+
+def run_onnx_model(model: Any, feeds: Mapping[str, Any], backend: str = "ort-cpu",
+                   options: Optional[RunnerOptions] = None) -> Dict[str, Any]:
+    """Outputs (name → array) of an in-memory ONNX model on ``feeds``, through the runner of
+    ``backend`` (default ort-cpu; "onnx-ref" needs only onnx): how checks that build or
+    rewrite a graph in memory run it, without writing a file."""
+    with create_runner(backend, model_source(model), options) as runner:
+        return runner.infer(dict(feeds))
 
 
 def available_backends() -> List[str]:

@@ -89,8 +89,5 @@ class BenchResult:
             measurements=tuple(Measurement.from_dict(m.data, m.where) for m in f.records("measurements")),
             baseline=f.str("baseline", required=False),
             settings=f.mapping("settings", required=False, default={}),
-            warnings=tuple(f.strs("warnings", required=False)),
-            machine=f.mapping("machine", required=False, default={}),
-            command=f.str("command", required=False, default=""),
-            created=f.str("created", required=False, default=""),
+            **f.stamps(),
         )

@@ -36,8 +36,8 @@ import numpy as np
 from rnndeploy.campaign import plan as cp
 from rnndeploy.errors import UsageError
 from rnndeploy.fileio import sha256_file
+from rnndeploy.memory import graph_bytes
 
-DTYPE_BYTES = {"float32": 4, "float16": 2, "int64": 8, "int32": 4, "bool": 1}
 QUICK_CASES: Tuple[Tuple[int, int], ...] = ((1, 4), (2, 8), (1, 32))
 
 
@@ -70,8 +70,7 @@ def case_bytes(graph: Any, batch: int, seq: int) -> int:
     """Bytes of one golden case (inputs + outputs) of ``graph`` (a GraphSpec) at (batch, seq)."""
     from rnndeploy.inputs import sizes_for
 
-    sizes = sizes_for(graph, batch, seq)
-    return sum(int(np.prod(t.shape_for(sizes))) * DTYPE_BYTES[t.dtype] for t in graph.inputs + graph.outputs)
+    return graph_bytes(graph, sizes_for(graph, batch, seq))
 
 
 def choose_cases(graph: Any, cases: Sequence[Tuple[int, int]], budget: int) -> Tuple[List[Tuple[int, int]], List[str]]:
@@ -160,11 +159,9 @@ def save_test_golden(source: Any, path: Path, limit_bytes: int) -> Dict[str, Any
     graph = source.graph_spec
     feed = spec_feeds(dataset_for_spec(source.spec), graph, "test")
     n = len(next(iter(feed.values())))
-    row_bytes = 0
-    for t in graph.inputs + graph.outputs:
-        sizes = {"batch": 1, **{d: int(feed[t2.name].shape[i]) for t2 in graph.inputs if t2.name in feed
-                                for i, d in enumerate(t2.dims) if isinstance(d, str) and d != "batch"}}
-        row_bytes += int(np.prod(t.shape_for(sizes))) * DTYPE_BYTES[t.dtype]
+    sizes = {"batch": 1, **{d: int(feed[t.name].shape[i]) for t in graph.inputs if t.name in feed
+                            for i, d in enumerate(t.dims) if isinstance(d, str) and d != "batch"}}
+    row_bytes = graph_bytes(graph, sizes)
     rows = min(n, max(1, limit_bytes // max(row_bytes, 1)))
     cases: List[Any] = []
     for i, start in enumerate(range(0, rows, cp.MAX_BATCH)):

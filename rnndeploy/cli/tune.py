@@ -27,7 +27,7 @@ VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]),
               help="Data split for the accuracy check (rebuilt from the model's metadata).")
 @click.option("--rows", type=POSITIVE_INT, default=512, show_default=True, help="Rows of the split used.")
-@click.option("--budget", type=POSITIVE_SECONDS, metavar="SECONDS", help="Stop measuring after this many seconds (skips are listed).")
+@click.option("--budget", type=POSITIVE_SECONDS, metavar="SECONDS", help="Seconds for the run: no accuracy check or measurement starts after them (skips are listed).")
 @click.option("--min-time", type=POSITIVE_SECONDS, default=0.3, show_default=True, help="Seconds of timed calls per candidate and shape.")
 @click.option("--decoder", "decoder_path", metavar="FILE", help="seq2seq: the decoder-step ONNX (for the task metric).")
 @click.option("--out", "out_dir", metavar="DIR", type=OutputPath(kind="dir"),

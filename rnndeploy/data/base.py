@@ -11,7 +11,7 @@ import hashlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -265,6 +265,3 @@ def pad_sequences(seqs: Sequence[Sequence[int]], max_len: int, pad_id: int = PAD
             lengths[i] = len(s)
     return out, lengths
 
-
-def as_list(value: Any) -> List[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else [value]

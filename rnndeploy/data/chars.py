@@ -139,16 +139,5 @@ def build_char_dataset(name: str, text: str, p: Dict[str, Any]) -> Dataset:
     return Dataset(name, "language_model", splits, info)
 
 
-def encode_text(text: str, vocab: List[str]) -> np.ndarray:
-    """Character ids of ``text`` under a char-LM's vocabulary (e.g. a generation prompt)."""
-    lut = {c: i for i, c in enumerate(vocab)}
-    missing = sorted({c for c in text if c not in lut})
-    if missing:
-        raise DataError(
-            f"characters {''.join(missing)!r} are not in the model's vocabulary", "remove them from the text"
-        )
-    return np.asarray([lut[c] for c in text], dtype=np.int64)
-
-
 def decode_ids(ids: Any, vocab: List[str]) -> str:
     return "".join(vocab[int(i)] for i in np.asarray(ids).reshape(-1))

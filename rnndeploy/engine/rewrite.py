@@ -122,6 +122,33 @@ def _ineligible(node: Any, inits: Dict[str, Any], opset: int) -> Optional[str]:
     return None
 
 
+class _Emitter:
+    """The nodes and initializers of one generated graph, every name under ``prefix``."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.nodes: List[Any] = []
+        self.inits: List[Any] = []
+
+    def const(self, suffix: str, arr: Any, dtype: Any = None) -> str:
+        """An initializer PREFIX/suffix holding ``arr`` (once per name); its name."""
+        from onnx import numpy_helper
+
+        name = f"{self.prefix}/{suffix}"
+        if all(t.name != name for t in self.inits):  # np.array keeps 0-d arrays 0-d
+            self.inits.append(numpy_helper.from_array(np.array(arr, dtype=dtype, order="C"), name))
+        return name
+
+    def node(self, op_type: str, inputs: List[str], n_out: int = 1, **attrs: Any) -> List[str]:
+        """A node named PREFIX/OpK; its output names."""
+        from onnx import helper
+
+        k = len(self.nodes)
+        outputs = [f"{self.prefix}/{op_type.lower()}{k}_{j}" for j in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=f"{self.prefix}/{op_type}{k}", **attrs))
+        return outputs
+
+
 def _rewrite(node: Any, name: str, inits: Dict[str, Any]) -> Tuple[List[Any], List[Any], List[str]]:
     from onnx import helper, numpy_helper
 
@@ -137,20 +164,8 @@ def _rewrite(node: Any, name: str, inits: Dict[str, Any]) -> Tuple[List[Any], Li
     direction = node_attr(node, "direction", "forward")
     act = (node_attr(node, "activations") or ["Tanh"])[0] if op == "RNN" else None
     p = f"{name}/hoist"
-    nodes: List[Any] = []
-    tensors: List[Any] = []
-
-    def const(suffix: str, arr: np.ndarray) -> str:
-        tname = f"{p}/{suffix}"
-        if all(t.name != tname for t in tensors):
-            tensors.append(numpy_helper.from_array(np.array(arr, order="C"), tname))  # np.array keeps 0-d arrays 0-d
-        return tname
-
-    def mk(op_type: str, inputs: List[str], n_out: int = 1, **attrs: Any) -> List[str]:
-        k = len(nodes)
-        outputs = [f"{p}/{op_type.lower()}{k}_{j}" for j in range(n_out)]
-        nodes.append(helper.make_node(op_type, inputs, outputs, name=f"{p}/{op_type}{k}", **attrs))
-        return outputs
+    emit = _Emitter(p)
+    nodes, tensors, const, mk = emit.nodes, emit.inits, emit.const, emit.node
 
     # P = X·W_allᵀ + bias: the recurrence-free part of every gate, all steps, all directions
     bias = np.zeros((D, GH), np.float32)
@@ -213,20 +228,12 @@ def _body(op: str, prefix: str, d: int, R: np.ndarray, rb: np.ndarray, H: int, l
     """The Scan body for one direction: (h[, c], p_t) → (h'[, c'], y_t)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes: List[Any] = []
-    inits: List[Any] = []
     q = f"{prefix}/body{d}"
+    emit = _Emitter(q)
+    nodes, inits, mk = emit.nodes, emit.inits, emit.node
 
     def const(suffix: str, arr: np.ndarray) -> str:
-        tname = f"{q}/{suffix}"
-        inits.append(numpy_helper.from_array(np.array(arr, dtype=np.float32, order="C"), tname))
-        return tname
-
-    def mk(op_type: str, inputs: List[str], n_out: int = 1, **attrs: Any) -> List[str]:
-        k = len(nodes)
-        outputs = [f"{q}/{op_type.lower()}{k}_{j}" for j in range(n_out)]
-        nodes.append(helper.make_node(op_type, inputs, outputs, name=f"{q}/{op_type}{k}", **attrs))
-        return outputs
+        return emit.const(suffix, arr, np.float32)
 
     def split(t: str, sizes: List[int]) -> List[str]:
         s = f"{q}/split{len(nodes)}"

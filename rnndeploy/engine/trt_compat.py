@@ -81,16 +81,9 @@ def check_parser_opset(opset: int, version: Optional[str], what: str) -> Optiona
 
 def installed_version() -> Optional[str]:
     """The installed tensorrt package's version, read from its metadata (never imported)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python < 3.8
-        return None
-    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_cu12", "tensorrt_cu13"):
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            continue
-    return None
+    from rnndeploy.environment import package_version
+
+    return package_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_cu12", "tensorrt_cu13")
 
 
 def _has(obj: Any, *names: str) -> bool:

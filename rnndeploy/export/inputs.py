@@ -8,7 +8,7 @@ during export fails there.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from rnndeploy.spec import GraphSpec
 
@@ -21,15 +21,20 @@ DEFAULT_LONGEST_SEQ = 128
 
 def example_sizes(graph: GraphSpec, overrides: Optional[Mapping[str, int]] = None) -> Dict[str, int]:
     """Sizes of every dynamic dim of ``graph`` for the export example."""
+    return {**distinct_sizes(graph.input_dims, EXAMPLE_SIZES, 11), **(overrides or {})}
+
+
+def distinct_sizes(names: Sequence[str], known: Mapping[str, int], first: int) -> Dict[str, int]:
+    """A size for each axis name: ``known[name]`` where given, else distinct odd sizes from
+    ``first`` up (first, first + 2, ...), so that no two unknown axes are confused."""
     sizes = {}
-    extra = 11  # names other than batch/seq/src_seq get distinct odd sizes
-    for name in graph.input_dims:
-        if name in EXAMPLE_SIZES:
-            sizes[name] = EXAMPLE_SIZES[name]
+    extra = first
+    for name in names:
+        if name in known:
+            sizes[name] = known[name]
         else:
             sizes[name] = extra
             extra += 2
-    sizes.update(overrides or {})
     return sizes
 
 

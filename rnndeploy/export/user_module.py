@@ -20,11 +20,8 @@ validation shape (ONNX Runtime against torch, the same size wherever it appears)
 
 from __future__ import annotations
 
-import contextlib
 import re
-import sys
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -260,25 +257,16 @@ def _default_range(module: Any, t: TensorSpec) -> TensorSpec:
 
 
 def _probe_sizes(graph: GraphSpec, base: Dict[str, int], probe: int) -> Dict[str, int]:
-    sizes = {}
-    extra = 11 + probe * 6
-    for d in graph.input_dims:
-        if d in base:
-            sizes[d] = base[d]
-        else:
-            sizes[d] = extra
-            extra += 2
-    return sizes
+    from rnndeploy.export.inputs import distinct_sizes
 
-
-_NP_TO_SPEC = {"float32": "float32", "float16": "float16", "int64": "int64", "int32": "int32", "bool": "bool"}
+    return distinct_sizes(graph.input_dims, base, 11 + probe * 6)
 
 
 def _infer_output(name: str, k: int, runs, role: Optional[str]) -> TensorSpec:
     (sa, outs_a), (sb, outs_b) = runs
     a, b = outs_a[k], outs_b[k]
-    dtype = _NP_TO_SPEC.get(str(a.dtype))
-    if dtype is None:
+    dtype = str(a.dtype)  # numpy's names are the spec's names
+    if dtype not in DTYPES:
         raise UsageError(
             f"output {name!r} has dtype {a.dtype}, which ONNX deployment here does not handle",
             f"cast it to one of {', '.join(DTYPES)} in forward",
@@ -311,7 +299,7 @@ def _check_declared(declared: TensorSpec, k: int, runs, derived: List[Dict[str, 
 
     for (sizes, outs), seen in zip(runs, derived):
         arr = outs[k]
-        dtype = _NP_TO_SPEC.get(str(arr.dtype), str(arr.dtype))
+        dtype = str(arr.dtype)
         problem = None if dtype == declared.dtype else f"dtype {dtype}, declared {declared.dtype}"
         problem = problem or shape_problem(declared, arr.shape, sizes, seen)
         if problem:
@@ -321,12 +309,3 @@ def _check_declared(declared: TensorSpec, k: int, runs, derived: List[Dict[str, 
                 "fix the declaration (a name no input has declares a derived axis), or leave out [DIMS]",
             )
 
-
-def _on_sys_path(directory: Path) -> Iterator[None]:
-    entry = str(directory.resolve())
-    sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(entry)

@@ -164,16 +164,13 @@ def _sequence_lens_inputs(model: Any, feed: Mapping[str, np.ndarray]) -> Dict[st
 def _evaluate(model: Any, feed: Mapping[str, np.ndarray], what: str) -> Tuple[Dict[str, np.ndarray], str]:
     names = [o.name for o in model.graph.output]
     errors: List[str] = []
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        ort = None
-    if ort is not None:
+    from rnndeploy.backends import RunnerOptions, run_onnx_model
+    from rnndeploy.optional import available
+
+    if available("onnxruntime"):
         try:
-            so = ort.SessionOptions()
-            so.log_severity_level = 4
-            sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
-            return dict(zip(names, sess.run(names, dict(feed)))), "onnxruntime"
+            outs = run_onnx_model(model, feed, "ort-cpu", RunnerOptions(extra={"log_severity_level": 4}))
+            return {n: outs[n] for n in names}, "onnxruntime"
         except Exception as exc:  # refuses the model (e.g. layout=1): fall back to the reference
             errors.append(f"onnxruntime: {first_line(exc, 300)}")
     from rnndeploy.graph.reference import reference_run

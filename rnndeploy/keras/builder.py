@@ -11,10 +11,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from rnndeploy.spec import ONNX_ELEM_TYPES as ONNX_TYPES
+
 # ONNX TensorProto element types used here.
-FLOAT, INT32, INT64, BOOL = 1, 6, 7, 9
-ONNX_TYPES = {"float32": FLOAT, "int32": INT32, "int64": INT64, "bool": BOOL}
-NP_TYPES = {FLOAT: np.float32, INT32: np.int32, INT64: np.int64, BOOL: np.bool_}
+FLOAT, INT32, INT64, BOOL = (ONNX_TYPES[d] for d in ("float32", "int32", "int64", "bool"))
 
 Dim = Union[int, str]
 

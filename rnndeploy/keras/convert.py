@@ -30,8 +30,8 @@ from rnndeploy.spec import GraphSpec, ModelSpec, TensorSpec
 
 OPSET_RANGE = (14, 21)
 TIME_DIMS = ("seq", "src_seq")
-# Keras dtypes of model inputs → ONNX input dtypes.
-_INPUT_DTYPES = {"float32": "float32", "int32": "int32", "int64": "int64", "bool": "bool"}
+# Keras dtypes of model inputs that convert (Keras' names are the spec's names).
+_INPUT_DTYPES = ("float32", "int32", "int64", "bool")
 
 
 @dataclass(frozen=True)
@@ -250,9 +250,9 @@ class Converter:
                 else:
                     dims.append(int(d))
             name = self._io_name(_safe(lay.name))
-            self.b.add_input(name, _INPUT_DTYPES[dtype], dims)
+            self.b.add_input(name, dtype, dims)
             self._input_by_name[name] = name
-            self.tensors[TensorRef(ref.layer, 0, 0)] = KT(name, _INPUT_DTYPES[dtype], tuple(dims))
+            self.tensors[TensorRef(ref.layer, 0, 0)] = KT(name, dtype, tuple(dims))
 
     def _plan_outputs(self) -> List[str]:
         """Output names (the output layer's name, "_N" for its N-th tensor), claimed before any node is named."""

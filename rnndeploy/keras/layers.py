@@ -29,22 +29,22 @@ IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDrop
                    "ActivityRegularization", "Identity")
 
 
-def layer(*names: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for n in names:
-            LAYERS[n] = fn
-        return fn
+def _registrar(table: Dict[str, Handler]) -> Callable[..., Callable[[Handler], Handler]]:
+    """A decorator factory: ``@deco("A", "B")`` enters the function in ``table`` under each name."""
 
-    return register
+    def names_of(*names: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            for n in names:
+                table[n] = fn
+            return fn
+
+        return register
+
+    return names_of
 
 
-def op(*names: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for n in names:
-            OPS[n] = fn
-        return fn
-
-    return register
+layer = _registrar(LAYERS)  # Keras layer class name → handler
+op = _registrar(OPS)  # Keras op (functional-API call) name → handler
 
 
 def _one(args: Sequence[Any], what: str) -> KT:

@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from rnndeploy.keras.builder import BOOL, FLOAT, INT32, INT64, ONNX_TYPES, GraphBuilder
+from rnndeploy.spec import numpy_dtype
 
 Dim = Union[int, str, None]
 INT64_MIN = np.iinfo(np.int64).min
@@ -120,7 +121,7 @@ class Ops:
 
     def not_equal(self, x: KT, value: Any) -> str:
         """``x != value`` with the scalar in ``x``'s dtype (Keras compares after casting it)."""
-        other = value.name if isinstance(value, KT) else self.b.const(np.asarray(value, dtype=_np(x.dtype)), "value")
+        other = value.name if isinstance(value, KT) else self.b.const(np.asarray(value, dtype=numpy_dtype(x.dtype)), "value")
         return self.b.op("Not", [self.b.op("Equal", [x.name, other])])
 
     def flip_time(self, x: str, axis: int = 1) -> str:
@@ -195,10 +196,6 @@ class Ops:
         gathered = self.b.op("GatherElements", [y, where], axis=1, name="unpack")
         keep = idx.mask if zero_masked else idx.seen
         return self.where_mask(keep, gathered, 3)
-
-
-def _np(dtype: str) -> Any:
-    return {"float32": np.float32, "int32": np.int32, "int64": np.int64, "bool": np.bool_}[dtype]
 
 
 __all__ = ["BOOL", "FLOAT", "INT32", "INT64", "KT", "Compact", "MaskIndex", "Ops", "Dim"]

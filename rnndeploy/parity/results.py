@@ -310,11 +310,8 @@ class ParityResult:
             cases=tuple(CaseResult.from_dict(c.data, c.where) for c in f.records("cases", required=False)),
             tasks=tuple(TaskAgreement.from_dict(t.data, t.where) for t in f.records("tasks", required=False)),
             task_metrics=f.objects("task_metrics", required=False),
-            warnings=tuple(f.strs("warnings", required=False)),
             tolerance_overrides=f.mapping("tolerance_overrides", required=False, default={}),
-            machine=f.mapping("machine", required=False, default={}),
-            command=f.str("command", required=False, default=""),
-            created=f.str("created", required=False, default=""),
+            **f.stamps(),
         )
         if out.status == "invalid":
             raise f.error(f"{where} cannot be verified: {out.invalid_reason()}",

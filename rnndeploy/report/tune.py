@@ -98,10 +98,13 @@ def render_tune_html(r: Any, idx: int) -> str:
     parts = [f'<p class="meta">Command: <code>{escape(r.command)}</code> · {escape(r.created)}</p>']
     parts.append(_html_table(CHOICE_HEADERS, choice_rows(r)))
     parts.append("<h3>Accuracy against FP32</h3>" + _html_table(ACCURACY_HEADERS, accuracy_rows(r)))
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+    curves = _curve_charts(r, idx, colors)
+    if curves:
+        parts.append('<h3>Error versus timestep</h3><div class="charts">' + "".join(curves) + "</div>")
     metric = next((a.metric for a in r.accuracy if a.metric), None)
     charts = []
     if metric:
-        colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
         for ch in r.choices:
             series = []
             for i, c in enumerate(r.candidates):
@@ -121,6 +124,27 @@ def render_tune_html(r: Any, idx: int) -> str:
     parts += [f'<p class="note">skipped: {escape(x)}</p>' for x in r.skipped[:20]]
     parts += [f'<p class="note">warning: {escape(w)}</p>' for w in r.warnings]
     return "".join(parts)
+
+
+def _curve_charts(r: Any, idx: int, colors: Sequence[str]) -> List[str]:
+    """Per output with a time axis: relative L2 error at each timestep, one line per checked
+    (runtime, variant) — the FP32 reference itself is left out (its error is zero)."""
+    from rnndeploy.report.svg import Series, line_chart
+
+    charts = []
+    names = list(dict.fromkeys(name for a in r.accuracy for name in a.outputs))
+    for name in names:
+        series = []
+        for i, a in enumerate(r.accuracy):
+            curve = (a.outputs.get(name) or {}).get("error_vs_timestep")
+            if (a.runtime, a.variant) == ("ort-cpu", "fp32") or not curve or len(curve["timesteps"]) < 2:
+                continue
+            series.append(Series(f"{a.runtime} {a.variant}", tuple(float(t) for t in curve["timesteps"]),
+                                 tuple(curve["rel_l2"]), colors[i % len(colors)]))
+        if series:
+            charts.append(line_chart(series, f"{name}: error vs timestep (against FP32 ONNX Runtime)", "timestep",
+                                     "relative L2 error at t", log_y=True, chart_id=f"tune{idx}-{name}-t"))
+    return charts
 
 
 def _budget(pct: Optional[float]) -> str:

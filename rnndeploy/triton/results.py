@@ -170,8 +170,5 @@ class LoadTestResult:
             model=f.mapping("model", required=False, default={}),
             levels=tuple(Level.from_dict(r.data, r.where) for r in f.records("levels")),
             settings=f.mapping("settings", required=False, default={}),
-            warnings=tuple(f.strs("warnings", required=False)),
-            machine=f.mapping("machine", required=False, default={}),
-            command=f.str("command", required=False, default=""),
-            created=f.str("created", required=False, default=""),
+            **f.stamps(),
         )

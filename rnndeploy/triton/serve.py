@@ -326,24 +326,27 @@ def reap_stubs(root: Path, grace_s: float = 3.0) -> List[int]:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(pid) for pid, _ in stubs):
-        time.sleep(0.1)
+    _wait_gone([pid for pid, _ in stubs], grace_s, 0.1)
     for pid, _ in stubs:
         if _alive(pid) and any(str(root) in a for a in _argv_of(pid)):  # still ours (not a reused pid)
             try:
                 os.kill(pid, signal.SIGKILL)  # the stub ignores SIGTERM while it waits for its parent
             except OSError:
                 pass
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(pid) for pid, _ in stubs):
-        time.sleep(0.05)
+    _wait_gone([pid for pid, _ in stubs], grace_s, 0.05)
     for _, argv in stubs:
         for a in argv:
             region = Path("/dev/shm") / a
             if a.startswith("pytrtion") and "/" not in a and region.is_file():
                 region.unlink()
     return [pid for pid, _ in stubs]
+
+
+def _wait_gone(pids: List[int], timeout_s: float, poll_s: float) -> None:
+    """Wait until none of ``pids`` is alive, at most ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(poll_s)
 
 
 def _alive(pid: int) -> bool:

@@ -255,12 +255,13 @@ def verify_streaming(original: Any, triton_form: Any, streaming: Streaming, seed
     Raises:
         RnnDeployError: a check failed (a bug in the rewrite; the repository is not written).
     """
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
+    from rnndeploy.backends import RunnerOptions, create_runner, model_source
     from rnndeploy.inputs import generate_inputs
+    from rnndeploy.optional import available
     from rnndeploy.spec import read_onnx_metadata
+
+    if not available("onnxruntime"):
+        return None
 
     spec, gname, _ = read_onnx_metadata(original)
     graph = spec.graph(gname).streaming(True)
@@ -268,11 +269,15 @@ def verify_streaming(original: Any, triton_form: Any, streaming: Streaming, seed
     tgraph = tspec.graph(tname)
     batch, seq = 3, 5
     feed = generate_inputs(graph, {"batch": batch, "seq": seq}, seed)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    orig = ort.InferenceSession(original.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    trit = ort.InferenceSession(triton_form.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     out_names = [o.name for o in graph.outputs]
+    with create_runner("ort-cpu", model_source(original), RunnerOptions(threads=1)) as orig, \
+            create_runner("ort-cpu", model_source(triton_form), RunnerOptions(threads=1)) as trit:
+        return _check_controls(orig, trit, graph, tgraph, feed, streaming, out_names, batch, atol)
+
+
+def _check_controls(orig: Any, trit: Any, graph: GraphSpec, tgraph: GraphSpec, feed: Dict[str, np.ndarray],
+                    streaming: Streaming, out_names: List[str], batch: int, atol: float) -> str:
+    """verify_streaming's checks, on active runners of the original and the Triton form."""
 
     def batch_axis(g: GraphSpec, name: str) -> int:
         return list(next(t for t in g.inputs + g.outputs if t.name == name).dims).index("batch")
@@ -285,12 +290,13 @@ def verify_streaming(original: Any, triton_form: Any, streaming: Streaming, seed
         f.update({k: to_triton(k, v) for k, v in states.items()})
         col = np.ones((batch, 1), np.float32)
         f.update({"START": col * start, "END": col * 0, "READY": col * ready, "CORRID": np.zeros((batch, 1), np.int64)})
-        return dict(zip(out_names, trit.run(out_names, f)))
+        outs = trit.infer(f)
+        return {n: outs[n] for n in out_names}
 
     states = {i: feed[i] for i, _ in streaming.states}
-    ref = dict(zip(out_names, orig.run(out_names, feed)))
+    ref = orig.infer(feed)
     zero_feed = {**feed, **{i: np.zeros_like(feed[i]) for i in states}}
-    ref_zero = dict(zip(out_names, orig.run(out_names, zero_feed)))
+    ref_zero = orig.infer(zero_feed)
     checks = (("START=0 READY=1", run_triton(0.0, 1.0, states), ref),
               ("START=1", run_triton(1.0, 1.0, states), ref_zero))
     for label, got, want in checks:

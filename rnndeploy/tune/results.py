@@ -9,6 +9,7 @@ from rnndeploy.bench.measurement import Measurement, find
 
 RESULT_VERSION = 1
 NOT_RUN = "not run on this machine"  # the reason of a check whose runner refused this machine
+BUDGET_SPENT = "not run: the --budget of"  # the reason of a check (or measurement) left for want of time
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ class AccuracyCheck:
 
     @property
     def ran(self) -> bool:
-        """False when the runtime refused this machine (e.g. openvino:bf16 without native bf16)."""
-        return not self.reason.startswith(NOT_RUN)
+        """False when the runtime refused this machine (e.g. openvino:bf16 without native bf16)
+        or the --budget was spent before this check."""
+        return not self.reason.startswith((NOT_RUN, BUDGET_SPENT))
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -185,10 +187,9 @@ class TuneResult:
         f = Fields(d, where)  # the containers' types (a UsageError naming the field), then the values
         for key in ("candidates", "accuracy", "measurements", "choices"):
             f.records(key, required=False)
-        for key in ("model", "floors", "cpu", "deploy", "settings", "machine"):
+        for key in ("model", "floors", "cpu", "deploy", "settings"):
             f.mapping(key, required=False)
         f.strs("skipped", required=False)
-        f.strs("warnings", required=False)
         return cls(
             model=dict(d.get("model", {})), baseline=d.get("baseline", ""),
             candidates=tuple(Candidate.from_dict(c) for c in d.get("candidates", [])),
@@ -196,7 +197,5 @@ class TuneResult:
             measurements=tuple(Measurement.from_dict(m) for m in d.get("measurements", [])),
             floors={k: dict(v) for k, v in d.get("floors", {}).items()}, cpu=dict(d.get("cpu", {})),
             choices=tuple(Choice.from_dict(c) for c in d.get("choices", [])), skipped=tuple(d.get("skipped", [])),
-            deploy=dict(d.get("deploy", {})), settings=dict(d.get("settings", {})),
-            warnings=tuple(d.get("warnings", [])), machine=dict(d.get("machine", {})),
-            command=d.get("command", ""), created=d.get("created", ""),
+            deploy=dict(d.get("deploy", {})), settings=dict(d.get("settings", {})), **f.stamps(),
         )

@@ -13,7 +13,8 @@
    that budget is given, else only within the model's reduced-precision (fp16)
    tolerances.
 3. **Latency**: at each (batch, seq), every passing candidate side by side (the
-   bench timing loop), until ``budget`` seconds have passed; the fastest is chosen.
+   bench timing loop); the fastest is chosen. Once ``budget`` seconds have passed since
+   the start, no further accuracy check or measurement starts (each is listed as skipped).
 4. **Floor**: rnndeploy.bench.floor's estimate per shape, reported as % of floor.
 5. **Deploy**: with ``out_dir``, the chosen artefacts are copied there with
    ``deploy.json``: per shape, the file (sha256), backend label and runner settings.
@@ -36,10 +37,10 @@ from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, runner
 from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.timing import measure
-from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError
+from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError, first_line
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
-from rnndeploy.tune.results import NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
+from rnndeploy.tune.results import BUDGET_SPENT, NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
 
 BASELINE = "ort-cpu default"
 FP32 = "fp32"
@@ -65,7 +66,8 @@ class TuneConfig:
         max_accuracy_drop: allowed worsening of the task metric in percent of the FP32
             reference's value (None: reduced precision must meet the model's tolerances).
         split / rows: the data split the accuracy check runs on, and rows of it at most.
-        budget: seconds for the whole run; measurements that would start later are skipped.
+        budget: seconds for the whole run; accuracy checks and measurements that would start
+            later are skipped (and listed). Making the variants and the FP32 reference always run.
         min_time / warmup: timing per candidate and shape (seconds of calls; untimed calls).
         out_dir: where chosen artefacts and deploy.json go (None: nothing written).
         decoder: a seq2seq model's decoder-step ONNX (FP32; it gets the same INT8 variants as the
@@ -166,8 +168,11 @@ def _runtime_backend(candidate: Candidate) -> str:
 
 
 def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config: TuneConfig,
-                   runner_factory: RunnerFactory = create_runner) -> Tuple[List[AccuracyCheck], List[str]]:
-    """One AccuracyCheck per (runtime, variant) against FP32 ONNX Runtime (see module docstring)."""
+                   runner_factory: RunnerFactory = create_runner,
+                   spent: Callable[[], bool] = lambda: False) -> Tuple[List[AccuracyCheck], List[str]]:
+    """One AccuracyCheck per (runtime, variant) against FP32 ONNX Runtime (see module docstring).
+    Once ``spent()`` (the --budget) is true, the remaining checks are skipped, not run; the
+    reference always runs."""
     from rnndeploy.parity.task_eval import load_task_data, metric_change, run_task, score_task
 
     warnings: List[str] = []
@@ -201,6 +206,9 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
     unique = list({c.key: c for c in reversed(candidates)}.values())[::-1]  # first candidate per (runtime, variant)
     for c in progress(unique, "accuracy", enabled=config.show_progress):
         runtime, variant = c.key
+        if not (runtime == "ort-cpu" and variant == FP32) and spent():
+            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"{BUDGET_SPENT} {config.budget:g} s was spent"))
+            continue
         try:
             outs = reference if (runtime == "ort-cpu" and variant == FP32) else outputs_of(runtime, c.artefact,
                                                                                              c.decoder)
@@ -211,8 +219,8 @@ def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config:
         except RnnDeployError:
             raise
         except Exception as exc:  # a runtime that cannot run this variant is a finding, not a crash
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False, f"raised {type(exc).__name__}: {first}"))
+            checks.append(AccuracyCheck(runtime, variant, inputs, {}, False,
+                                        f"raised {type(exc).__name__}: {first_line(exc, 300)}"))
             continue
         per_output, within = _compare(graph, outs, reference, variant)
         scores = score_task(data, outs, graph) if data is not None else None
@@ -307,7 +315,8 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
             warnings += [f"decoder step: {n}" for n in notes]
         candidates, notes = make_candidates(files, config.variants, runtimes, threads, decoders)
         warnings += notes
-        checks, notes = check_accuracy(source, candidates, config, runner_factory)
+        checks, notes = check_accuracy(source, candidates, config, runner_factory,
+                                       lambda: config.budget is not None and clock() - start > config.budget)
         warnings += notes
         passed = {(a.runtime, a.variant) for a in checks if a.passed}
         not_run = {(a.runtime, a.variant): a.reason for a in checks if not a.ran}
@@ -354,14 +363,14 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
             except RnnDeployError:
                 raise
             except Exception as exc:
-                skipped.append(f"{c.label}: could not start: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                skipped.append(f"{c.label}: could not start: {type(exc).__name__}: {first_line(exc, 200)}")
         shapes = [(b, s) for s in config.seqs for b in config.batches]
         work = [(b, s, label) for b, s in shapes for label in runners]
         feeds: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
         for b, s, label in progress(work, f"tune {source.spec.name}", enabled=config.show_progress):
             shape_id = f"b{b}-s{s}"
             if config.budget is not None and clock() - start > config.budget:
-                skipped.append(f"{label} @ {shape_id}: the --budget of {config.budget:g} s was spent")
+                skipped.append(f"{label} @ {shape_id}: {BUDGET_SPENT} {config.budget:g} s was spent")
                 continue
             if (b, s) not in feeds:
                 feeds[(b, s)] = generate_inputs(graph, sizes_for(graph, b, s), config.seed, _pad_id(source))
@@ -372,7 +381,7 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
             except RnnDeployError:
                 raise
             except Exception as exc:
-                skipped.append(f"{label} @ {shape_id}: raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                skipped.append(f"{label} @ {shape_id}: raised {type(exc).__name__}: {first_line(exc, 200)}")
             time.sleep(0.02)  # let spinning worker threads of the previous runner go idle
     finally:
         for r in runners.values():
@@ -486,18 +495,21 @@ def _pad_id(source: ModelSource) -> Optional[int]:
     return pad if isinstance(pad, int) else None
 
 
-def _decoder_path(source: ModelSource, config: TuneConfig) -> Optional[str]:
-    """A seq2seq encoder's decoder-step file: --decoder, else NAME.decoder_step.onnx beside NAME.encoder.onnx."""
-    if config.decoder:
-        return config.decoder
-    if source.graph == "encoder" and source.onnx and source.onnx.endswith(".encoder.onnx"):
-        sibling = source.onnx[: -len(".encoder.onnx")] + ".decoder_step.onnx"
-        return sibling if Path(sibling).is_file() else None
-    return None
-
-
 def _decoder_source(source: ModelSource, config: TuneConfig) -> Optional[ModelSource]:
-    from rnndeploy.backends.source import resolve_source
+    """A seq2seq encoder's decoder step: --decoder, else the decoder_step file its export wrote
+    beside it (rnndeploy.parity.harness.find_decoder); None for other models.
 
-    path = _decoder_path(source, config)
-    return resolve_source(onnx=path, graph="decoder_step") if path else None
+    Raises:
+        UsageError: the decoder step is not an ONNX file (tune makes ONNX variants of it).
+    """
+    from rnndeploy.parity.harness import find_decoder
+
+    found = find_decoder(source, config.decoder)
+    if found is not None and not found.onnx:
+        raise UsageError(f"--decoder {config.decoder} is not an ONNX file", "tune needs the decoder step as ONNX")
+    return found
+
+
+def _decoder_path(source: ModelSource, config: TuneConfig) -> Optional[str]:
+    found = _decoder_source(source, config)
+    return found.onnx if found is not None else None
