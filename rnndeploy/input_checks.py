@@ -9,7 +9,8 @@ vocabulary), or produces a "mismatch" that is really a bad input (NaN in, NaN ou
 
 ``check_input_values(graph, feed, who)``
     no empty axis; floats finite; integers inside the range the spec declares
-    (``low``/``high``: token ids in [0, vocab)); lengths in 1..seq; masks 0/1.
+    (``low``/``high``: token ids in [0, vocab)), or a token input's padding id
+    (``padding_ids``); lengths in 1..seq; masks 0/1.
 
 ``check_expected(graph, expected, sizes, who)``
     reference outputs: exactly the graph's outputs, each with the spec's dtype, rank,
@@ -22,7 +23,7 @@ for a model from a file should call both.
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -77,12 +78,23 @@ def integer_range(t: TensorSpec, sizes: Mapping[str, int]) -> Optional[Tuple[int
     return None
 
 
+def padding_ids(attrs: Mapping[str, Any]) -> Dict[str, int]:
+    """Token input → its padding id, from a spec's ``attrs["padding"]`` (a Keras model with
+    ``Embedding(mask_zero=True)``: its ids range over 1..vocab-1, and 0 marks padding)."""
+    pads = attrs.get("padding")
+    if not isinstance(pads, Mapping):
+        return {}
+    return {str(name): int(p["value"]) for name, p in pads.items()
+            if isinstance(p, Mapping) and p.get("kind") == "tokens" and isinstance(p.get("value"), int)}
+
+
 def check_input_values(graph: GraphSpec, feed: Mapping[str, Any], who: str,
-                       sizes: Optional[Mapping[str, int]] = None) -> None:
+                       sizes: Optional[Mapping[str, int]] = None, padding: Optional[Mapping[str, int]] = None) -> None:
     """Values of ``feed`` (already through ``check_feed``) against ``graph``'s inputs (see module docstring).
 
     Args:
         sizes: named-axis sizes of the feed (for lengths: 1..seq); inferred when None.
+        padding: token input → padding id allowed besides its range (see ``padding_ids``).
 
     Raises:
         ShapeError: an empty axis, a non-finite float, an integer outside its range.
@@ -102,6 +114,8 @@ def check_input_values(graph: GraphSpec, feed: Mapping[str, Any], who: str,
             lo, hi = rng
             a = arr.astype(np.int64)
             bad = (a < lo) | (a >= hi)
+            if padding and t.name in padding:
+                bad &= a != padding[t.name]
             if bad.any():
                 idx = first_index(bad)
                 value = int(a[tuple(idx)]) if idx else int(a[()])
@@ -109,6 +123,8 @@ def check_input_values(graph: GraphSpec, feed: Mapping[str, Any], who: str,
                 why = {"lengths": f" (1..seq, seq = {hi - 1})", "mask": " (0 or 1)"}.get(t.role, "")
                 if t.role in ("tokens", "token"):
                     why = f" (the vocabulary has {hi} ids)" if lo == 0 else ""
+                    if padding and t.name in padding:
+                        why += f" or the padding id {padding[t.name]}"
                 raise ShapeError(f"{who}: input {t.name!r} has {value} at index {idx}, outside the allowed "
                                  f"{allowed}{why}", f"{int(bad.sum())} of {a.size} values are out of range")
 

@@ -13,7 +13,11 @@ Generation follows each input's role (rnndeploy.spec.INPUT_ROLES):
 - mask: 1 / True for positions < length (consistent with ``lengths`` when both exist);
   a mask of rank > 2 repeats the [batch, seq] pattern over its trailing axes, and a
   rank-1 mask is all ones;
-- state: uniform in [low, high] (default [-1, 1]).
+- state: uniform in [low, high] (default [-1, 1]);
+- an input the model masks itself (a Keras model's ``Embedding(mask_zero=True)`` or
+  ``Masking``: the spec's ``attrs["padding"]``), in ``generate_cases``: pre-padded
+  rows, as ``pad_sequences`` makes them (one row full, the others 1..seq valid steps
+  with the padding value before them).
 
 Every case draws from ``numpy.random.default_rng([seed, batch, seq])``, so a case is
 reproducible on its own whatever other shapes run beside it.
@@ -72,11 +76,13 @@ def sizes_for(graph: GraphSpec, batch: int, seq: int, extra: Optional[Mapping[st
 
 
 def generate_inputs(graph: GraphSpec, sizes: Mapping[str, int], seed: int = 0,
-                    pad_id: Optional[int] = None) -> Dict[str, np.ndarray]:
+                    pad_id: Optional[int] = None,
+                    padding: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Dict[str, np.ndarray]:
     """Inputs for ``graph`` at ``sizes`` (see module docstring for the value rules).
 
     With ``pad_id`` (the spec's ``attrs["pad_id"]``) and a lengths input, token positions
-    past a row's length hold the pad id, as real padded batches do.
+    past a row's length hold the pad id, as real padded batches do. ``padding`` (the
+    spec's ``attrs["padding"]``: input → {"value": pad}) pre-pads those inputs' rows.
     """
     batch = int(sizes.get("batch", 1))
     seq = int(sizes.get("seq", sizes.get("src_seq", 1)))
@@ -98,14 +104,30 @@ def generate_inputs(graph: GraphSpec, sizes: Mapping[str, int], seed: int = 0,
                 steps = np.arange(shape[t.time_axis]).reshape([-1 if i == t.time_axis else 1 for i in range(len(shape))])
                 lens = np.asarray(lengths).reshape([-1 if i == 0 else 1 for i in range(len(shape))])
                 v = np.where(steps < lens, v, np.asarray(pad_id, dtype=v.dtype))
+            pad = (padding or {}).get(t.name)
+            if isinstance(pad, Mapping) and t.time_axis == 1 and len(shape) >= 2:
+                # lengths from their own stream: the values are those of the unpadded case, and
+                # inputs of one length (aligned sequences) are padded alike
+                pad_rng = np.random.default_rng([int(seed), batch, seq, shape[1]])
+                v = pre_pad(v, _lengths(pad_rng, (shape[0],), shape[1]), pad.get("value", 0))
             out[t.name] = v
     return {t.name: out[t.name] for t in graph.inputs}
+
+
+def pre_pad(x: np.ndarray, lengths: Sequence[int], value: Any) -> np.ndarray:
+    """``x`` [batch, time, ...] with row i's first ``time - lengths[i]`` steps set to ``value``
+    (``keras.utils.pad_sequences``' default, padding="pre"); the valid steps keep their values."""
+    x = np.array(x, copy=True)
+    for row, n in enumerate(lengths):
+        x[row, : x.shape[1] - int(n)] = np.asarray(value, dtype=x.dtype)
+    return x
 
 
 def generate_cases(graph: GraphSpec, shapes: Sequence[Tuple[int, int]], seed: int = 0,
                    extra_dims: Optional[Mapping[str, int]] = None, pad_id: Optional[int] = None,
                    attrs: Optional[Mapping[str, Any]] = None) -> List[Case]:
-    """One Case per (batch, seq); ids look like "b4-s128".
+    """One Case per (batch, seq); ids look like "b4-s128". Inputs that ``attrs["padding"]``
+    names (a masking Keras model's) are pre-padded, so parity exercises the masked path.
 
     Every case's memory (rnndeploy.memory.check_graph_fits, with the spec's ``attrs``
     for the recurrent layers) is checked before the first one is generated.
@@ -114,7 +136,9 @@ def generate_cases(graph: GraphSpec, shapes: Sequence[Tuple[int, int]], seed: in
     for (b, s), sizes in zip(shapes, all_sizes):  # every case checked before the first is made
         check_graph_fits(graph, sizes, f"parity case b{b}-s{s} (inputs, reference and runtime outputs)", copies=3,
                          attrs=attrs)
-    return [Case(f"b{b}-s{s}", sizes, generate_inputs(graph, sizes, seed, pad_id))
+    padding = (attrs or {}).get("padding")
+    return [Case(f"b{b}-s{s}", sizes, generate_inputs(graph, sizes, seed, pad_id,
+                                                      padding if isinstance(padding, Mapping) else None))
             for (b, s), sizes in zip(shapes, all_sizes)]
 
 

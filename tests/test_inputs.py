@@ -56,6 +56,24 @@ def test_seeding_is_per_case_and_reproducible():
     assert not np.array_equal(a[1].inputs["feat"], c[0].inputs["feat"])
 
 
+def test_inputs_a_keras_model_masks_are_pre_padded_in_cases():
+    """attrs["padding"] (a Keras Embedding(mask_zero) / Masking input): rows pre-padded as
+    pad_sequences does — one row full, every row at least one valid step — and nothing else changes."""
+    g = GraphSpec("model", (TensorSpec("ids", "int32", ("batch", "seq"), "tokens", time_axis=1, low=1, high=20),
+                            TensorSpec("feat", "float32", ("batch", "seq", 3), "features", time_axis=1)),
+                  (TensorSpec("y", "float32", ("batch", 1), "prediction"),))
+    attrs = {"padding": {"ids": {"kind": "tokens", "value": 0}, "feat": {"kind": "features", "value": -1.0}}}
+    plain = generate_cases(g, [(6, 9)], seed=4)[0].inputs
+    padded = generate_cases(g, [(6, 9)], seed=4, attrs=attrs)[0].inputs
+    assert (plain["ids"] >= 1).all() and not (plain["feat"] == -1.0).all(axis=-1).any()
+    for name, is_pad in (("ids", padded["ids"] == 0), ("feat", (padded["feat"] == -1.0).all(axis=-1))):
+        valid = (~is_pad).sum(axis=1)
+        assert valid.max() == 9 and valid.min() >= 1 and valid.min() < 9, name
+        for row, n in enumerate(valid):  # the padding comes first, the values after it are untouched
+            assert is_pad[row, : 9 - n].all() and not is_pad[row, 9 - n:].any()
+            np.testing.assert_array_equal(padded[name][row, 9 - n:], plain[name][row, 9 - n:])
+
+
 def test_batch_one_length_is_full():
     x = generate_inputs(graph(), {"batch": 1, "seq": 12, "src_seq": 12})
     assert x["lengths"].tolist() == [12]

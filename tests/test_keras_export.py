@@ -74,14 +74,55 @@ def test_subprocess_export_then_inspect_parity_bench(sentiment, tmp_path):
     run_cli("export", sentiment, "-o", str(out), "--long-seq", "8", check=True, timeout=300)
     insp = run_cli("inspect", str(out), check=True)
     assert "LSTM(bidirectional)" in insp.stdout and "tokens" in insp.stdout
-    par = run_cli("parity", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras",
-                  "--shapes", "1x1,3x12", "--json", str(tmp_path / "p.json"), check=True, timeout=300)
+    golden = tmp_path / "golden"
+    import importlib.util
+
+    openvino = ["--backend", "openvino"] if importlib.util.find_spec("openvino") else []
+    par = run_cli("parity", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras", *openvino,
+                  "--shapes", "1x1,3x12", "--json", str(tmp_path / "p.json"), "--save-golden", str(golden),
+                  check=True, timeout=300)
     assert "PASSED" in par.stdout and "Reference: keras" in par.stdout
+    assert not openvino or "openvino  b3-s12" in par.stdout  # OpenVINO runs the packing ops too
     results = json.loads((tmp_path / "p.json").read_text())
     assert results  # the report tool reads this file format
+    # the generated batch is pre-padded as pad_sequences pads (the model masks token 0): the mask runs
+    with np.load(golden / "b3-s12.inputs.npz") as z:
+        ids = z[list(z)[0]]
+    valid = (ids != 0).sum(axis=1)
+    assert valid.max() == 12 and valid.min() < 12
+    assert all((row[: 12 - n] == 0).all() and (row[12 - n:] != 0).all() for row, n in zip(ids, valid))
+    again = run_cli("parity", str(out), "--golden", str(golden), "--backend", "ort-cpu", check=True, timeout=300)
+    assert "PASSED" in again.stdout
     bench = run_cli("bench", str(out), "--keras", sentiment, "--backend", "ort-cpu", "--backend", "keras",
                     "--batch", "1", "--seq", "8", "--iters", "3", "--warmup", "1", check=True, timeout=300)
     assert "keras" in bench.stdout and "ort-cpu" in bench.stdout
+    # no torch row: ratios are taken against Keras, and the column says so
+    assert "ratios are median / median of keras" in bench.stdout and "vs keras" in bench.stdout
+    ort_row = next(line for line in bench.stdout.splitlines() if line.startswith("ort-cpu "))
+    assert ort_row.split()[9].endswith("×")
+
+
+def test_parity_takes_pad_sequences_output(sentiment, tmp_path):
+    """--inputs holding pad_sequences' zeros (the padding id, outside the 1..vocab-1 generated ids)
+    are valid input; an id past the vocabulary is still refused, naming both."""
+    out = tmp_path / "s.onnx"
+    assert CliRunner().invoke(cli, ["export", sentiment, "-o", str(out), "--long-seq", "8"]).exit_code == 0
+    ids = np.array([[0, 0, 0, 7, 3, 9], [4, 4, 8, 2, 0, 0], [0, 1, 49, 0, 5, 0]], dtype=np.int32)
+    want = keras.ops.convert_to_numpy(keras.saving.load_model(sentiment)(ids))
+    import onnx
+
+    name = read_onnx_metadata(onnx.load(str(out)))[0].graph("model").inputs[0].name
+    np.savez(tmp_path / "in.npz", **{name: ids})
+    np.savez(tmp_path / "out.npz", score=np.asarray(want))
+    args = ["parity", str(out), "--backend", "ort-cpu", "--inputs", str(tmp_path / "in.npz"),
+            "--expected", str(tmp_path / "out.npz"), "--tol", "score:1e-5:0"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0 and "PASSED" in res.output, res.output
+    ids[2, 1] = 50
+    np.savez(tmp_path / "in.npz", **{name: ids})
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert "has 50 at index [2, 1], outside the allowed 1..49 or the padding id 0" in res.output
 
 
 def test_keras_model_alone_is_a_source(sentiment):

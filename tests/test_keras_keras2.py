@@ -17,10 +17,34 @@ from tests.keras_helpers import keras_or_skip, scramble
 keras = keras_or_skip()
 L = keras.layers
 h5py = pytest.importorskip("h5py")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")  # validate_cases runs the conversion in it
 
 
 from rnndeploy.keras import convert_keras, load_keras_file  # noqa: E402
+from rnndeploy.keras.validate import keras_cases  # noqa: E402
+
+
+def _matches_keras3_twin(conv, twin, padded: bool) -> None:
+    """The conversion against the Keras 3 model holding the same weights, at every export
+    validation shape (batch 1 × seq 1, others, 2× the longest training sequence 16, and — for
+    a masking model — pre-/post-padded and holey batches), within 1e-5."""
+    from rnndeploy.export.validate import validate_cases
+
+    graph = conv.spec.graph()
+    cases = keras_cases(graph, conv.padding, 32)
+    names = [t.name for t in graph.inputs]
+
+    def reference(feeds):
+        out = twin([feeds[n] for n in names] if len(names) > 1 else feeds[names[0]])
+        return {graph.outputs[0].name: np.asarray(keras.ops.convert_to_numpy(out))}
+
+    report = validate_cases(conv.model.SerializeToString(), graph, [(c.sizes, c.feeds, c.label) for c in cases],
+                            reference, "keras 3 twin", "keras")
+    assert report.ok, report.render()
+    assert max(report.max_errors().values()) <= 1e-5
+    where = {c.where for c in report.checks}
+    assert {"batch=1 seq=1", "batch=3 seq=32"} <= where
+    assert padded == ({"batch=4 seq=12 pre-padded", "batch=4 seq=12 post-padded", "batch=3 seq=9 holes"} <= where)
 
 
 # -- Keras 2 (tf.keras) files ------------------------------------------------------------------
@@ -78,10 +102,8 @@ def test_keras2_sequential_h5(tmp_path):
     kf = load_keras_file(str(path))
     assert (kf.fmt, kf.keras_version, kf.backend) == ("h5", "2.15.0", "tensorflow")
     conv = convert_keras(kf)
-    sess = ort.InferenceSession(conv.model.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).uniform(-1, 1, (3, 9, 3)).astype(np.float32)
-    x[1, :4] = 0.0  # pre-padded row
-    np.testing.assert_allclose(sess.run(None, {"lstm_input": x})[0], keras.ops.convert_to_numpy(k3(x)), atol=1e-5)
+    assert [t.name for t in conv.spec.graph().inputs] == ["lstm_input"]
+    _matches_keras3_twin(conv, k3, padded=True)
 
 
 def test_keras2_functional_h5_bidirectional_gru(tmp_path):
@@ -118,8 +140,45 @@ def test_keras2_functional_h5_bidirectional_gru(tmp_path):
     path = tmp_path / "k2f.h5"
     _write_keras2_h5(path, config, weights)
     conv = convert_keras(load_keras_file(str(path)))
-    sess = ort.InferenceSession(conv.model.SerializeToString(), providers=["CPUExecutionProvider"])
-    ids = np.random.default_rng(1).integers(1, 30, (4, 8)).astype(np.int32)
-    ids[1, :5] = 0  # pre-padded
-    ids[2, 6:] = 0  # post-padded
-    np.testing.assert_allclose(sess.run(None, {"input_1": ids})[0], keras.ops.convert_to_numpy(k3(ids)), atol=1e-5)
+    assert [t.name for t in conv.spec.graph().inputs] == ["input_1"]
+    _matches_keras3_twin(conv, k3, padded=True)
+
+
+def test_keras2_sequential_h5_gru_reset_before_backwards_rnn_time_distributed(tmp_path):
+    """tf.keras 2 defaults of older saves (GRU reset_after=False), a go_backwards SimpleRNN, a
+    Bidirectional SimpleRNN summed, TimeDistributed(Dense): weights named as tf.keras 2 names them."""
+    k3 = scramble(keras.Sequential([
+        keras.Input((None, 3)), L.Masking(-1.0),
+        L.GRU(4, return_sequences=True, reset_after=False),
+        L.SimpleRNN(3, return_sequences=True, go_backwards=True, activation="relu"),
+        L.Bidirectional(L.SimpleRNN(2, return_sequences=True), merge_mode="sum"),
+        L.TimeDistributed(L.Dense(2, activation="softmax"))]), seed=4)
+    w = k3.get_weights()
+    rnn = _keras2_layer("SimpleRNN", "simple_rnn_1", **_rnn_cfg(2, return_sequences=True))
+    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, None, 3], "dtype": "float32",
+                                                "sparse": False, "ragged": False, "name": "masking_input"}},
+        _keras2_layer("Masking", "masking", mask_value=-1.0),
+        _keras2_layer("GRU", "gru", **_rnn_cfg(4, return_sequences=True, reset_after=False)),
+        _keras2_layer("SimpleRNN", "simple_rnn", **_rnn_cfg(3, return_sequences=True, go_backwards=True,
+                                                            activation="relu")),
+        _keras2_layer("Bidirectional", "bidirectional", merge_mode="sum", layer=rnn),
+        _keras2_layer("TimeDistributed", "time_distributed", layer=_keras2_layer(
+            "Dense", "dense", units=2, activation="softmax", use_bias=True)),
+    ]}}
+    cell = "bidirectional/{}_simple_rnn_1/simple_rnn_cell/{}:0"
+    weights = {
+        "masking": {},
+        "gru": {f"gru/gru_cell/{n}:0": w[i] for i, n in enumerate(("kernel", "recurrent_kernel", "bias"))},
+        "simple_rnn": {f"simple_rnn/simple_rnn_cell/{n}:0": w[3 + i]
+                       for i, n in enumerate(("kernel", "recurrent_kernel", "bias"))},
+        "bidirectional": {cell.format(d, n): w[6 + i] for i, (d, n) in enumerate(
+            [(d, n) for d in ("forward", "backward") for n in ("kernel", "recurrent_kernel", "bias")])},
+        "time_distributed": {"time_distributed/kernel:0": w[12], "time_distributed/bias:0": w[13]},
+    }
+    assert len(w) == 14 and w[2].shape == (12,)  # reset_after=False: one bias row
+    path = tmp_path / "k2b.h5"
+    _write_keras2_h5(path, config, weights)
+    conv = convert_keras(load_keras_file(str(path)))
+    assert conv.padding == {"masking_input": {"kind": "features", "value": -1.0}}
+    _matches_keras3_twin(conv, k3, padded=True)

@@ -144,17 +144,38 @@ def test_keras_converter_needs_only_numpy_onnx_h5py(tmp_path):
     assert out.is_file()
 
 
-@needs_py39("h5py")
+@needs_py39("h5py", "onnxruntime", "numpy", "onnx", "click")
 def test_keras_converter_under_python39(tmp_path):
-    """The same file converted on Python 3.9 + numpy 1.26 + onnx 1.19 gives the same ONNX graph."""
+    """The same file converted on Python 3.9 + numpy 1.26 + onnx 1.19 + h5py gives the same ONNX graph
+    as here, and the deploy side there (parity, onnxruntime 1.19) reproduces Keras' own outputs on a
+    pre-padded batch."""
     import onnx
 
+    py39 = py39_python()
     path = _keras_file(tmp_path)
     here, there = tmp_path / "py311.onnx", tmp_path / "py39.onnx"
     code = block_imports("torch", "keras", "onnxruntime") + _export_code(path, here)
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
-    code39 = "import sys\nassert sys.version_info[:2] == (3, 9), sys.version\n" + _export_code(path, there)
-    proc = subprocess.run([py39_python(), "-c", code39], cwd=REPO, capture_output=True, text=True, env=py39_env())
+    code39 = ("import sys\nassert sys.version_info[:2] == (3, 9), sys.version\nimport numpy\n"
+              "assert numpy.__version__.startswith('1.26'), numpy.__version__\n" + _export_code(path, there))
+    proc = subprocess.run([py39, "-c", code39], cwd=REPO, capture_output=True, text=True, env=py39_env())
     assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "NOT validated (see note)" in proc.stdout  # no Keras on the deployment side: it says so
     a, b = onnx.load(str(here)), onnx.load(str(there))
     assert a.graph.SerializeToString() == b.graph.SerializeToString()
+
+    import keras
+    import numpy as np
+
+    ids = np.random.default_rng(0).integers(1, 20, (4, 9)).astype(np.int32)
+    ids[1, :6] = 0  # pre-padded, as pad_sequences does
+    ids[2, 4:] = 0  # post-padded
+    want = keras.ops.convert_to_numpy(keras.saving.load_model(str(path))(ids))
+    name_in, name_out = a.graph.input[0].name, a.graph.output[0].name
+    np.savez(tmp_path / "in.npz", **{name_in: ids})
+    np.savez(tmp_path / "out.npz", **{name_out: np.asarray(want)})
+    proc = subprocess.run([py39, "-m", "rnndeploy", "parity", str(there), "--backend", "ort-cpu", "--inputs",
+                           str(tmp_path / "in.npz"), "--expected", str(tmp_path / "out.npz"), "--tol", f"{name_out}:1e-5:0"],
+                          cwd=tmp_path, capture_output=True, text=True, env=py39_env())
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "PASSED" in proc.stdout and "ort-cpu  inputs" in proc.stdout, proc.stdout

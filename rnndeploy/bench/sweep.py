@@ -96,14 +96,15 @@ def _runs_torch(label: str) -> bool:
 
 
 def choose_baseline(backends: List[str], wanted: Optional[str] = None) -> Optional[str]:
-    """The baseline row: ``wanted`` (must be measured), else "torch", else the first torch label."""
+    """The baseline row: ``wanted`` (must be measured), else "torch", else the first torch label,
+    else "keras" (a Keras model's own framework)."""
     if wanted is not None:
         if wanted not in backends:
             raise UsageError(f"baseline {wanted!r} is not one of the measured backends", f"measured: {', '.join(backends)}")
         return wanted
     if "torch" in backends:
         return "torch"
-    return next((b for b in backends if _runs_torch(b)), None)
+    return next((b for b in backends if _runs_torch(b)), "keras" if "keras" in backends else None)
 
 
 def run_bench(source: ModelSource, config: BenchConfig, command: str = "",

@@ -124,6 +124,7 @@ class Converter:
         self.recurrent: List[Dict[str, Any]] = []
         self.notes: List[str] = []
         self._input_by_name: Dict[str, str] = {}
+        self._same_dims: Dict[str, str] = {}  # time axis name → one it must equal (union-find parent)
         self._weights = _WeightIndex(kfile, self.graph)
 
     # -- driver ---------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class Converter:
         self._output_names = self._plan_outputs()
         for call in self.graph.calls:
             self._convert(call)
+        self._rename_dims()
         outputs = self._add_outputs()
         if self.options.with_state and not self.states:
             raise KerasModelError(f"{self.kfile.path} has no recurrent layer to stream", "leave out --with-state")
@@ -181,6 +183,20 @@ class Converter:
         if isinstance(m, (list, tuple)) and len(m) == len(xs):
             return [t.name if isinstance(t, KT) else None for t in m]
         return [x.mask for x in xs]
+
+    def same_dims(self, *dims: Any) -> None:
+        """Record that named axes must be equal (e.g. the time axes of two inputs that a
+        Concatenate or an Add combines step by step): the ONNX file then gives them one name,
+        so validation and the tools feed them one size, as the Keras model requires."""
+        names = [self._dim_root(d) for d in dims if isinstance(d, str) and d != "batch"]
+        for other in names[1:]:
+            if other != names[0]:
+                self._same_dims[other] = names[0]
+
+    def _dim_root(self, d: str) -> str:
+        while d in self._same_dims:
+            d = self._same_dims[d]
+        return d
 
     def streams(self, rc: RnnConfig) -> bool:
         return rc.stateful or self.options.with_state
@@ -253,6 +269,28 @@ class Converter:
             self.b.add_input(name, dtype, dims)
             self._input_by_name[name] = name
             self.tensors[TensorRef(ref.layer, 0, 0)] = KT(name, dtype, tuple(dims))
+
+    def _rename_dims(self) -> None:
+        """Merge the time axes ``same_dims`` found equal, then name the remaining ones seq,
+        src_seq, seq3, ... in input order, in the graph inputs and in every tensor."""
+        if not self._same_dims:
+            return
+        roots: List[str] = []
+        for vi in self.b.inputs:
+            for d in vi.type.tensor_type.shape.dim:
+                if d.dim_param and d.dim_param != "batch" and self._dim_root(d.dim_param) not in roots:
+                    roots.append(self._dim_root(d.dim_param))
+        names = list(TIME_DIMS) + [f"seq{i}" for i in range(len(TIME_DIMS) + 1, len(roots) + len(TIME_DIMS) + 1)]
+        new = {r: names[i] for i, r in enumerate(roots)}
+
+        def rename(d: Any) -> Any:
+            return new.get(self._dim_root(d), d) if isinstance(d, str) and d != "batch" else d
+
+        for vi in self.b.inputs:
+            for d in vi.type.tensor_type.shape.dim:
+                if d.dim_param:
+                    d.dim_param = rename(d.dim_param)
+        self.tensors = {ref: kt.with_(dims=tuple(rename(d) for d in kt.dims)) for ref, kt in self.tensors.items()}
 
     def _plan_outputs(self) -> List[str]:
         """Output names (the output layer's name, "_N" for its N-th tensor), claimed before any node is named."""

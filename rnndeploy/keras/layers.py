@@ -282,6 +282,7 @@ def _concatenate(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) ->
     rank = xs[0].rank
     axis = _axis(int(call.layer.config.get("axis", -1)), rank)
     y = cv.b.op("Concat", [x.name for x in xs], axis=axis)
+    _same_axes(cv, xs, skip=axis)
     dims = list(xs[0].dims)
     sizes = [x.dims[axis] for x in xs]
     dims[axis] = sum(sizes) if all(isinstance(s, int) for s in sizes) else (None if axis != 1 else xs[0].dims[1])
@@ -302,6 +303,16 @@ def _concatenate(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) ->
         else:
             out_mask = cat
     return [KT(y, xs[0].dtype, tuple(dims), out_mask)]
+
+
+def _same_axes(cv: Any, xs: Sequence[KT], skip: Optional[int] = None) -> None:
+    """Axes that ``xs`` combine element by element (aligned from the last, as broadcasting
+    does) must be equal: tell the converter, which then gives their time axes one name."""
+    rank = max(x.rank for x in xs)
+    for i in range(1, rank + 1):
+        if skip is not None and rank - i == skip:
+            continue
+        cv.same_dims(*(x.dims[-i] for x in xs if x.rank >= i))
 
 
 def _merge_mask(cv: Any, masks: Sequence[Optional[str]]) -> Optional[str]:
@@ -327,14 +338,42 @@ def _elementwise(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) ->
     cls = call.layer.class_name
     if cls == "Subtract" and len(xs) != 2:
         raise KerasModelError(f"{cv.where(call)} needs exactly two inputs")
+    _same_axes(cv, xs)
     onnx_op = {"Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Average": "Add", "Maximum": "Max", "Minimum": "Min"}[cls]
-    y = xs[0].name
-    for x in xs[1:]:
-        y = cv.b.op(onnx_op, [y, x.name])
+    masks = cv.masks_of(xs, kwargs)
+    if cls in ("Multiply", "Maximum", "Minimum") and cv.keras_major >= 3 and any(m is not None for m in masks):
+        y = _masked_merge(cv, onnx_op, xs, masks)
+    else:
+        y = xs[0].name
+        for x in xs[1:]:
+            y = cv.b.op(onnx_op, [y, x.name])
     if cls == "Average":
         y = cv.b.op("Div", [y, cv.b.scalar(float(len(xs)))])
     dims = max((x.dims for x in xs), key=len)
-    return [KT(y, xs[0].dtype, dims, _merge_mask(cv, cv.masks_of(xs, kwargs)))]
+    return [KT(y, xs[0].dtype, dims, _merge_mask(cv, masks))]
+
+
+def _masked_merge(cv: Any, onnx_op: str, xs: Sequence[KT], masks: Sequence[Optional[str]]) -> str:
+    """Keras 3's Multiply / Maximum / Minimum under masks (keras.layers.merging, 3.15): a masked
+    step of an input does not take part — Multiply counts it as 1 and zeroes the steps every
+    masked input masks (when all are masked); Maximum / Minimum take the other inputs' value there."""
+    o = cv.ops
+    if onnx_op == "Mul":
+        y = None
+        for x, m in zip(xs, masks):
+            v = x.name if m is None else o.where_mask(m, x.name, x.rank, cv.b.scalar(1.0))
+            y = v if y is None else cv.b.op("Mul", [y, v])
+        if all(m is not None for m in masks):
+            y = o.where_mask(_merge_mask(cv, masks), y, xs[0].rank)
+        return y
+    y, y_mask = xs[0].name, masks[0]
+    for x, m in zip(xs[1:], masks[1:]):
+        v = x.name if m is None else o.where_mask(m, x.name, x.rank, y)
+        if y_mask is not None:
+            y = o.where_mask(y_mask, y, x.rank, v)
+        y_mask = cv.b.op("Or", [y_mask, m]) if (m is not None and y_mask is not None) else None
+        y = cv.b.op(onnx_op, [y, v])
+    return y
 
 
 # -- attention -------------------------------------------------------------------------------
@@ -346,6 +385,7 @@ def _attention(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> L
         raise KerasModelError(f"{where} needs [query, value] or [query, value, key]")
     q, v = xs[0], xs[1]
     k = xs[2] if len(xs) == 3 else v
+    cv.same_dims(v.dims[1], k.dims[1])  # a value per key
     cfg = call.layer.config
     b, o = cv.b, cv.ops
     additive = call.layer.class_name == "AdditiveAttention"
@@ -579,6 +619,7 @@ def _op_logical(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> 
     if not (isinstance(a, KT) and isinstance(c, KT)):
         raise KerasModelError(f"{cv.where(call)} must be called on two tensors")
     onnx_op = "Or" if call.layer.class_name == "LogicalOr" else "And"
+    _same_axes(cv, [a, c])
     y = cv.b.op(onnx_op, [cv.ops.cast(a.name, "bool") if a.dtype != "bool" else a.name,
                           cv.ops.cast(c.name, "bool") if c.dtype != "bool" else c.name])
     dims = tuple(ca if not (isinstance(ca, int) and ca == 1) else cc for ca, cc in zip(a.dims, c.dims)) \
@@ -596,6 +637,7 @@ def _op_not(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> List
 def _op_concatenate(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> List[KT]:
     xs = _many(args, cv.where(call))
     axis = _axis(int(call.layer.config.get("axis", kwargs.get("axis", 0))), xs[0].rank)
+    _same_axes(cv, xs, skip=axis)
     dims = list(xs[0].dims)
     sizes = [x.dims[axis] for x in xs]
     dims[axis] = sum(sizes) if all(isinstance(s, int) for s in sizes) else None  # type: ignore[assignment]

@@ -39,8 +39,8 @@ def keras_cases(graph: GraphSpec, padding: Mapping[str, Mapping[str, Any]], long
 
     example = {k: v for k, v in EXAMPLE_SIZES.items() if k in graph.dynamic_dims}
     plans: List[Tuple[Dict[str, int], str]] = [(s, "") for s in validation_sizes(graph, example, long_seq)]
-    if "src_seq" in graph.dynamic_dims:
-        plans.append(({"batch": 2, "seq": 5, "src_seq": 9}, "seq != src_seq"))
+    if "src_seq" in graph.dynamic_dims:  # the first input's time axis apart from the others'
+        plans.append(({d: 2 if d == "batch" else 5 if d == "seq" else 9 for d in graph.dynamic_dims}, "seq != src_seq"))
     if padding:
         for sizes, label in (({"batch": 4, "seq": 12}, "pre-padded"), ({"batch": 4, "seq": 12}, "post-padded"),
                              ({"batch": 3, "seq": long_seq}, "pre-padded"), ({"batch": 3, "seq": 9}, "holes")):

@@ -15,7 +15,7 @@ import numpy as np
 
 from rnndeploy.backends.base import ModelSource, check_feed
 from rnndeploy.fileio import load_npz
-from rnndeploy.input_checks import axis_sizes, check_expected, check_input_values
+from rnndeploy.input_checks import axis_sizes, check_expected, check_input_values, padding_ids
 from rnndeploy.inputs import Case, generate_cases, infer_sizes
 from rnndeploy.parity.golden import check_golden_matches, load_golden
 
@@ -57,13 +57,14 @@ def collect_cases(source: ModelSource, config: Any, hashes: Mapping[str, Optiona
         UsageError: a file that does not fit the graph (names, dtypes, shapes, values).
     """
     graph = source.graph_spec
+    pads = padding_ids(source.spec.attrs)  # pad_sequences' zeros are valid input to a masking Keras model
     if config.golden:
         golden = load_golden(config.golden)
         warnings = check_golden_matches(golden, graph, hashes.get("onnx_sha256"), hashes.get("checkpoint_sha256"))
         for case, outs in zip(golden.cases, golden.outputs):
             who = f"golden {golden.path} case {case.id!r}"
             check_feed(graph, case.inputs, f"{who} inputs")
-            check_input_values(graph, case.inputs, f"{who} inputs")
+            check_input_values(graph, case.inputs, f"{who} inputs", padding=pads)
             check_expected(graph, outs, axis_sizes(graph.inputs, case.inputs), f"{who} outputs")
         reference = {"backend": golden.reference_backend, "source": "golden", "path": str(golden.path),
                      "description": golden.manifest.get("reference", {}).get("description", {}),
@@ -73,7 +74,7 @@ def collect_cases(source: ModelSource, config: Any, hashes: Mapping[str, Optiona
     if config.inputs_file:
         feed = load_npz(config.inputs_file, "--inputs")
         check_feed(graph, feed, f"--inputs {config.inputs_file}")
-        check_input_values(graph, feed, f"--inputs {config.inputs_file}")
+        check_input_values(graph, feed, f"--inputs {config.inputs_file}", padding=pads)
         cases = (Case("inputs", infer_sizes(graph, feed), feed),)
         if not config.expected_file:
             return CaseSet(cases, {"backend": config.reference, "source": "run"})

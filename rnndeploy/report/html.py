@@ -15,9 +15,9 @@ from rnndeploy.report import fmt
 from rnndeploy.report.machine import distinct_machines, machine_label
 from rnndeploy.report.svg import PALETTE, Series, line_chart
 from rnndeploy.report.text import (
-    BENCH_HEADERS,
     LOADTEST_HEADERS,
     PARITY_HEADERS,
+    bench_headers,
     bench_rows,
     describe_loadtest,
     describe_run,
@@ -151,7 +151,7 @@ def _bench_section(r: Any, idx: int) -> str:
                               "median latency (ms)", log_x=wide, log_y=True, chart_id=f"bench{idx}-b{batch}"))
     out.append("</div>")
     out.append("<details><summary>All measurements</summary>")
-    out.append(_table(BENCH_HEADERS, bench_rows(r), "lrrrrrrrrrl"))
+    out.append(_table(bench_headers(r), bench_rows(r), "lrrrrrrrrrl"))
     out.append("</details>")
     out += [f'<p class="note">warning: {escape(w)}</p>' for w in r.warnings]
     return "".join(out)

@@ -133,6 +133,11 @@ BENCH_HEADERS = ["backend", "batch", "seq", "median ms", "p90 ms", "p99 ms", "IQ
                  "note"]
 
 
+def bench_headers(result: Any) -> List[str]:
+    """BENCH_HEADERS with the ratio column named after the run's baseline ("vs keras", ...)."""
+    return [f"vs {result.baseline}" if h == "vs torch" and result.baseline else h for h in BENCH_HEADERS]
+
+
 def bench_rows(result: Any) -> List[List[str]]:
     rows = []
     order = {b: i for i, b in enumerate(result.backends())}
@@ -156,7 +161,7 @@ def _bench(result: Any, table: TableFn, heading: Callable[[str], str]) -> str:
         lines.append(f"{b}: {describe_run(d)}")
     lines.append(f"Timing: {describe_settings(result.settings)}; ratios are median / median of "
                  f"{result.baseline or '(no torch row)'} at the same batch and seq, measured side by side.")
-    lines += ["", table(BENCH_HEADERS, bench_rows(result), "lrrrrrrrrrl")]
+    lines += ["", table(bench_headers(result), bench_rows(result), "lrrrrrrrrrl")]
     for w in result.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
