@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
+from rnndeploy import jsonio
 from rnndeploy.artefacts.checkpoint import MANIFEST
 from rnndeploy.errors import CheckpointError, RnnDeployError
 from rnndeploy.fileio import atomic_dir, sha256_file
@@ -111,7 +112,7 @@ def check_output_dir(out_dir: Union[str, Path]) -> Path:
     if not any(p.iterdir()):
         return p
     try:
-        manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+        manifest = jsonio.loads((p / MANIFEST).read_text(encoding="utf-8"))
         is_checkpoint = isinstance(manifest, dict) and manifest.get("format") == FORMAT
     except (OSError, ValueError, UnicodeDecodeError):
         is_checkpoint = False
@@ -198,7 +199,7 @@ def verify_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
             _refuse_pickle(p / pickles[0])
         raise CheckpointError(f"{p} is not an rnndeploy checkpoint: it has no {MANIFEST}", f"give {EXPECTED}")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = jsonio.loads(mpath.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{mpath} is not valid JSON ({exc})", "the checkpoint is damaged; re-train it") from None
     if (
@@ -239,7 +240,7 @@ def verify_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
 
 def _read_json(p: Path, name: str) -> Any:
     try:
-        return json.loads((p / name).read_text(encoding="utf-8"))
+        return jsonio.loads((p / name).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{p / name} is not valid JSON ({exc})") from None
 

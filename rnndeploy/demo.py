@@ -13,9 +13,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Set
 
-from rnndeploy.errors import RnnDeployError
+from rnndeploy.errors import RnnDeployError, UsageError
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,36 @@ def plan(out: Path, machine: Machine, recipe: str = "sine", quick: bool = False)
         )
     )
     return stages
+
+
+def output_names(recipe: str = "sine") -> Set[str]:
+    """Names of the entries the demo writes in its output directory (every stage, GPU ones
+    included, and the engine's sidecar)."""
+    top = Path("/demo")
+    machine = Machine(has_gpu=True, has_tensorrt=True, ort_providers=["CUDAExecutionProvider"])
+    names = {Path(a).name for s in plan(top, machine, recipe) for a in s.args if Path(a).parent == top}
+    return names | {n + ".json" for n in names if n.endswith(".plan")}
+
+
+def check_out_dir(out: str, recipe: str = "sine") -> None:
+    """Refuse an existing ``out`` holding anything the demo does not write: a failed demo
+    restores its output directory as it was, and a directory of the user's own files is
+    no place for that (nor for a new demo).
+
+    Raises:
+        UsageError: ``out`` holds other entries (named, up to three).
+    """
+    if not str(out).strip():
+        raise UsageError("--out: empty path", "give a directory name, e.g. --out runs/demo")
+    out = Path(out)
+    if not out.is_dir():
+        return
+    ours = output_names(recipe)
+    other = sorted(e.name for e in out.iterdir() if e.name not in ours)
+    if other:
+        shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+        raise UsageError(f"--out {out} holds files the demo does not write ({shown})",
+                         "give a new or empty directory, or a previous demo's output directory")
 
 
 def run(stages: Sequence[Stage], invoke: Callable[[Sequence[str]], int], echo: Callable[[str], None]) -> None:

@@ -211,8 +211,12 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
 
     An existing ``path`` is replaced only after the new one is complete.
     """
-    p = check_parent_dir(path)
+    p = _absolute_dir(path, "output directory")
+    check_parent_dir(p)
     check_not_special(p)
+    if p.is_dir() and _contains_cwd(p):
+        raise UsageError(f"cannot replace directory {path}: it is (or contains) the current directory",
+                         "run from another directory, or write to a new one")
     if p.exists() and not p.is_dir():
         raise UsageError(f"cannot write directory {p}: a file of that name exists", "choose another path")
     try:
@@ -251,7 +255,7 @@ def transaction_dir(path: PathLike, parents: bool = False, what: str = "output d
     Args:
         parents: create missing parent directories (removed again on failure).
     """
-    p = Path(path)
+    p = _absolute_dir(path, what)
     created_top: Optional[Path] = None
     if parents and not p.parent.exists():
         top = p.parent
@@ -291,13 +295,47 @@ def _transaction(p: Path) -> Iterator[Path]:
     try:
         yield p
     except BaseException:
-        _rmtree(p)
         if existed:
-            os.replace(backup, p)
+            _restore_entries(p, backup)
             _rmtree(backup.parent)
+        else:
+            _rmtree(p)
         raise
     if existed:
         _rmtree(backup.parent)
+
+
+def _restore_entries(p: Path, backup: Path) -> None:
+    """Put ``p``'s entries back as ``backup`` holds them, entry by entry: the directory
+    itself is never removed (it may be the current directory or a mount point), and
+    nothing is deleted that ``backup`` does not hold a link or copy of."""
+    for entry in list(p.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            _rmtree(entry)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+    for entry in backup.iterdir():
+        os.replace(entry, p / entry.name)
+
+
+def _absolute_dir(path: PathLike, what: str) -> Path:
+    """``path`` made absolute, so that "." and "sub/.." have a name and a parent; an empty
+    path and the file-system root are refused (nothing can be built beside them)."""
+    if not str(path).strip():
+        raise UsageError(f"{what}: empty path", "give a directory name")
+    p = Path(os.path.abspath(str(path)))
+    if p.parent == p:
+        raise UsageError(f"{what} {path} is the file-system root", "give a directory of its own")
+    return p
+
+
+def _contains_cwd(p: Path) -> bool:
+    try:
+        cwd = Path(os.getcwd())
+    except OSError:
+        return False
+    return cwd == p or p in cwd.parents
 
 
 def _link_or_copy(src: str, dst: str) -> None:

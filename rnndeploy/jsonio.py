@@ -52,8 +52,13 @@ def dumps(obj: Any, **kwargs: Any) -> str:
 
 def loads(text: str) -> Any:
     """``json.loads``. Bare NaN/Infinity tokens written by other tools are read as floats;
-    the typed loaders reject them where a finite number is required."""
-    return json.loads(text)
+    the typed loaders reject them where a finite number is required. Nesting deeper than
+    Python's recursion limit (``[[[[...]]]]``, a hostile or damaged file) is a
+    ``json.JSONDecodeError`` like any other malformed document, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", str(text)[:0], 0) from None
 
 
 def to_float(value: Any) -> Optional[float]:

@@ -150,12 +150,45 @@ def check_fits(nbytes: int, what: str, hint: Optional[str] = None, fraction: flo
                      f"{human_bytes(avail)} available ({human_bytes(total)} total)", hint or "use smaller sizes")
 
 
+# How runtimes say an allocation failed (onnxruntime's BFC arena, torch's CPU/CUDA allocators,
+# TensorRT, C++ std::bad_alloc through pybind11): the request did not fit this machine.
+_OUT_OF_MEMORY = ("failed to allocate memory", "out of memory", "can't allocate memory", "cannot allocate memory",
+                  "bad_alloc", "outofmemory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc`` (a MemoryError, or a runtime's own error type) says an allocation failed."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(words in text for words in _OUT_OF_MEMORY)
+
+
+def out_of_memory(what: str, hint: Optional[str] = None) -> UsageError:
+    """The one-line refusal for work that ran out of memory (the estimate missed it)."""
+    avail, total = machine_memory()
+    return UsageError(f"{what} ran out of memory; this machine has {human_bytes(avail)} available "
+                      f"({human_bytes(total)} total)", hint or "use smaller sizes")
+
+
+@contextlib.contextmanager
+def runtime_guard(what: str, hint: Optional[str] = None) -> Iterator[None]:
+    """``guard`` for a runtime's call: its own allocation-failure errors become the one-line
+    refusal too (is_out_of_memory); anything else passes through unchanged."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(what, hint) from None
+        raise
+
+
 @contextlib.contextmanager
 def guard(what: str, hint: Optional[str] = None) -> Iterator[None]:
     """Turn a MemoryError inside the block into the one-line refusal (estimate unknown)."""
     try:
         yield
     except MemoryError:
-        avail, total = machine_memory()
-        raise UsageError(f"{what} ran out of memory; this machine has {human_bytes(avail)} available "
-                         f"({human_bytes(total)} total)", hint or "use smaller sizes") from None
+        raise out_of_memory(what, hint) from None

@@ -35,10 +35,13 @@ except ImportError:  # Python < 3.11
 from rnndeploy.data import SOURCES
 from rnndeploy.data.base import TASKS, Param
 from rnndeploy.errors import RecipeError
+from rnndeploy.validation import MAX_THREADS, MAX_WORKSPACE_MIB, TORCH_EXPORT_OPSETS
 
 RECIPE_SUFFIX = ".toml"
 SECTIONS = ("recipe", "data", "model", "train", "quality", "export", "engine", "variants")
 ENGINE_PRECISIONS = ("fp32", "fp16", "fp16-keep-recurrence")
+# Every loop rnndeploy runs is bounded: 10^6 passes over a training split is no recipe, a typo.
+MAX_EPOCHS = 10**6
 
 SCHEMAS: Dict[str, Dict[str, Param]] = {
     "recipe": {
@@ -46,7 +49,7 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "description": Param("str", "", "one line shown by `rnndeploy recipes`"),
     },
     "train": {
-        "epochs": Param("int", 10, "maximum passes over the training split", minimum=1),
+        "epochs": Param("int", 10, "maximum passes over the training split", minimum=1, maximum=MAX_EPOCHS),
         "batch_size": Param("int", 64, "examples per optimisation step", minimum=1),
         "lr": Param("float", 1e-3, "learning rate", minimum=0.0, maximum=10.0),
         "weight_decay": Param("float", 0.0, "L2 penalty (decoupled with optimizer adamw)", minimum=0.0),
@@ -68,7 +71,8 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "max_minutes": Param(
             "float", None, "stop training after this many minutes (the best epoch so far is kept)", minimum=0.0
         ),
-        "threads": Param("int", None, "torch intra-op threads (default: torch's choice)", minimum=1),
+        "threads": Param("int", None, "torch intra-op threads (default: torch's choice)", minimum=1,
+                         maximum=MAX_THREADS),
     },
     "quality": {
         "metric": Param("str", None, "the metric this recipe promises (see METRICS)", required=True),
@@ -78,7 +82,8 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
         "note": Param("str", "", "how the bar was measured"),
     },
     "export": {
-        "opset": Param("int", 17, "ONNX opset", minimum=7),
+        "opset": Param("int", 17, "ONNX opset (torch exports 7..23)", minimum=TORCH_EXPORT_OPSETS[0],
+                       maximum=TORCH_EXPORT_OPSETS[1]),
         "exporter": Param(
             "str",
             "torchscript",
@@ -103,7 +108,8 @@ SCHEMAS: Dict[str, Dict[str, Param]] = {
             "(axes a profile leaves out come from batch/seq)",
         ),
         "precision": Param("str", "fp32", "engine precision / FP16 policy", choices=ENGINE_PRECISIONS),
-        "workspace_mib": Param("int", None, "builder workspace limit in MiB (default: TensorRT's)", minimum=1),
+        "workspace_mib": Param("int", None, "builder workspace limit in MiB (default: TensorRT's)", minimum=1,
+                               maximum=MAX_WORKSPACE_MIB),
         "opt_level": Param(
             "int", None, "TensorRT builder optimisation level (default: TensorRT's, 3)", minimum=0, maximum=5
         ),
@@ -476,7 +482,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 _TYPE_NAMES = {
     "int": "an integer",
     "float": "a number",
-    "str": "a string",
+    "str": "a (non-empty, when required) string",
     "path": "a file path (string)",
     "bool": "true or false",
     "str_list": "a list of strings",
@@ -490,7 +496,7 @@ def check_value(where: str, param: Param, value: Any) -> Any:
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "str": isinstance(value, str),
+        "str": isinstance(value, str) and (bool(value.strip()) or not param.required),
         "path": isinstance(value, str) and bool(value),
         "bool": isinstance(value, bool),
         "str_list": isinstance(value, list) and all(isinstance(v, str) for v in value),

@@ -25,6 +25,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from rnndeploy import jsonio
 from rnndeploy.errors import SpecError
 from rnndeploy.validation import Fields, check_number
 
@@ -379,7 +380,7 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str, where: str = "model spec") -> ModelSpec:
         try:
-            data = json.loads(text)
+            data = jsonio.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"{where} is not valid JSON: {exc}") from None
         return cls.from_dict(data, where)
@@ -541,7 +542,7 @@ def read_onnx_metadata(model: Any, where: str = "the ONNX file") -> Tuple[ModelS
     graph = props.get(META_GRAPH) or next(iter(spec.graphs))
     spec.graph(graph)
     try:
-        info = json.loads(props.get(META_EXPORT, "{}"))
+        info = jsonio.loads(props.get(META_EXPORT, "{}"))
     except json.JSONDecodeError as exc:
         raise SpecError(f"{where}: metadata {META_EXPORT} is not valid JSON: {exc}") from None
     if not isinstance(info, dict):

@@ -38,6 +38,14 @@ from rnndeploy.jsonio import to_float
 
 _MISSING = object()
 
+# Intra-op thread counts are bounded: torch segfaults creating 10^5 threads, and no CPU
+# rnndeploy runs on has more than this many hardware threads.
+MAX_THREADS = 1024
+# A TensorRT builder workspace limit above 1 TiB (in MiB) is no limit any GPU has: a typo.
+MAX_WORKSPACE_MIB = 1 << 20
+# ONNX opsets torch.onnx exports (the recipe's [export] opset and export --opset).
+TORCH_EXPORT_OPSETS = (7, 23)
+
 
 def describe_range(minimum: Optional[float] = None, maximum: Optional[float] = None, above: Optional[float] = None,
                    allow_inf: bool = False, integer: bool = False) -> str:

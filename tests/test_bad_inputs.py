@@ -103,6 +103,21 @@ def _onnx_aten() -> bytes:
     return m.SerializeToString()
 
 
+def _onnx_dangling() -> bytes:
+    """An Add reading a tensor nothing produces: onnx.load takes it, onnx.checker and every runtime refuse it."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 2])
+    g = helper.make_graph([helper.make_node("Add", ["x", "nope"], ["y"], name="add_node")], "dangling", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+DEEP_JSON = "[" * 100000 + "]" * 100000
+
+
 @contextlib.contextmanager
 def memory_cap(extra: int = 6 << 30) -> Any:
     """Cap this process's address space near its current size while a case runs, so a case
@@ -722,7 +737,7 @@ CASES = [
     B("normalize-missing", "normalize {d}/nope.onnx -o {d}/o.onnx", 2, "nope.onnx", "does not exist"),
     B("normalize-zero-byte", "normalize {d}/z.onnx -o {d}/o.onnx", 2, "z.onnx", "empty", files={"z.onnx": b""}),
     B("normalize-garbage", "normalize {d}/g.onnx -o {d}/o.onnx", 2, "g.onnx", files={"g.onnx": b"\xff" * 40}),
-    B("normalize-onto-itself", "normalize {d}/a.onnx -o {d}/a.onnx", 2, "is the input file",
+    B("normalize-onto-itself", "normalize {d}/a.onnx -o {d}/a.onnx", 2, "is the input",
       files={"a.onnx": lambda a: _onnx_add()}),
     B("normalize-output-dir-missing", "normalize {add} -o {d}/no/o.onnx", 2, "does not exist"),
     B("normalize-no-runtime-runs-it", "normalize {d}/aten.onnx -o {d}/o.onnx", 2, "aten_lstm", "no runtime",
@@ -965,6 +980,82 @@ CASES = [
     B("loadtest-seed-neg", "loadtest 127.0.0.1:9 --model m --reference {onnx} --seed -1", 2, "--seed"),
     B("loadtest-json-is-dir", "loadtest 127.0.0.1:9 --model m --reference {onnx} --json {d}/o", 2, "--json",
       files={"o/k": "k"}),
+    # -- session 3: general rules found by exploring (threads, runner options, output directories) -----
+    B("train-threads-huge", "train sine --out {d}/r --set train.threads=100000", 2, "threads", "1024"),
+    B("parity-backend-threads-huge", "parity {onnx} --backend ort-cpu:t100000", 2, "t100000", "1024"),
+    T("tune-threads-huge", "tune {onnx} --threads 1,100000", 2, "--threads", "1024"),
+    B("parity-dim-batch", f"{P} --dim batch=3", 2, "--dim", "batch", "--shapes"),
+    B("bench-dim-seq", f"{BE} --dim seq=3", 2, "--dim", "seq", "--seq"),
+    B("parity-dim-twice", "parity {addk} --backend ort-cpu --dim K=2 --dim K=3", 2, "--dim k", "twice"),
+    B("parity-cuda-graph-cpu-only", f"{P} --cuda-graph", 2, "--cuda-graph", "gpu"),
+    B("bench-include-copies-cpu-only", f"{BE} --include-copies", 2, "--include-copies", "gpu"),
+    B("parity-fp16-mode-at-fp32", "parity {onnx} --checkpoint {ckpt} --backend torch --reference ort-cpu --fp16-mode half",
+      2, "--fp16-mode", "fp16"),
+    B("demo-out-empty", "demo --out '' --quick", 2, "--out", "empty"),
+    B("demo-out-foreign-dir", "demo --out {d} --quick", 2, "--out", "holds files the demo does not write", "notes.txt",
+      files={"notes.txt": "mine", "sub/more.txt": "mine too"}),
+    B("report-deep-json", "report {d}/r.json", 2, "r.json", "nested too deeply", files={"r.json": DEEP_JSON}),
+    B("golden-manifest-deep-json", f"{P} --golden {{d}}/g", 2, "manifest.json", "nested too deeply",
+      files=_golden_with(lambda m: DEEP_JSON)),
+    B("inspect-sidecar-deep-json", "inspect {d}/e.plan --no-live", 2, "e.plan.json", "nested too deeply",
+      files=_sidecar(lambda s: DEEP_JSON)),
+    B("report-schema-bool", "report {d}/r.json", 2, "schema", files={"r.json": _set("schema_version", True)}),
+    B("report-schema-zero", "report {d}/r.json", 2, "schema", files={"r.json": _set("schema_version", 0)}),
+    B("report-bench-sizes-empty", "report {d}/r.json -o {d}/r.html", 2, "sizes.batch",
+      files={"r.json": _set("results.0.measurements.0.sizes", {}, "bench")}),
+    B("engine-dangling-dry", "build-engine {d}/g.onnx --dry-run", 2, "g.onnx", "not a valid onnx graph", "nope",
+      files={"g.onnx": lambda a: _onnx_dangling()}),
+    B("engine-trt-version-old", "build-engine {onnx} --dry-run --trt-version 7.1", 2, "tensorrt 7.1", "8.6"),
+    B("engine-trt-version-future", "build-engine {onnx} --dry-run --trt-version 99", 2, "tensorrt 99", "11"),
+    B("engine-workspace-huge", "build-engine {onnx} --dry-run --workspace 99999999999", 2, "--workspace"),
+    B("normalize-dangling", "normalize {d}/g.onnx -o {d}/o.onnx", 2, "g.onnx", "not a valid onnx graph",
+      files={"g.onnx": lambda a: _onnx_dangling()}),
+    B("triton-dangling", "triton {d}/g.onnx -o {d}/repo", 2, "g.onnx", "not a valid onnx graph",
+      files={"g.onnx": lambda a: _onnx_dangling()}),
+    B("triton-out-sys", "triton {onnx} -o /sys/rnndeploy-repo", 2, "/sys/rnndeploy-repo"),
+    B("triton-instances-huge", "triton {onnx} -o {d}/repo --instances 1000000000", 2, "--instances"),
+    B("triton-engine-sidecar-bad", "triton {d}/e.plan -o {d}/repo", 2, "profiles",
+      files=_sidecar(lambda s: s.__setitem__("profiles", "x"))),
+    B("loadtest-port-range", "loadtest 127.0.0.1:99999 --model m --reference {onnx}", 2, "port 99999"),
+    B("loadtest-concurrency-huge", "loadtest 127.0.0.1:9 --model m --reference {onnx} --concurrency 1,100000", 2,
+      "--concurrency", "1024"),
+    B("train-epochs-huge", "train sine --out {d}/r --epochs 100000000000", 2, "epochs"),
+    B("export-name-empty-checkpoint", "export {ckpt} -o {d}/m.onnx --name ''", 2, "--name", "empty"),
+    B("parity-engine-is-onnx", "parity {onnx} --engine {onnx} --backend trt", 2, "--engine", "not a tensorrt engine"),
+    B("parity-engine-empty", "parity {onnx} --engine {d}/e.plan --backend trt", 2, "e.plan", "empty",
+      files={"e.plan": b""}),
+    B("parity-engine-sidecar-bad", "parity {onnx} --engine {d}/e.plan --backend trt", 2, "tensorrt",
+      files=_sidecar(lambda s: s.__setitem__("tensorrt", "8.6.1"))),
+    B("normalize-json-is-input", "normalize {d}/m.onnx --json {d}/m.onnx", 2, "--json", "overwritten",
+      files={"m.onnx": lambda a: Path(a["onnx"]).read_bytes()}),
+    B("normalize-json-same-as-output", "normalize {onnx} -o {d}/o.onnx --json {d}/o.onnx", 2, "same file"),
+    B("parity-without-state-of-stateful-onnx", "parity {connx} --backend ort-cpu --without-state --shapes 1x4", 2,
+      "--without-state", "h0"),
+    B("export-module-exits-at-import", "export --model {d}/m.py:f -o {d}/o.onnx --input x:float32[batch,seq,2]", 2,
+      "importing", "systemexit", files={"m.py": "import sys\nsys.exit(3)\n"}),
+    B("export-module-factory-exits", "export --model {d}/m.py:f -o {d}/o.onnx --input x:float32[batch,seq,2]", 2,
+      "factory f()", "systemexit", files={"m.py": "import sys\ndef f():\n    sys.exit(0)\n"}),
+    B("export-module-no-callables", "export --model {d}/m.py:f -o {d}/o.onnx --input x:float32[batch,seq,2]", 2,
+      "no callable 'f'", "none", files={"m.py": "x = 1\n"}),
+    B("export-name-empty-module", "export --model {d}/m.py:f -o {d}/o.onnx --input x:float32[batch,seq,2] --name ''", 2,
+      "--name", "empty", files={"m.py": IDENTITY}),
+    B("inspect-onnx-device", "inspect {onnx} --device 3", 2, "--device", "engines"),
+    B("inspect-onnx-no-live", "inspect {onnx} --no-live", 2, "--no-live", "engines"),
+    B("triton-name-dotdot", "triton {onnx} -o {d}/repo --name ..", 2, "'..'", "dot", files={"repo/keep": "k"}),
+    B("triton-name-dot-overwrite", "triton {onnx} -o {d}/repo --name . --overwrite", 2, "'.'", "dot",
+      files={"repo/keep": "k"}),
+    B("engine-dim-batch", "build-engine {onnx} --dry-run --dim batch=1:2:3", 2, "--dim batch", "--batch"),
+    B("triton-max-batch-size-huge", "triton {onnx} -o {d}/repo --max-batch-size 100000000000000000000", 2,
+      "--max-batch-size", "2147483647"),
+    B("triton-queue-delay-nan", "triton {onnx} -o {d}/repo --max-queue-delay-us nan", 2, "--max-queue-delay-us"),
+    B("loadtest-batch-zero", "loadtest 127.0.0.1:9 --model m --reference {onnx} --batch 0", 2, "--batch"),
+    B("parity-rows-word", "parity {onnx} --backend ort-cpu --inputs-from-recipe --rows many", 2, "--rows", "many"),
+    B("train-recipe-name-empty", "train sine --out {d}/r --set recipe.name=", 2, "recipe", "name"),
+    B("train-opset-high", "train sine --out {d}/r --set export.opset=99", 2, "opset", "23"),
+    B("parity-device-negative-index", "parity {onnx} --checkpoint {ckpt} --backend torch --reference ort-cpu "
+      "--device cuda:-1", 2, "--device", "cuda:n"),
+    B("bench-device-word", f"{BE} --device gpu0", 2, "--device", "gpu0"),
+    B("serve-device-word", "serve {onnx} --device gpu", 2, "--device", "gpu"),
     # -- the command line itself --------------------------------------------------------------------
     B("cli-unknown-command", "frobnicate", 2, "frobnicate"),
     B("cli-unknown-option", "parity {onnx} --frob", 2, "--frob"),
@@ -1049,7 +1140,7 @@ def test_the_table_is_large_and_unique() -> None:
 
 
 SUBPROCESS = ["export-keras-weights-only", "parity-tol-nan", "inputs-zero-batch", "report-no-cases", "bench-min-time-nan", "engine-zero-byte",
-              "train-out-sys", "triton-model-dir-exists", "loadtest-no-server"]
+              "train-out-sys", "triton-model-dir-exists", "loadtest-no-server", "report-deep-json", "demo-out-foreign-dir"]
 
 
 @pytest.mark.parametrize("case_id", SUBPROCESS)

@@ -167,6 +167,44 @@ def test_transaction_dir_is_all_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]
 
 
+def test_a_failed_transaction_in_the_current_directory_keeps_it_and_its_files(tmp_path, monkeypatch):
+    """`demo --out .` (or an interrupt during it) once removed the whole current directory:
+    a rollback restores entries one by one and never removes the directory itself."""
+    work = tmp_path / "work"
+    (work / "checkpoint").mkdir(parents=True)
+    (work / "report.md").write_text("old report")
+    (work / "checkpoint" / "w.bin").write_text("old weights")
+    monkeypatch.chdir(work)
+    for path in (".", str(work), "sub/.."):
+        with pytest.raises(KeyboardInterrupt):
+            with transaction_dir(path) as d:
+                assert d == work
+                write_json_atomic(d / "report.md", {"new": True})
+                (d / "model.onnx").write_text("new")
+                raise KeyboardInterrupt
+        assert work.is_dir() and sorted(p.name for p in work.iterdir()) == ["checkpoint", "report.md"]
+        assert (work / "report.md").read_text() == "old report"
+        assert (work / "checkpoint" / "w.bin").read_text() == "old weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # no backup left beside it
+    for bad in ("", "   ", "/"):
+        with pytest.raises(UsageError):
+            with transaction_dir(bad):
+                pass
+
+
+def test_atomic_dir_refuses_to_replace_the_current_directory(tmp_path, monkeypatch):
+    from rnndeploy.fileio import atomic_dir
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "keep").write_text("k")
+    monkeypatch.chdir(tmp_path / "ck")
+    for path in (".", str(tmp_path)):
+        with pytest.raises(UsageError, match="current directory"):
+            with atomic_dir(path):
+                pass
+    assert (tmp_path / "ck" / "keep").read_text() == "k"
+
+
 # -- inputs ------------------------------------------------------------------------------------------
 GRAPH = GraphSpec(
     "lm",
@@ -281,3 +319,63 @@ def test_several_outputs_are_written_all_or_nothing(tmp_path):
     write_files_atomic({tmp_path / "a.html": "new", tmp_path / "b.md": b"md"})
     assert (tmp_path / "a.html").read_text() == "new" and (tmp_path / "b.md").read_bytes() == b"md"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.md", "dir"]
+
+
+# -- a runtime that runs out of memory -----------------------------------------------------------------
+@pytest.mark.parametrize("exc, oom", [
+    (MemoryError(), True),
+    (RuntimeError("[ONNXRuntimeError] : 1 : FAIL : bfc_arena.cc:360 Failed to allocate memory for requested buffer"), True),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 6400000000 bytes"), True),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("Required inputs (['h0']) are missing from input feed"), False),
+    (ValueError("shape mismatch"), False),
+])
+def test_out_of_memory_is_recognised_and_refused_as_bad_input(exc, oom):
+    assert memory.is_out_of_memory(exc) is oom
+    with pytest.raises(UsageError if oom else type(exc)) as err:
+        with memory.runtime_guard("bench ort-cpu b1000 s100000"):
+            raise exc
+    if oom:
+        assert "bench ort-cpu b1000 s100000 ran out of memory" in str(err.value) and "available" in str(err.value)
+
+
+def test_parity_reports_a_runtime_out_of_memory_as_exit_2_not_a_failed_check(tmp_path, monkeypatch):
+    """A case that does not fit the machine is bad input (exit 2), not "parity failed" (exit 1)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rnndeploy.backends.onnxrt import OrtCpuRunner
+    from rnndeploy.cli import cli
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 2])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    arr = np.ones((1, 3, 2), np.float32)
+    np.savez(tmp_path / "x.npz", x=arr)
+    np.savez(tmp_path / "y.npz", y=arr)
+
+    def oom(self, feed):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Failed to allocate memory for requested buffer of size 6400000000")
+
+    monkeypatch.setattr(OrtCpuRunner, "_infer_impl", oom)
+    res = CliRunner().invoke(cli, ["parity", str(tmp_path / "m.onnx"), "--backend", "ort-cpu", "--inputs",
+                                   str(tmp_path / "x.npz"), "--expected", str(tmp_path / "y.npz")])
+    assert res.exit_code == 2, res.output
+    assert "ort-cpu on case inputs ran out of memory" in res.output and "Traceback" not in res.output
+
+
+def test_repeated_sizes_are_one_case_and_devices_are_checked():
+    from rnndeploy.cli.harness_options import parse_int_list, parse_shapes, runner_options_from
+
+    assert parse_shapes("1x4, 1x4,1X4,2x3") == [(1, 4), (2, 3)]  # one case id per shape in results
+    assert parse_int_list("1,32,1", "--batch") == [1, 32]
+    kw = dict(precision="fp32", threads=None, cuda_graph=False, include_copies=False, fp16_mode=None,
+              ort_opt_level=None, trt_cache_dir=None)
+    for ok in ("cpu", "cuda", "cuda:1"):
+        assert runner_options_from(device=ok, **kw).device == ok
+    for bad in ("cuda:-1", "cuda:x", "gpu", "cpu:0", ""):
+        with pytest.raises(UsageError, match="--device"):
+            runner_options_from(device=bad, **kw)

@@ -240,7 +240,7 @@ def test_cli_normalize_refuses_a_model_no_runtime_runs(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["missing.onnx", "-o", "x.onnx"], "does not exist"),
-    (["same.onnx", "-o", "same.onnx"], "is the input file"),
+    (["same.onnx", "-o", "same.onnx"], "is the input same.onnx: it would be overwritten"),
     (["garbage.onnx", "-o", "x.onnx"], "is not a readable ONNX model"),
 ])
 def test_cli_normalize_bad_input_is_one_line(tmp_path, monkeypatch, args, message):

@@ -79,6 +79,26 @@ def check_structure(model: Any, where: str) -> None:
                          "give the .onnx written by rnndeploy export or torch.onnx.export")
 
 
+def check_graph(model: Any, where: str) -> None:
+    """``onnx.checker`` on a loaded model, for the commands that hand the graph to something
+    stricter than onnx.load (a TensorRT parser, a Triton server, a rewrite): a node reading
+    a tensor nothing produces, a wrong attribute, an unknown op is refused here as one line
+    naming the file, not accepted by a dry run or a repository that would never load.
+
+    Raises:
+        UsageError: the checker's first line, naming ``where``.
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise UsageError(f"{where} is not a valid ONNX graph ({first_line(exc, 200)})",
+                         "export it again, or fix what onnx.checker.check_model reports") from None
+    except ValueError:  # over protobuf's 2 GiB: the in-memory checker cannot take it; runtimes check it
+        return
+
+
 def default_opset(model: Any) -> int:
     """The model's ai.onnx opset version (0 when it imports none)."""
     return max((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)

@@ -62,7 +62,7 @@ def load_user_module(ref: str, option: str = "--module") -> Any:
         try:
             sys.modules[mod_name] = module
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a script's sys.exit() at import is the file's error, not ours
             sys.modules.pop(mod_name, None)
             raise UsageError(
                 f"{option} {ref}: importing {path} raised {type(exc).__name__}: {first_line(exc)}",
@@ -71,10 +71,11 @@ def load_user_module(ref: str, option: str = "--module") -> Any:
         fn = getattr(module, factory, None)
         if fn is None or not callable(fn):
             found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-            raise UsageError(f"{option} {ref}: {path} has no callable {factory!r}", f"callables there: {', '.join(found)}")
+            raise UsageError(f"{option} {ref}: {path} has no callable {factory!r}",
+                             f"callables there: {', '.join(found) or 'none'}")
         try:
             net = fn()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise UsageError(
                 f"{option} {ref}: factory {factory}() raised {type(exc).__name__}: {first_line(exc)}",
                 "the factory must build the module (weights loaded) without arguments",

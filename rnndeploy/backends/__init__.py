@@ -23,6 +23,7 @@ from rnndeploy.backends.base import (
 )
 from rnndeploy.errors import MissingDependencyError, UsageError
 from rnndeploy.optional import available
+from rnndeploy.validation import MAX_THREADS
 
 __all__ = [
     "BACKENDS",
@@ -153,11 +154,12 @@ class BackendLabel:
                 changes["include_copies"] = m == "copies"
             elif m in ("half", "autocast"):
                 extra["fp16_mode"] = m
-            elif len(m) > 1 and m[0] == "t" and m[1:].isdigit() and int(m[1:]) > 0:
+            elif len(m) > 1 and m[0] == "t" and m[1:].isdigit() and 0 < int(m[1:]) <= MAX_THREADS:
                 changes["threads"] = int(m[1:])
             else:
                 raise UsageError(f"backend label {text!r}: modifier {m!r} is unknown",
-                                 "modifiers: fp16, fp32, bf16, half, autocast, graph, nograph, copies, nocopies, tN (threads)")
+                                 f"modifiers: fp16, fp32, bf16, half, autocast, graph, nograph, copies, nocopies, "
+                                 f"tN (threads, 1 <= N <= {MAX_THREADS})")
         if extra:
             changes["extra"] = extra
         return cls(str(text), name, changes)

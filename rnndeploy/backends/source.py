@@ -60,6 +60,8 @@ def resolve_source(
             raise UsageError(f"{key} {path} does not exist")
     if arts["module"]:
         split_module_ref(arts["module"], "--module")
+    if arts["engine"]:
+        _check_engine_file(arts["engine"])
     ckpt_spec = checkpoint_spec(arts["checkpoint"]) if arts["checkpoint"] else None  # a damaged one fails now
 
     if arts["onnx"]:
@@ -82,6 +84,11 @@ def resolve_source(
         g = "model" if "model" in spec.graphs else next(iter(spec.graphs))
     spec.graph(g)  # raises with the list of graphs
     ws = state_default if with_state is None else with_state
+    if arts["onnx"] and with_state is False and state_default:
+        states = ", ".join(t.name for t in spec.graph(g).inputs if t.optional)
+        raise UsageError(f"--without-state: {arts['onnx']} takes its state inputs ({states}) as required inputs, "
+                         "so no ONNX runtime can run it without them",
+                         "drop --without-state (zero states are fed), or export the model without --with-state")
     if ws and not any(t.optional for t in spec.graph(g).inputs):
         raise UsageError(f"graph {g!r} of {spec.name!r} has no streaming (with-state) form", "drop --with-state")
     return ModelSource(spec=spec, graph=g, with_state=ws, **arts)
@@ -169,6 +176,22 @@ def _spec_from_keras(path: str, with_state: bool) -> Tuple[ModelSpec, Optional[s
 
     conv = convert_keras(load_keras_file(path), ConvertOptions(with_state=with_state))
     return conv.spec, "model", conv.streaming
+
+
+def _check_engine_file(path: str) -> None:
+    """An engine named with --engine, checked without TensorRT: a file, not an ONNX file or
+    a directory, and its sidecar (when it has one) readable and typed."""
+    from rnndeploy.engine.sidecar import read_sidecar
+
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"engine {path} is a directory", "give the engine file (MODEL.plan)")
+    if p.suffix.lower() == ".onnx":
+        raise UsageError(f"--engine {path} is an ONNX file, not a TensorRT engine",
+                         "build one with rnndeploy build-engine MODEL.onnx -o MODEL.plan, or pass the ONNX file as MODEL")
+    if p.stat().st_size == 0:
+        raise UsageError(f"engine {path} is empty (0 bytes)", "build it again with rnndeploy build-engine")
+    read_sidecar(path)
 
 
 def _spec_from_engine_sidecar(path: str) -> Tuple[ModelSpec, Optional[str], bool]:

@@ -147,6 +147,8 @@ class Measurement:
 
         f = Fields(d, where)
         sizes = f.sizes("sizes")
+        if "batch" not in sizes:  # every row is measured at a batch size: without it, a figure of nothing
+            raise f.fail("sizes.batch", "an integer >= 1")
         for axis in ("batch", "seq"):
             if axis in sizes and sizes[axis] < 1:
                 raise f.fail(f"sizes.{axis}", "an integer >= 1", sizes[axis])

@@ -21,7 +21,7 @@ from rnndeploy.bench.results import BenchResult
 from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, MAX_SAMPLES, measure
 from rnndeploy.errors import UsageError
 from rnndeploy.inputs import generate_inputs, sizes_for
-from rnndeploy.memory import check_graph_fits
+from rnndeploy.memory import check_graph_fits, runtime_guard
 from rnndeploy.optional import available
 from rnndeploy.progress import progress
 
@@ -137,11 +137,12 @@ def run_bench(source: ModelSource, config: BenchConfig, command: str = "",
                     # let the previous backend's spinning worker threads go idle before the next one
                     time.sleep(config.settle)
                 r = runners[b]
-                measurements.append(measure(
-                    r, feed, warmup=config.warmup, iters=config.iters, min_time=config.min_time, number=config.number,
-                    timer=timer_factory(r) if timer_factory else None, sizes=sizes, max_samples=config.max_samples,
-                    metadata={"model": source.spec.name, "graph": source.graph},
-                ))
+                with runtime_guard(f"bench {b} b{batch} s{seq}"):
+                    measurements.append(measure(
+                        r, feed, warmup=config.warmup, iters=config.iters, min_time=config.min_time,
+                        number=config.number, timer=timer_factory(r) if timer_factory else None, sizes=sizes,
+                        max_samples=config.max_samples, metadata={"model": source.spec.name, "graph": source.graph},
+                    ))
     finally:
         for r in runners.values():
             r.deactivate()

@@ -42,7 +42,12 @@ def bench(batches: str, seqs: str, iters: Optional[int], min_time: float, warmup
     """
     from rnndeploy.backends import BackendLabel
     from rnndeploy.bench.sweep import BenchConfig, run_bench
-    from rnndeploy.cli.harness_options import backends_or_defaults, command_line, parse_int_list
+    from rnndeploy.cli.harness_options import (
+        backends_or_defaults,
+        command_line,
+        parse_int_list,
+        refuse_ignored_runner_options,
+    )
     from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
     source = MODEL.take(params)
@@ -54,8 +59,11 @@ def bench(batches: str, seqs: str, iters: Optional[int], min_time: float, warmup
                          ("trt_cache_dir", ort_trt, "applies to the ort-trt backend")])
     distinct_outputs(ctx, ["json_path", "markdown_path"])
     out = OUTPUT.take(params)
+    backends = tuple(backends_or_defaults(runners.backends, source))
+    torch_row = ("torch",) if not no_torch_row and (source.checkpoint or source.module) else ()
+    refuse_ignored_runner_options(ctx, backends + torch_row)
     config = BenchConfig(
-        backends=tuple(backends_or_defaults(runners.backends, source)),
+        backends=backends,
         batches=tuple(parse_int_list(batches, "--batch")),
         seqs=tuple(parse_int_list(seqs, "--seq")),
         warmup=warmup,

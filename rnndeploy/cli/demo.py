@@ -24,6 +24,7 @@ def demo(out: str, recipe: str, quick: bool) -> None:
     from rnndeploy.recipe import load_recipe
 
     load_recipe(recipe)  # a missing or broken recipe fails before anything is created
+    lib.check_out_dir(out, recipe)
 
     def invoke(args: Sequence[str]) -> int:
         status = cli.main(list(args), prog_name="rnndeploy", standalone_mode=False)

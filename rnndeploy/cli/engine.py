@@ -8,8 +8,9 @@ from typing import Optional, Tuple
 import click
 
 from rnndeploy import jsonio
-from rnndeploy.cli.types import DEVICE_INDEX, POSITIVE_INT, OutputPath
+from rnndeploy.cli.types import DEVICE_INDEX, Number, OutputPath
 from rnndeploy.errors import UsageError
+from rnndeploy.validation import MAX_WORKSPACE_MIB
 
 
 @click.command("build-engine")
@@ -29,8 +30,8 @@ from rnndeploy.errors import UsageError
 @click.option("--min-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax (x:1x1x8,lengths:1); repeat the three for more profiles.")
 @click.option("--opt-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax; opt = max when omitted.")
 @click.option("--max-shapes", multiple=True, metavar="NAME:DxD,...", help="trtexec syntax.")
-@click.option("--workspace", "workspace_mib", type=POSITIVE_INT, default=None, metavar="MiB", help="Builder workspace limit (default: TensorRT's).")
-@click.option("--opt-level", type=click.IntRange(0, 5), default=None, metavar="N", help="Builder optimisation level 0-5 (default: TensorRT's, 3).")
+@click.option("--workspace", "workspace_mib", type=Number(integer=True, minimum=1, maximum=MAX_WORKSPACE_MIB), default=None, metavar="MiB", help="Builder workspace limit (default: TensorRT's).")
+@click.option("--opt-level", type=Number(integer=True, minimum=0, maximum=5), default=None, metavar="N", help="Builder optimisation level 0-5 (default: TensorRT's, 3).")
 @click.option("--timing-cache", default=None, metavar="FILE", type=OutputPath(), help="Load the timing cache from FILE if it exists; save it after the build.")
 @click.option("--no-stub-tactics", is_flag=True,
               help="Disable the cuBLAS/cuBLASLt/cuDNN tactic sources (automatic when those libraries are the trt86 kit's stubs).")

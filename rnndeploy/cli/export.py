@@ -105,6 +105,8 @@ def export(
     from rnndeploy.cli.types import distinct_outputs
 
     distinct_outputs(click.get_current_context(), ["out"], inputs=["checkpoint"])
+    if name is not None and not name.strip():
+        raise UsageError("--name is empty", "give the model a name, or leave --name out (the file's name is used)")
     if long_seq is not None and long_seq < 1:
         raise UsageError(f"--long-seq {long_seq} must be a positive length")
     from rnndeploy.keras.archive import is_keras_path
@@ -113,7 +115,7 @@ def export(
         _export_keras(checkpoint, out, exporter, opset, with_state, simplify, no_validate, long_seq, name,
                       inputs, outputs, as_json)
         return
-    if model_ref is None and (inputs or outputs or name):
+    if model_ref is None and (inputs or outputs or name is not None):
         raise UsageError("--input/--output/--name describe a --model user module", "leave them out for a checkpoint")
     from rnndeploy.optional import require
 

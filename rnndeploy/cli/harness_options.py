@@ -14,6 +14,7 @@ and returns its object. Parsing only: no work happens here."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -166,18 +167,20 @@ def parse_shapes(text: str) -> List[Tuple[int, int]]:
         out.append((b, s))
     if not out:
         raise UsageError(f"--shapes {text!r} names no shape", "write e.g. --shapes 1x16,4x128")
-    return out
+    return list(dict.fromkeys(out))  # "1x4,1x4" is one case (case ids are unique in results)
 
 
-def parse_int_list(text: str, what: str) -> List[int]:
-    """"1,32,256" → [1, 32, 256] (all ≥ 1)."""
+def parse_int_list(text: str, what: str, maximum: Optional[int] = None) -> List[int]:
+    """"1,32,256" → [1, 32, 256] (all ≥ 1, and ≤ ``maximum`` when given; repeats dropped)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"{what} {text!r} is not a comma-separated list of integers", f"write e.g. {what} 1,32") from None
     if not values or any(v < 1 for v in values):
         raise UsageError(f"{what} {text!r}: give positive integers", f"write e.g. {what} 1,32")
-    return values
+    if maximum is not None and any(v > maximum for v in values):
+        raise UsageError(f"{what} {text!r}: each value must be at most {maximum}", f"write e.g. {what} 1,2")
+    return list(dict.fromkeys(values))  # "1,1" measures once
 
 
 def parse_trt_profile(text: str) -> Dict[str, Dict[str, int]]:
@@ -195,11 +198,19 @@ def parse_trt_profile(text: str) -> Dict[str, Dict[str, int]]:
     return out
 
 
+def check_device(device: Optional[str]) -> None:
+    """Refuse a --device that is not cpu, cuda or cuda:N (before any runner or GPU probe)."""
+    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UsageError(f"--device {device!r} is not cpu, cuda or cuda:N", "e.g. --device cuda:0")
+
+
 def runner_options_from(precision: str, device: Optional[str], threads: Optional[int], cuda_graph: bool,
                         include_copies: bool, fp16_mode: Optional[str], ort_opt_level: Optional[str],
                         trt_cache_dir: Optional[str], trt_profile: Optional[str] = None) -> Any:
     """RunnerOptions from the runner option group."""
     from rnndeploy.backends import RunnerOptions
+
+    check_device(device)
 
     extra: Dict[str, Any] = {}
     if trt_profile:
@@ -214,6 +225,10 @@ def runner_options_from(precision: str, device: Optional[str], threads: Optional
                          include_copies=include_copies, extra=extra)
 
 
+# axes every command sizes itself (--shapes, --batch/--seq): --dim naming one would contradict them
+SIZED_AXES = ("batch", "seq", "src_seq")
+
+
 def parse_dims(items: Sequence[str]) -> Dict[str, int]:
     out = {}
     for item in items:
@@ -224,8 +239,34 @@ def parse_dims(items: Sequence[str]) -> Dict[str, int]:
             raise UsageError(f"--dim {item!r} is malformed", "write NAME=SIZE, e.g. --dim N=4") from None
         if not name or size < 1:
             raise UsageError(f"--dim {item!r} is malformed", "write NAME=SIZE with a positive size")
+        if name in SIZED_AXES:
+            raise UsageError(f"--dim {item!r}: {name} is not sized with --dim",
+                             "batch and seq come from --shapes (parity) or --batch/--seq (bench, loadtest)")
+        if name in out and out[name] != size:
+            raise UsageError(f"--dim {name} is given twice ({out[name]} and {size})", "give each axis once")
         out[name] = size
     return out
+
+
+def refuse_ignored_runner_options(ctx: click.Context, labels: Sequence[str]) -> None:
+    """Runner options given on the command line that none of the backends that will run
+    (``labels``: under test and reference) would use are errors, never silently dropped:
+    --cuda-graph and --include-copies need a GPU backend, --fp16-mode torch at FP16."""
+    from rnndeploy.backends import BackendLabel
+    from rnndeploy.cli.types import refuse_ignored
+
+    parsed = [label for label in map(BackendLabel.lookup, labels) if label is not None]
+    device = str(ctx.params.get("device") or "cpu")
+    precision = ctx.params.get("precision") or "fp32"
+    gpu = any(label.name in ("ort-cuda", "ort-trt", "trt") or (label.runs_torch and device.startswith("cuda"))
+              for label in parsed)
+    torch_fp16 = any(label.runs_torch and label.changes.get("precision", precision) == "fp16" for label in parsed)
+    on_gpu = "applies to GPU backends (ort-cuda, ort-trt, trt, or torch with --device cuda)"
+    refuse_ignored(ctx, [
+        ("cuda_graph", gpu, on_gpu),
+        ("include_copies", gpu, on_gpu),
+        ("fp16_mode", torch_fp16, "applies to torch at FP16 (--precision fp16, or --backend torch:fp16)"),
+    ])
 
 
 def command_line() -> str:

@@ -26,6 +26,10 @@ def inspect(path: str, as_json: bool, no_live: bool, device: int) -> None:
     from rnndeploy.artefacts.naming import classify
 
     if classify(path) == "onnx":
+        from rnndeploy.cli.types import refuse_ignored
+
+        refuse_ignored(click.get_current_context(), [("no_live", False, "applies to engines (MODEL.plan)"),
+                                                     ("device", False, "applies to engines (MODEL.plan)")])
         from rnndeploy.artefacts.onnx_file import load_onnx
         from rnndeploy.onnx_info import describe_onnx
         from rnndeploy.precision import is_fp16_model, precision_report_of

@@ -6,7 +6,7 @@ from typing import Optional
 
 import click
 
-from rnndeploy.cli.types import OutputPath
+from rnndeploy.cli.types import OutputPath, distinct_outputs
 
 
 @click.command()
@@ -46,6 +46,7 @@ def normalize(onnx_file: str, output: Optional[str], batch_first_state: bool, no
     from rnndeploy.graph.files import normalize_file, normalize_model
     from rnndeploy.graph.normalize import NormalizeOptions
 
+    distinct_outputs(click.get_current_context(), ["output", "json_path"], inputs=["onnx_file"])
     options = NormalizeOptions(fold=not no_fold, batch_first_state=batch_first_state, openvino=target == "openvino")
     if output:
         report = normalize_file(onnx_file, output, options, verify=not no_verify)

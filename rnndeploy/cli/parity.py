@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from rnndeploy.cli.harness_options import DIMS, MODEL, OUTPUT, RUNNERS, TOLERANCES
-from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, SEED, TOKENS, TOKENS_OR_NONE, OutputPath
+from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, SEED, TOKENS, TOKENS_OR_NONE, OutputPath
 
 
 @click.command()
@@ -27,7 +27,7 @@ from rnndeploy.cli.types import FRACTION, NON_NEGATIVE_INT, SEED, TOKENS, TOKENS
                    "recipe's task metric per backend.")
 @click.option("--split", "data_split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
               help="With --inputs-from-recipe: which split.")
-@click.option("--rows", "data_rows", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--rows", "data_rows", type=POSITIVE_INT, default=256, show_default=True,
               help="With --inputs-from-recipe: rows of the split (one case).")
 @click.option("--golden", metavar="DIR", help="Check against a golden directory (inputs + reference outputs).")
 @click.option("--save-golden", metavar="DIR", type=OutputPath(kind="dir"), help="Write the inputs and reference outputs as a golden directory.")
@@ -124,6 +124,7 @@ def parity(reference: Optional[str], shapes: str, seed: int, inputs_file: Option
 def _refuse_ignored_options(source: Any, decoder: Any, backends: Sequence[str], reference: str,
                             own_inputs: bool, from_recipe: bool) -> None:
     """Options given on the command line that this run would not use are errors (see cli.types)."""
+    from rnndeploy.cli.harness_options import refuse_ignored_runner_options
     from rnndeploy.cli.types import distinct_outputs, refuse_ignored
 
     ctx = click.get_current_context()
@@ -146,5 +147,6 @@ def _refuse_ignored_options(source: Any, decoder: Any, backends: Sequence[str], 
         ("min_agreement", agreement, "applies to logits/probs outputs, char-LM sampling and seq2seq decoding; "
                                      f"{source.spec.name!r} has none"),
     ])
+    refuse_ignored_runner_options(ctx, list(backends) + [reference])
     distinct_outputs(ctx, ["json_path", "markdown_path"])
 

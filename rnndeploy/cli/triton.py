@@ -8,12 +8,29 @@ from typing import Any, Optional, Sequence, Tuple
 import click
 
 from rnndeploy.cli.harness_options import DIMS, ArgGroup
-from rnndeploy.cli.types import CALLS, PORT, POSITIVE_SECONDS, SEED, THREADS, WARMUP_CALLS, OutputPath
+from rnndeploy.cli.types import (
+    CALLS,
+    PORT,
+    POSITIVE_INT,
+    POSITIVE_SECONDS,
+    SEED,
+    THREADS,
+    WARMUP_CALLS,
+    Number,
+    OutputPath,
+)
+
+# Each loadtest client is a thread and each Triton instance a copy of the model: bounded
+# like intra-op threads (10^5 threads end in "can't start new thread", not a load test).
+MAX_CLIENTS = 1024
+MAX_INSTANCES = 1024
+# Triton reads batch sizes and queue delays into 32-bit fields of its model config
+INT32_MAX = 2**31 - 1
 
 # Batching and instance options shared by `triton` and `serve` (one ConfigOptions each, with
 # the command's own settings: see _config_options).
 batching_options = ArgGroup(
-    click.option("--max-batch-size", type=click.IntRange(min=0), default=None,
+    click.option("--max-batch-size", type=Number(integer=True, minimum=0, maximum=INT32_MAX), default=None,
                  help="Largest batch Triton forms (0: no batching). Default: the engine's profiles, else the model's "
                       "[engine] batch range, else 32; 0 when some tensor's batch axis is not first."),
     click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True,
@@ -21,9 +38,9 @@ batching_options = ArgGroup(
                       "Off: one request per execution."),
     click.option("--preferred-batch", metavar="B,...", default=None,
                  help="Preferred batch sizes (default: the profiles' opt batch sizes)."),
-    click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
+    click.option("--max-queue-delay-us", type=Number(integer=True, minimum=0, maximum=INT32_MAX), default=100, show_default=True,
                  help="Microseconds the batcher waits to fill a batch."),
-    click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+    click.option("--instances", type=Number(integer=True, minimum=1, maximum=MAX_INSTANCES), default=1, show_default=True,
                  help="Model instances (instance_group count)."),
     click.option("--sequence-idle", type=POSITIVE_SECONDS, default=10.0, show_default=True, metavar="SECONDS",
                  help="Streaming models: a sequence idle this long is freed (a client that vanished mid-sequence)."),
@@ -102,8 +119,13 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
         return
     if not model or not repo:
         raise UsageError("give MODEL and -o REPO/", "e.g. rnndeploy triton model.onnx -o repo/")
+    import os
+
+    from rnndeploy.fileio import check_output_path
     from rnndeploy.triton.repository import write_repository
 
+    if not os.path.isfile(repo):  # before any work: REPO/ (or its parent) must take new files
+        check_output_path(repo, "-o", kind="file_or_dir" if os.path.isdir(repo) else "dir")
     options = _config_options(kind=kind, accelerator=accelerator, fp16=fp16, **batching)
     written = write_repository(model, repo, name=name, options=options, streaming=streaming,
                                keep_state_layout=keep_state_layout, overwrite=overwrite)
@@ -128,7 +150,7 @@ def triton(model: Optional[str], repo: Optional[str], name: Optional[str], kind:
 @click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS, default=None, metavar="SECONDS", help="Stop after this long.")
 @click.option("--startup-timeout", type=POSITIVE_SECONDS, default=120.0, show_default=True, metavar="SECONDS",
               help="Give up when the models are not ready after this long.")
-@click.option("--exit-timeout", type=click.IntRange(min=0), default=30, show_default=True, metavar="SECONDS",
+@click.option("--exit-timeout", type=Number(integer=True, minimum=0, maximum=86400), default=30, show_default=True, metavar="SECONDS",
               help="On stop, how long tritonserver may finish in-flight work (it answers while its models are busy).")
 @click.option("--quiet", is_flag=True, help="Do not print tritonserver's log.")
 def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device: Optional[str],
@@ -144,8 +166,11 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
       rnndeploy serve sine.onnx charlm.onnx --http-port 8000
       rnndeploy loadtest 127.0.0.1:8000 --model charlm-gru --reference charlm.onnx
     """
+    from rnndeploy.cli.harness_options import check_device
     from rnndeploy.triton.serve import ServeOptions
     from rnndeploy.triton.serve import serve as run_serve
+
+    check_device(device)
 
     options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                            backend=backend, threads=threads, device=device, config=_config_options(**batching),
@@ -164,9 +189,9 @@ def serve(models: Tuple[str, ...], backend: str, threads: Optional[int], device:
 @click.option("--requests", type=CALLS, default=200, show_default=True,
               help="Requests per level (streaming: chunk requests).")
 @click.option("--max-seconds", type=POSITIVE_SECONDS, default=60.0, show_default=True, help="Time limit per level.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Rows per request.")
-@click.option("--seq", type=click.IntRange(min=1), default=16, show_default=True, help="Time steps per request.")
-@click.option("--chunks", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--batch", type=POSITIVE_INT, default=1, show_default=True, help="Rows per request.")
+@click.option("--seq", type=POSITIVE_INT, default=16, show_default=True, help="Time steps per request.")
+@click.option("--chunks", type=CALLS, default=4, show_default=True,
               help="Streaming models: requests per sequence.")
 @click.option("--warmup", type=WARMUP_CALLS, default=1, show_default=True,
               help="Untimed (still checked) requests per client.")
@@ -197,7 +222,7 @@ def loadtest(url: str, model_name: str, reference: str, protocol: Optional[str],
     from rnndeploy.errors import RnnDeployError
     from rnndeploy.triton.loadtest import LoadTestConfig, run_loadtest
 
-    config = LoadTestConfig(url=url, model=model_name, protocol=protocol, concurrency=tuple(parse_int_list(concurrency, "--concurrency")),
+    config = LoadTestConfig(url=url, model=model_name, protocol=protocol, concurrency=tuple(parse_int_list(concurrency, "--concurrency", MAX_CLIENTS)),
                             requests=requests, max_seconds=max_seconds, batch=batch, seq=seq, chunks=chunks,
                             warmup=warmup, timeout_s=timeout_s, seed=seed, extra_dims=parse_dims(dims),
                             connect_timeout_s=connect_timeout)

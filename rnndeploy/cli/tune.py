@@ -56,6 +56,7 @@ def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants:
     from rnndeploy.errors import UsageError
     from rnndeploy.fileio import check_parent_dir
     from rnndeploy.tune import TuneConfig, run_tune
+    from rnndeploy.validation import MAX_THREADS
 
     distinct_outputs(click.get_current_context(), ["json_path", "markdown_path", "out_dir"], inputs=["model"])
     source = resolve_source(model)
@@ -68,7 +69,7 @@ def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants:
     config = TuneConfig(
         batches=tuple(parse_int_list(batches, "--batch")), seqs=tuple(parse_int_list(seqs, "--seq")),
         runtimes=tuple(runtimes) or None, variants=chosen,
-        threads=tuple(parse_int_list(threads, "--threads")) if threads else None,
+        threads=tuple(parse_int_list(threads, "--threads", MAX_THREADS)) if threads else None,
         max_accuracy_drop=max_accuracy_drop, split=split, rows=rows, budget=budget, min_time=min_time,
         out_dir=out_dir, decoder=decoder_path, show_progress=show_progress,
     )

@@ -35,7 +35,7 @@ from typing import Any, Optional, Sequence, Tuple
 import click
 
 from rnndeploy.errors import UsageError
-from rnndeploy.validation import check_number, describe_range
+from rnndeploy.validation import MAX_THREADS, check_number, describe_range
 
 
 class Number(click.ParamType):
@@ -77,7 +77,7 @@ def _without(message: str, name: str) -> str:
 
 
 POSITIVE_INT = Number(integer=True, minimum=1)
-THREADS = Number(integer=True, minimum=1, maximum=1024, metavar="N")
+THREADS = Number(integer=True, minimum=1, maximum=MAX_THREADS, metavar="N")
 PORT = Number(integer=True, minimum=0, maximum=65535, metavar="PORT")
 # Loop counts are bounded (every loop rnndeploy runs is bounded in count): 10^6 timed calls or
 # untimed warm-up calls, 10^4 generated tokens per row.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rnndeploy import __version__
-from rnndeploy.artefacts.onnx_file import default_opset, load_onnx
+from rnndeploy.artefacts.onnx_file import check_graph, default_opset, load_onnx
 from rnndeploy.engine import constraints, trt_compat
 from rnndeploy.engine.monitor import ElapsedSpinner, MemorySampler, PhaseTracker, make_progress_monitor
 from rnndeploy.engine.profiles import Profile, derive_profiles, engine_defaults, inputs_for_onnx
@@ -164,6 +164,7 @@ def plan_build(onnx_path: str, options: BuildOptions) -> BuildPlan:
         UsageError / ShapeError / SpecError: bad file, options or profiles.
     """
     model = load_onnx(onnx_path)
+    check_graph(model, onnx_path)
     opset_note = trt_compat.check_parser_opset(default_opset(model), options.trt_version or trt_compat.installed_version(),
                                                str(onnx_path))
     if options.keep_nodes:

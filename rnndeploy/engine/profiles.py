@@ -213,9 +213,10 @@ def profile_from_ranges(inputs: Sequence[TensorSpec], ranges: Mapping[str, Range
                 continue
             if d not in ranges:
                 known = ", ".join(sorted(ranges)) or "none"
+                option = f"--{d} MIN:OPT:MAX" if d in ("batch", "seq") else f"--dim {d}=MIN:OPT:MAX"
                 raise UsageError(
                     f"input {t.name!r} axis {axis} is dynamic ({d!r}) and no range was given for it{origin}",
-                    f"pass --dim {d}=MIN:OPT:MAX (ranges given: {known})",
+                    f"pass {option} (ranges given: {known})",
                 )
             a, b, c = ranges[d]
             lo.append(a)
@@ -292,6 +293,8 @@ def derive_profiles(
     given: List[Tuple[str, str]] = []  # (axis, option) the user named
     for item in dims:
         for name, rng in parse_dim_assignments(item, "--dim").items():
+            if name in ("batch", "seq"):  # --batch/--seq would silently win over it
+                raise UsageError(f"--dim {name}: the {name} range has its own option", f"write --{name} MIN:OPT:MAX")
             extra[name] = rng
             given.append((name, "--dim"))
     if batch is not None:

@@ -10,11 +10,11 @@ so a deployment box needs only ``model.plan`` + ``model.plan.json``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
+from rnndeploy import jsonio
 from rnndeploy.artefacts.naming import SIDECAR_SUFFIX, sidecar_path  # noqa: F401  (re-exported)
 from rnndeploy.errors import EngineFileError
 from rnndeploy.fileio import PathLike, sha256_file, write_json_atomic
@@ -86,7 +86,7 @@ def read_sidecar(engine_path: PathLike, required: bool = False) -> Optional[Side
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = jsonio.loads(f.read())
     except (OSError, ValueError) as exc:
         raise EngineFileError(f"engine sidecar {path} is unreadable: {exc}", "rebuild the engine with rnndeploy build-engine") from exc
     if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:

@@ -38,6 +38,16 @@ PATH_PREFERENCES = ("auto", "strongly-typed", "flag")
 STUB_TACTIC_SOURCES = ("CUBLAS", "CUBLAS_LT", "CUDNN")
 
 
+# TensorRT releases rnndeploy's engine code targets (by feature detection): 8.6, 10.x, 11.x.
+SUPPORTED_VERSIONS = ("8.6", "10", "11")
+
+
+def is_supported_version(version: str) -> bool:
+    """True for a TensorRT version rnndeploy targets (SUPPORTED_VERSIONS): 8.6.x, 10.x, 11.x."""
+    parts = str(version).split(".")
+    return parts[0] in ("10", "11") or parts[:2] == ["8", "6"]
+
+
 def parser_max_opset(version: str) -> Optional[int]:
     """The newest opset TensorRT ``version``'s parser reads (PARSER_MAX_OPSET), or None when unknown."""
     parts = str(version).split(".")
@@ -57,6 +67,9 @@ def check_parser_opset(opset: int, version: Optional[str], what: str) -> Optiona
         return "opset not checked against a TensorRT parser (none installed; give --trt-version)"
     if not re.fullmatch(r"\d+(\.\d+){0,3}", str(version)):
         raise UsageError(f"--trt-version {version!r} is not a version", "write e.g. --trt-version 8.6 or 10.13")
+    if not is_supported_version(str(version)):
+        raise UsageError(f"TensorRT {version} is not a version rnndeploy builds engines for",
+                         f"use TensorRT {', '.join(SUPPORTED_VERSIONS)} (--trt-version 8.6, 10.x or 11.x)")
     newest = parser_max_opset(version)
     if newest is None:
         return f"opset not checked: the parser range of TensorRT {version} is not recorded here"

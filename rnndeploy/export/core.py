@@ -25,6 +25,7 @@ from rnndeploy.inputs import generate_inputs
 from rnndeploy.memory import check_graph_fits
 from rnndeploy.onnx_info import OnnxInfo, describe_onnx
 from rnndeploy.spec import GraphSpec, ModelSpec, write_onnx_metadata
+from rnndeploy.validation import TORCH_EXPORT_OPSETS
 
 FeedFn = Callable[[Dict[str, int], int], Dict[str, np.ndarray]]
 
@@ -61,9 +62,10 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.exporter not in ex.EXPORTER_CHOICES:
             raise UsageError(f"exporter {self.exporter!r} is unknown", f"use one of {', '.join(ex.EXPORTER_CHOICES)}")
-        if not 7 <= int(self.opset) <= 23:
+        lo, hi = TORCH_EXPORT_OPSETS
+        if not lo <= int(self.opset) <= hi:
             raise UsageError(
-                f"--opset {self.opset} is outside what torch exports (7..23)", "use 17 (TensorRT 8.6) or 18+"
+                f"--opset {self.opset} is outside what torch exports ({lo}..{hi})", "use 17 (TensorRT 8.6) or 18+"
             )
 
     @property
@@ -277,11 +279,13 @@ def _export_graph(job: GraphJob, options: ExportOptions) -> Tuple[Any, GraphExpo
     ex.check_supported(job.module)
     facts = ex.torch_module_facts(job.module)
     ex_sizes = example_sizes(graph, options.example)
-    example = job.make_feeds(ex_sizes, options.seed)
     val_sizes = validation_sizes(graph, ex_sizes, long_seq_for(options.longest_train_seq))
+    check_graph_fits(graph, ex_sizes, f"the traced example of graph {graph.name!r} (recipe [export] example_batch, "
+                     "example_seq)", copies=3, attrs=job.spec.attrs)
     for sizes in val_sizes:  # the validation shapes must fit before anything is exported
         check_graph_fits(graph, sizes, f"export validation of graph {graph.name!r} (torch and ONNX Runtime outputs)",
                          copies=3, attrs=job.spec.attrs)
+    example = job.make_feeds(ex_sizes, options.seed)
     candidates = options.candidates
 
     attempts: List[Attempt] = []

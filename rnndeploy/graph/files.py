@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-from rnndeploy.artefacts.onnx_file import load_onnx
+from rnndeploy.artefacts.onnx_file import check_graph, load_onnx
 from rnndeploy.errors import UsageError
 from rnndeploy.graph.compat import RUNTIMES, CompatIssue, check_compat, unrunnable
 from rnndeploy.graph.normalize import NormalizeOptions, Rewrite, needs_layout_rewrite, normalize
@@ -101,8 +101,13 @@ def normalize_file(path: str, output: str, options: Optional[NormalizeOptions] =
         raise UsageError(f"-o {output} is the input file", "write the normalised model to another path")
     check_parent_dir(output, "normalised model")
     model = load_onnx(path, external_data=True)
-    new, report = normalize_model(model, options or NormalizeOptions(), verify, source=path)
-    onnx.checker.check_model(new)
+    try:
+        new, report = normalize_model(model, options or NormalizeOptions(), verify, source=path)
+        onnx.checker.check_model(new)
+    except onnx.checker.ValidationError:
+        check_graph(load_onnx(path, external_data=True), path)  # the input was invalid already: say so
+        raise  # the input is valid: a rewrite broke it, a bug
+
     write_bytes_atomic(output, new.SerializeToString())
     return replace(report, output=output)
 

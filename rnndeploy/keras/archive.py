@@ -17,7 +17,6 @@ never read (h5py datasets and JSON only).
 from __future__ import annotations
 
 import io
-import json
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
+from rnndeploy import jsonio
 from rnndeploy.errors import KerasModelError, UsageError, first_line
 from rnndeploy.fileio import sha256_bytes
 
@@ -252,7 +252,7 @@ def _h5py() -> Any:
 
 def _json(raw: Any, what: str) -> Any:
     try:
-        return json.loads(_text(raw))
+        return jsonio.loads(_text(raw))
     except (ValueError, UnicodeDecodeError) as exc:
         raise KerasModelError(f"{what} is not valid JSON ({first_line(exc, 300)})",
                               "save the model again with model.save('model.keras')") from exc

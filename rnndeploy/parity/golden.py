@@ -135,7 +135,7 @@ def check_golden_target(path: str) -> None:
     if not any(p.iterdir()):
         return
     try:
-        is_golden = json.loads((p / MANIFEST).read_text(encoding="utf-8")).get("format") == FORMAT
+        is_golden = jsonio.loads((p / MANIFEST).read_text(encoding="utf-8")).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         is_golden = False
     if not is_golden:
@@ -162,7 +162,7 @@ def load_golden(path: str) -> Golden:
     if not mf.is_file():
         raise UsageError(f"golden directory {p} has no {MANIFEST}", "make one with --save-golden DIR")
     try:
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
+        manifest = jsonio.loads(mf.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{mf} is not valid JSON: {exc}") from None
     f = Fields(manifest, str(mf))

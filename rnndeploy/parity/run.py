@@ -22,6 +22,7 @@ from rnndeploy.backends import ModelSource, RunnerOptions
 from rnndeploy.backends.base import Runner
 from rnndeploy.errors import ParityError, RnnDeployError, first_line
 from rnndeploy.inputs import Case
+from rnndeploy.memory import is_out_of_memory, out_of_memory
 from rnndeploy.parity.cases import CaseSet, Outputs, sampling_prompt
 from rnndeploy.parity.task import greedy_tokens, sample_tokens
 from rnndeploy.progress import progress
@@ -117,6 +118,8 @@ def run_backend(label: str, source: ModelSource, options: RunnerOptions, case_se
             except RnnDeployError:
                 raise
             except Exception as exc:  # a runtime failing on this case is a finding, not a crash
+                if is_out_of_memory(exc):  # ... unless the case did not fit this machine: bad input
+                    raise out_of_memory(f"{label} on case {case.id}") from None
                 run.outputs.append(None)
                 run.errors.append(f"{label} raised {type(exc).__name__}: {first_line(exc, 400)}")
         _run_tasks(run, runner, source, options, case_set, tasks, runner_factory)
@@ -129,6 +132,8 @@ def _reference_case(runner: Runner, label: str, case: Case) -> Outputs:
     except RnnDeployError:
         raise
     except Exception as exc:  # without reference outputs nothing can be compared
+        if is_out_of_memory(exc):
+            raise out_of_memory(f"reference {label} on case {case.id}") from None
         raise ParityError(f"reference backend {label!r} failed on case {case.id!r}: {type(exc).__name__}: "
                           f"{first_line(exc, 400)}",
                           "check the reference runs at this shape, or choose another --reference") from exc

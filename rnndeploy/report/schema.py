@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Protocol, Sequence, Tuple, Union
 
+from rnndeploy import jsonio
 from rnndeploy.errors import UsageError, first_line
 from rnndeploy.fileio import write_text_atomic
 from rnndeploy.jsonio import dumps
@@ -91,13 +92,16 @@ def read_document(path: Union[str, Path]) -> Dict[str, Any]:
     if not p.is_file():
         raise UsageError(f"results file {p} does not exist")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = jsonio.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"results file {p} is not valid JSON: {exc}", "give the JSON written by parity/bench --json FILE") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise UsageError(f"{p} is not an rnndeploy results file", "write one with parity/bench --json FILE")
     version = doc.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"results file {p}: schema_version must be an integer >= 1, got {version!r}",
+                         "give the JSON written by parity/bench --json FILE")
+    if version > SCHEMA_VERSION:
         raise UsageError(f"{p} has results schema version {version!r}; this rnndeploy reads up to {SCHEMA_VERSION}",
                          "upgrade rnndeploy on this machine")
     if not isinstance(doc.get("results"), list):

@@ -94,6 +94,8 @@ def split_url(url: str, protocol: Optional[str]) -> Tuple[str, str]:
     if not m:
         raise UsageError(f"URL {url!r} is not host:port", "e.g. 127.0.0.1:8000 or grpc://127.0.0.1:8001")
     scheme, host, port = m.group(1), m.group(2), m.group(3)
+    if port is not None and not 0 < int(port) <= 65535:
+        raise UsageError(f"URL {url!r}: port {port} is outside 1-65535", "e.g. 127.0.0.1:8000")
     if scheme and protocol and scheme != protocol:
         raise UsageError(f"URL {url!r} says {scheme} but --protocol is {protocol}")
     proto = protocol or scheme or "http"

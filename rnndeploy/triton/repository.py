@@ -113,6 +113,8 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
         name = model_name(spec.name if len(spec.graphs) == 1 else f"{spec.name}-{gname}")
     elif not _NAME.match(name):
         raise UsageError(f"model name {name!r} has characters Triton does not accept", "use letters, digits, _ . -")
+    elif name.startswith("."):  # "." and ".." would write into REPO/ itself or above it; ".x" is hidden
+        raise UsageError(f"model name {name!r} starts with a dot", "start it with a letter or digit")
     built = build_config(name, io, opts, stream, batch_hint)
     message = to_message(built.config)
     header = [f"written by rnndeploy from {path.name} ({source_note})"] + list(built.notes)
@@ -161,8 +163,7 @@ def write_repository(model: str, repo: str, *, name: Optional[str] = None, graph
 
 def _onnx_model(path: Path, graph: Optional[str], streaming: Optional[bool], keep_state_layout: bool) -> Tuple[Any, ...]:
     """(io, payload, spec, graph, Streaming|None, batch_hint, note) for an ONNX file."""
-    import onnx
-
+    from rnndeploy.artefacts.onnx_file import check_graph, load_onnx
     from rnndeploy.backends.source import resolve_source
     from rnndeploy.engine.profiles import engine_defaults, parse_range
     from rnndeploy.onnx_info import describe_onnx
@@ -178,7 +179,8 @@ def _onnx_model(path: Path, graph: Optional[str], streaming: Optional[bool], kee
     if stream_wanted and not is_streaming(gspec):
         raise UsageError(f"{path} has no optional state inputs, so nothing to keep on the server",
                          "export it with --with-state, or drop --streaming")
-    model = onnx.load(str(path))  # external data included: the repository gets one self-contained file
+    model = load_onnx(str(path))  # external data included: the repository gets one self-contained file
+    check_graph(model, str(path))  # Triton would refuse to load it
     if not stream_wanted:
         io = onnx_io(str(path), gspec)
         states = {t.name for t in gspec.inputs + gspec.outputs if t.role == "state"}
