@@ -214,7 +214,7 @@ def _layer_norm(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> 
     eps = float(cfg.get("epsilon", 1e-3))
     scale, center, rms = bool(cfg.get("scale", True)), bool(cfg.get("center", True)), bool(cfg.get("rms_scaling", False))
     weights = cv.weights(call.layer)
-    expected = int(scale) + int(center and not rms) if rms else int(scale) + int(center)
+    expected = int(scale) + int(center and not rms)  # rms_scaling has no beta
     if len(weights) < expected:
         raise KerasModelError(f"{where}: the file holds {len(weights)} weight arrays, the config needs {expected}")
     b, o = cv.b, cv.ops
@@ -225,16 +225,12 @@ def _layer_norm(cv: Any, call: Any, args: List[Any], kwargs: Dict[str, Any]) -> 
     w = iter(weights)
     gamma = next(w) if scale else None
     beta = next(w) if center and not rms else None
-    if rms:  # Keras' rms_scaling: x · rsqrt(var + eps) · gamma (no centring, no beta)
-        y = b.op("Mul", [x.name, inv])
-        if gamma is not None:
-            y = b.op("Mul", [y, b.const(_vec(gamma, x.last, where, "gamma"), "gamma")])
-    else:
-        y = b.op("Mul", [centred, inv])
-        if gamma is not None:
-            y = b.op("Mul", [y, b.const(_vec(gamma, x.last, where, "gamma"), "gamma")])
-        if beta is not None:
-            y = b.op("Add", [y, b.const(_vec(beta, x.last, where, "beta"), "beta")])
+    # Keras' rms_scaling: x · rsqrt(var + eps) · gamma (no centring, no beta)
+    y = b.op("Mul", [x.name if rms else centred, inv])
+    if gamma is not None:
+        y = b.op("Mul", [y, b.const(_vec(gamma, x.last, where, "gamma"), "gamma")])
+    if beta is not None:
+        y = b.op("Add", [y, b.const(_vec(beta, x.last, where, "beta"), "beta")])
     return [KT(y, x.dtype, x.dims, cv.mask_of(x, kwargs))]
 
 
