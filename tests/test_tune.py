@@ -125,6 +125,36 @@ def test_floor_reads_recurrent_weights_from_the_nearest_cache_that_holds_them(ls
     assert f2.seconds > f1.seconds and f2.parts["recurrence"] == pytest.approx(2 * f1.parts["recurrence"])
 
 
+def test_floor_counts_each_weight_at_its_precision_and_rate(tmp_path, lstm):
+    l1 = CacheLevel(1, 1 << 20, False, 100e9)
+    plain = CpuModel(cores=1, ghz=1.0, flops_per_cycle=2.0, caches=(l1,), dram_bytes_per_s=10e9)
+    native = CpuModel(1, 1.0, 2.0, (l1,), 10e9, bf16_native=True, int8_vnni=True)
+    fp32 = model_shape(onnx.load(lstm[1]))
+    (layer,) = fp32.layers
+    g_h, hidden = 4 * 16, 16
+
+    def step(nbytes, rate, batch):  # one recurrent step: R read from L1, or its GEMV, whichever is longer
+        return max(4 * hidden * hidden * nbytes / 100e9, 2.0 * batch * g_h * hidden / rate)
+
+    for batch in (1, 512):  # bandwidth-bound, then compute-bound
+        assert fp32.floor(batch, 10, plain).parts["recurrence"] == pytest.approx(10 * step(4, 2e9, batch))
+        # bf16: half the bytes everywhere; twice the rate only where the core has bf16 dot products
+        assert fp32.floor(batch, 10, plain, compute="bf16").parts["recurrence"] == pytest.approx(10 * step(2, 2e9, batch))
+        assert fp32.floor(batch, 10, native, compute="bf16").parts["recurrence"] == pytest.approx(10 * step(2, 4e9, batch))
+    int8_path, keep_path = str(tmp_path / "int8.onnx"), str(tmp_path / "keep.onnx")
+    quantize_int8(lstm[1], int8_path, "int8")
+    quantize_int8(lstm[1], keep_path, "int8-keep-recurrence")
+    (q,) = model_shape(onnx.load(int8_path)).layers  # DynamicQuantizeLSTM: W is [dirs, input, 4·hidden]
+    assert (q.op, q.hidden, q.input_size, q.directions, q.weight_bytes) == ("LSTM", 16, layer.input_size, 1, 1)
+    assert model_shape(onnx.load(int8_path)).floor(512, 10, native).parts["recurrence"] == pytest.approx(
+        10 * step(1, 8e9, 512))
+    keep = model_shape(onnx.load(keep_path))
+    assert keep.layers[0].weight_bytes == 4 and [g[2] for g in keep.gemms] == [1]  # only the head is INT8
+    assert [g[:2] for g in keep.gemms] == [g[:2] for g in fp32.gemms]
+    with pytest.raises(ValueError, match="compute must be one of"):
+        fp32.floor(1, 1, plain, compute="fp8")
+
+
 @pytest.mark.parametrize("vendor, family, flags, fpc, per_level", [
     ("GenuineIntel", 6, {"avx512f", "avx2", "fma"}, 64, {1: 128, 2: 64, 3: 32}),
     ("AuthenticAMD", 25, {"avx512f", "avx2", "fma"}, 32, {1: 64, 2: 32, 3: 32}),  # Zen 4 splits 512-bit ops
@@ -235,6 +265,38 @@ def test_tune_deploys_the_fastest_per_shape_whether_baseline_or_variant(tmp_path
     assert int8["runner"] == {**int8["runner"], "backend": "ort-cpu:t1", "threads": 1}
     assert variant_of(str(out / int8["artefact"]))["policy"] == "int8"
     assert sha256_file(out / int8["artefact"]) == int8["sha256"]
+    floors = res.floors["b4-s8"]["by_variant"]  # each choice is held to the floor of its own precision
+    assert floors["int8"] < floors["fp32"] == res.floors["b4-s8"]["seconds"]
+    assert (res.choices[0].floor, res.choices[1].floor) == (res.floors["b1-s8"]["seconds"], floors["int8"])
+
+
+def test_tune_times_every_candidate_in_rotated_turns_after_a_pause(lstm, monkeypatch):
+    from rnndeploy.bench.measurement import Measurement
+    from rnndeploy.tune import TuneConfig, run_tune, sweep
+
+    events = []
+
+    def fake_measure(runner, feed, **kw):
+        batch = next(iter(feed.values())).shape[0]
+        events.append(("measure", runner.label, batch, kw["min_time"]))
+        return Measurement(runner.label, {"batch": batch, "seq": 8}, (len(events) * 1e-3,))
+
+    monkeypatch.setattr(sweep, "measure", fake_measure)
+    monkeypatch.setattr(sweep.time, "sleep", lambda s: events.append(("sleep", s)))
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(batches=(1, 4), seqs=(8,), runtimes=("ort-cpu",),
+                                                        variants=("fp32",), threads=(1, 2), min_time=0.3,
+                                                        show_progress=False))
+    labels = ["ort-cpu default", "ort-cpu:t1", "ort-cpu:t2"]
+    assert all(e == ("sleep", sweep.SETTLE_S) for e in events[0::2])  # a pause before every block
+    timed = [e[1:] for e in events[1::2]]
+    assert len(timed) == 2 * sweep.ROUNDS * 3 and all(e[2] == pytest.approx(0.3 / sweep.ROUNDS) for e in timed)
+    for i, batch in enumerate((1, 4)):
+        turns = [[e[0] for e in timed[(i * sweep.ROUNDS + k) * 3:][:3]] for k in range(sweep.ROUNDS)]
+        assert turns == [labels[k % 3:] + labels[:k % 3] for k in range(sweep.ROUNDS)]
+        assert {e[1] for e in timed[i * sweep.ROUNDS * 3:][:sweep.ROUNDS * 3]} == {batch}
+    for m in res.measurements:  # one measurement per candidate and shape, with every turn's samples
+        assert len(m.times) == sweep.ROUNDS
+        assert [m.times] == [tuple((2 * j + 2) * 1e-3 for j, e in enumerate(timed) if (e[0], e[1]) == (m.backend, m.batch))]
 
 
 def test_tune_budget_stops_checking_and_measuring_and_lists_what_it_skipped(lstm):

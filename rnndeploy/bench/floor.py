@@ -14,6 +14,16 @@ The model (written down in the README, "The floor"):
 - layers run one after another; nothing else (activations, gate arithmetic, call
   overhead, thread hand-off) is counted: that is what makes it a floor.
 
+**Reduced precision** changes two numbers and nothing else: the bytes a weight takes (FP32 4,
+bf16 2, INT8 1) and the compute rate. The rate is the FP32 peak × 2 for bf16 on a core
+with native bf16 dot products (AVX-512 BF16 or AMX) and × 4 for INT8 on a core with VNNI
+(AVX-512 VNNI, AVX-VNNI or AMX): each 32-bit lane of one instruction does 2 bf16 / 4 INT8
+multiply-adds where an FMA does one. Without those instructions the rate stays FP32's.
+Each layer and GEMM keeps its own precision — an INT8 variant read from its file (ONNX
+Runtime's ``DynamicQuantizeLSTM``, ``MatMulInteger``) has INT8 weights only where the
+quantizer put them; ``floor(..., compute="bf16")`` (OpenVINO's bf16 inference) counts every
+FP32 weight as bf16.
+
 G is 4 for LSTM, 3 for GRU, 1 for RNN; H the hidden size, I the input size, dirs 1 or
 2. The CPU's numbers come from ``probe_cpu``: cores (this process's affinity), clock
 (/proc/cpuinfo), and per core the FP32 FLOPs per cycle and the read bytes per cycle of
@@ -49,6 +59,9 @@ import numpy as np
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 FLOAT_BYTES = 4
+INT8_LSTM = "DynamicQuantizeLSTM"  # ONNX Runtime's INT8 LSTM (W, R int8; W as [dirs, input, 4·hidden])
+INT8_MATMUL = ("MatMulInteger", "DynamicQuantizeMatMul")
+WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,16 @@ class CpuModel:
     dram_bytes_per_s: float  # all cores together
     isa: str = ""
     measured: Mapping[str, float] = field(default_factory=dict)  # achieved rates (all cores), see probe_cpu
+    bf16_native: bool = False  # AVX-512 BF16 or AMX-BF16 dot products
+    int8_vnni: bool = False  # AVX-512 VNNI, AVX-VNNI or AMX-INT8
+
+    def rate(self, weight_bytes: int) -> float:
+        """FLOP/s of all cores for weights of this many bytes (module docstring: reduced precision)."""
+        if weight_bytes == WEIGHT_BYTES["bf16"] and self.bf16_native:
+            return 2.0 * self.peak_flops
+        if weight_bytes == WEIGHT_BYTES["int8"] and self.int8_vnni:
+            return 4.0 * self.peak_flops
+        return self.peak_flops
 
     @property
     def peak_flops(self) -> float:
@@ -96,13 +119,15 @@ class CpuModel:
 
 @dataclass(frozen=True)
 class RecurrentLayer:
-    """One LSTM/GRU/RNN node: ``gates`` × ``hidden`` outputs per direction over ``input_size`` features."""
+    """One LSTM/GRU/RNN node: ``gates`` × ``hidden`` outputs per direction over ``input_size`` features,
+    its weights ``weight_bytes`` each (4: FP32, 1: INT8)."""
 
     name: str
     op: str
     directions: int
     hidden: int
     input_size: int
+    weight_bytes: int = FLOAT_BYTES
 
     @property
     def gates(self) -> int:
@@ -110,7 +135,7 @@ class RecurrentLayer:
 
     @property
     def r_bytes(self) -> int:
-        return self.directions * self.gates * self.hidden * self.hidden * FLOAT_BYTES
+        return self.directions * self.gates * self.hidden * self.hidden * self.weight_bytes
 
 
 @dataclass(frozen=True)
@@ -130,51 +155,67 @@ class Floor:
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the floor needs from an ONNX graph: its recurrent layers and other weight GEMMs (K, N)."""
+    """What the floor needs from an ONNX graph: its recurrent layers and other weight GEMMs
+    (K, N, bytes per weight)."""
 
     layers: Tuple[RecurrentLayer, ...]
-    gemms: Tuple[Tuple[int, int], ...]
+    gemms: Tuple[Tuple[int, int, int], ...]
     per_step_output: bool
 
-    def floor(self, batch: int, seq: int, cpu: CpuModel) -> Floor:
-        peak = cpu.peak_flops
+    def floor(self, batch: int, seq: int, cpu: CpuModel, compute: str = "fp32") -> Floor:
+        """The floor at (batch, seq); ``compute="bf16"``: the runtime computes in bf16, so every
+        FP32 weight is read and multiplied as bf16 (module docstring: reduced precision)."""
+        if compute not in WEIGHT_BYTES:
+            raise ValueError(f"compute must be one of {', '.join(WEIGHT_BYTES)}, not {compute!r}")
+
+        def nbytes(weight_bytes: int) -> int:
+            return min(weight_bytes, WEIGHT_BYTES[compute])
+
         proj = rec = other = 0.0
         where: Dict[str, str] = {}
         for layer in self.layers:
+            wb = nbytes(layer.weight_bytes)
+            peak = cpu.rate(wb)
             g_h = layer.gates * layer.hidden * layer.directions
             proj += 2.0 * batch * seq * layer.input_size * g_h / peak
-            level, bw = cpu.read_level(layer.r_bytes)
+            r_bytes = layer.directions * layer.gates * layer.hidden * layer.hidden * wb
+            level, bw = cpu.read_level(r_bytes)
             where[layer.name] = level
-            step = max(layer.r_bytes / bw, 2.0 * batch * g_h * layer.hidden / peak)
+            step = max(r_bytes / bw, 2.0 * batch * g_h * layer.hidden / peak)
             rec += seq * step
         rows = batch * seq if self.per_step_output else batch
-        for k, n in self.gemms:
-            _, bw = cpu.read_level(k * n * FLOAT_BYTES)
-            other += max(2.0 * rows * k * n / peak, k * n * FLOAT_BYTES / bw)
+        for k, n, weight_bytes in self.gemms:
+            wb = nbytes(weight_bytes)
+            _, bw = cpu.read_level(k * n * wb)
+            other += max(2.0 * rows * k * n / cpu.rate(wb), k * n * wb / bw)
         return Floor(batch, seq, proj + rec + other,
                      {"input_projection": proj, "recurrence": rec, "other_gemms": other}, where)
 
 
 def model_shape(model: Any) -> ModelShape:
-    """Recurrent layers and weight GEMMs of an ``onnx.ModelProto`` (main graph)."""
+    """Recurrent layers and weight GEMMs of an ``onnx.ModelProto`` (main graph), FP32 or INT8
+    (ONNX Runtime's quantized ops, see the module docstring)."""
     from rnndeploy.onnx_info import node_attr
 
     inits = {i.name: i for i in model.graph.initializer}
     layers: List[RecurrentLayer] = []
-    gemms: List[Tuple[int, int]] = []
+    gemms: List[Tuple[int, int, int]] = []
     for i, n in enumerate(model.graph.node):
         name = n.name or f"{n.op_type}_{i}"
-        if n.op_type in GATES:
+        if n.op_type in GATES or n.op_type == INT8_LSTM:
+            int8 = n.op_type == INT8_LSTM
             hidden = int(node_attr(n, "hidden_size", 0) or 0)
             w = inits.get(n.input[1]) if len(n.input) > 1 else None
             dirs = 2 if node_attr(n, "direction") in ("bidirectional", b"bidirectional") else 1
-            in_size = int(w.dims[2]) if w is not None and len(w.dims) == 3 else hidden
-            layers.append(RecurrentLayer(name, n.op_type, dirs, hidden, in_size))
-        elif n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits:
+            in_size = int(w.dims[1 if int8 else 2]) if w is not None and len(w.dims) == 3 else hidden
+            layers.append(RecurrentLayer(name, "LSTM" if int8 else n.op_type, dirs, hidden, in_size,
+                                         WEIGHT_BYTES["int8"] if int8 else FLOAT_BYTES))
+        elif n.op_type in ("MatMul", "Gemm") + INT8_MATMUL and len(n.input) > 1 and n.input[1] in inits:
             dims = list(inits[n.input[1]].dims)
             if len(dims) == 2:
                 trans_b = n.op_type == "Gemm" and node_attr(n, "transB")
-                gemms.append((dims[1], dims[0]) if trans_b else (dims[0], dims[1]))
+                k, cols = (dims[1], dims[0]) if trans_b else (dims[0], dims[1])
+                gemms.append((k, cols, WEIGHT_BYTES["int8"] if n.op_type in INT8_MATMUL else FLOAT_BYTES))
         elif n.op_type == "Gather" and n.input and n.input[0] in inits:
             continue  # an embedding lookup reads batch × seq rows: negligible
     heads = _head_outputs(model)
@@ -214,7 +255,10 @@ def probe_cpu(cores: Optional[int] = None, measure: bool = True) -> CpuModel:
         nominal = per_level.get(level, 16.0) * ghz * 1e9
         caches.append(CacheLevel(level, size, shared, max(nominal, measured.get(f"L{level}", 0.0) / n)))
     dram = measured.get("DRAM", 10e9 * n)
-    return CpuModel(n, ghz, fpc, tuple(caches), dram, isa, measured)
+    flags = info["flags"]
+    return CpuModel(n, ghz, fpc, tuple(caches), dram, isa, measured,
+                    bf16_native=bool(flags & {"avx512_bf16", "amx_bf16"}),
+                    int8_vnni=bool(flags & {"avx512_vnni", "avx512vnni", "avx_vnni", "amx_int8"}))
 
 
 def nominal_rates(vendor: str, family: Optional[int], flags: Any) -> Tuple[str, float, Dict[int, float]]:

@@ -168,3 +168,16 @@ def find(measurements: List[Measurement], backend: str, batch: int, seq: int) ->
         if m.backend == backend and m.batch == batch and m.seq == seq:
             return m
     return None
+
+
+def merge_rounds(parts: List[Measurement]) -> Measurement:
+    """One Measurement from blocks of the same backend and shape timed in several rounds: the
+    samples of every round, in order; the first round's description and metadata; the warm-up
+    calls of all rounds together."""
+    if not parts:
+        raise ValueError("merge_rounds needs at least one measurement")
+    first = parts[0]
+    if any((p.backend, dict(p.sizes), p.number) != (first.backend, dict(first.sizes), first.number) for p in parts):
+        raise ValueError("merge_rounds: every part must be the same backend, sizes and calls per block")
+    return Measurement(first.backend, dict(first.sizes), tuple(t for p in parts for t in p.times), first.number,
+                       sum(p.warmup for p in parts), dict(first.description), dict(first.metadata))

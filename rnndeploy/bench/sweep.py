@@ -18,7 +18,7 @@ from rnndeploy.backends import BackendLabel, ModelSource, RunnerOptions, create_
 from rnndeploy.backends.base import Runner, Timer
 from rnndeploy.bench.measurement import Measurement
 from rnndeploy.bench.results import BenchResult
-from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, MAX_SAMPLES, measure
+from rnndeploy.bench.timing import DEFAULT_MIN_TIME, DEFAULT_WARMUP, MAX_SAMPLES, SETTLE_S, measure
 from rnndeploy.errors import UsageError
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.memory import check_graph_fits, runtime_guard
@@ -61,7 +61,7 @@ class BenchConfig:
     seed: int = 0
     torch_row: bool = True
     extra_dims: Mapping[str, int] = field(default_factory=dict)
-    settle: float = 0.05
+    settle: float = SETTLE_S
     max_samples: int = MAX_SAMPLES
     baseline: Optional[str] = None
     show_progress: Optional[bool] = None

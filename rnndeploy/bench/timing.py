@@ -20,6 +20,12 @@ MIN_SAMPLES = 10  # a min-time run still takes at least this many samples
 # ...and stops at this many even before min_time: 1000 samples pin the median and p99 well,
 # and keep a results file of a whole sweep small enough to commit.
 MAX_SAMPLES = 1000
+# Seconds to pause before timing a runner that follows another one in the same process. ONNX
+# Runtime's, OpenVINO's and torch's CPU worker threads keep spinning for a while after a run and
+# take cores from the next runner: measured on this project's 2-core box (sine LSTM, batch 128 ×
+# seq 16, three ORT sessions in turn), a 2-thread session that followed another timed 2.7× its
+# own speed after a 0-20 ms pause and within 5 % of it after 50 ms or more.
+SETTLE_S = 0.1
 
 
 def measure(

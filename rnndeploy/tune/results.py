@@ -12,6 +12,15 @@ NOT_RUN = "not run on this machine"  # the reason of a check whose runner refuse
 BUDGET_SPENT = "not run: the --budget of"  # the reason of a check (or measurement) left for want of time
 
 
+def floor_seconds(floors: Mapping[str, Mapping[str, Any]], batch: int, seq: int, variant: str = "fp32") -> Optional[float]:
+    """The floor of ``variant`` at (batch, seq) from a floor table (``TuneResult.floors``); FP32's
+    when the table has none for that variant (results written before floors per variant)."""
+    f = floors.get(f"b{batch}-s{seq}")
+    if not f:
+        return None
+    return float(dict(f.get("by_variant") or {}).get(variant, f["seconds"]))
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One way to deploy the model: a runtime label on an artefact (a precision variant).
@@ -126,7 +135,7 @@ class TuneResult:
         candidates: every candidate considered.
         accuracy: one check per (runtime, variant).
         measurements: latency of every passing candidate at every shape measured.
-        floors: {"b32-s128": Floor.to_dict()} per shape.
+        floors: {"b32-s128": Floor.to_dict() of FP32, with "by_variant": {variant: seconds}} per shape.
         cpu: the CpuModel the floor assumed.
         choices: one per shape.
         skipped: "label @ b32-s128: why" for what was not measured (budget, failed check, error).
@@ -158,12 +167,13 @@ class TuneResult:
         runtime, variant = candidate.key
         return next((a for a in self.accuracy if a.runtime == runtime and a.variant == variant), None)
 
-    def floor_seconds(self, batch: int, seq: int) -> Optional[float]:
-        f = self.floors.get(f"b{batch}-s{seq}")
-        return float(f["seconds"]) if f else None
+    def floor_seconds(self, batch: int, seq: int, variant: str = "fp32") -> Optional[float]:
+        return floor_seconds(self.floors, batch, seq, variant)
 
     def percent_of_floor(self, m: Measurement) -> Optional[float]:
-        f = self.floor_seconds(m.batch, m.seq)
+        """floor / median × 100 for a measurement, with the floor of its candidate's variant."""
+        cand = next((c for c in self.candidates if c.label == m.backend), None)
+        f = self.floor_seconds(m.batch, m.seq, cand.variant if cand else "fp32")
         return None if f is None or not m.median > 0 else 100.0 * f / m.median
 
     def labels(self) -> List[str]:

@@ -13,8 +13,12 @@
    that budget is given, else only within the model's reduced-precision (fp16)
    tolerances.
 3. **Latency**: at each (batch, seq), every passing candidate side by side (the
-   bench timing loop); the fastest is chosen. Once ``budget`` seconds have passed since
-   the start, no further accuracy check or measurement starts (each is listed as skipped).
+   bench timing loop) in ``ROUNDS`` turns, the order rotated each turn and each block
+   after a ``SETTLE_S`` pause (the previous runner's spinning worker threads would
+   otherwise slow the next one down); the fastest median is chosen. ONNX Runtime's
+   defaults are timed in the same turns, so "faster than the defaults" is a comparison
+   made under the same conditions. Once ``budget`` seconds have passed since the start,
+   no further accuracy check or measurement starts (each is listed as skipped).
 4. **Floor**: rnndeploy.bench.floor's estimate per shape, reported as % of floor.
 5. **Deploy**: with ``out_dir``, the chosen artefacts are copied there with
    ``deploy.json``: per shape, the file (sha256), backend label and runner settings.
@@ -35,12 +39,12 @@ import numpy as np
 
 from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, runner_class
 from rnndeploy.backends.base import Runner
-from rnndeploy.bench.measurement import Measurement
-from rnndeploy.bench.timing import measure
+from rnndeploy.bench.measurement import Measurement, merge_rounds
+from rnndeploy.bench.timing import SETTLE_S, measure
 from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError, first_line
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
-from rnndeploy.tune.results import BUDGET_SPENT, NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult
+from rnndeploy.tune.results import BUDGET_SPENT, NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult, floor_seconds
 
 BASELINE = "ort-cpu default"
 FP32 = "fp32"
@@ -49,6 +53,11 @@ CPU_RUNTIMES = ("ort-cpu", "openvino")  # backends that run an ONNX file on the 
 # How a runtime label runs a precision that is a runtime setting rather than a file.
 RUNTIME_PRECISIONS = {("openvino", "bf16"): "openvino:bf16"}
 MAX_PROFILE_POINTS = 64  # error-vs-timestep points kept per output (evenly spaced)
+# Every candidate is timed in this many turns per shape, the order rotated each turn, so that a
+# drift of the machine (load, clocks) during one shape falls on all candidates alike.
+ROUNDS = 3
+MIN_SAMPLES = 6  # per candidate and shape, over all turns
+MAX_SAMPLES = 198  # idem: enough for a stable median, small enough to keep the results file small
 
 RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
 
@@ -284,9 +293,8 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     Raises:
         UsageError: a model that is not an ONNX file, an empty grid or unknown variant.
     """
-    from rnndeploy.artefacts.onnx_file import load_onnx
     from rnndeploy.backends.source import model_hashes
-    from rnndeploy.bench.floor import model_shape, probe_cpu
+    from rnndeploy.bench.floor import probe_cpu
     from rnndeploy.environment import describe_machine
 
     start = clock()
@@ -327,9 +335,8 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
         measurements, skip_t = _measure_all(source, timed, config, runner_factory, clock, start)
         skipped += skip_t
         cpu = probe_cpu()
-        shape = model_shape(load_onnx(source.onnx))
-        floors = {f"b{b}-s{s}": shape.floor(b, s, cpu).to_dict() for s in config.seqs for b in config.batches}
-        choices = choose(measurements, config.batches, config.seqs, floors)
+        floors = floor_table(source.onnx, files, config, cpu)
+        choices = choose(measurements, config.batches, config.seqs, floors, {c.label: c.variant for c in candidates})
         deploy = write_deploy(config.out_dir, source, candidates, choices, measurements) if config.out_dir else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -349,10 +356,15 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
 
 def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneConfig, runner_factory: RunnerFactory,
                  clock: Callable[[], float], start: float) -> Tuple[List[Measurement], List[str]]:
+    """Every candidate at every shape: ``ROUNDS`` turns per shape, each a block of ``min_time / ROUNDS``
+    seconds after a ``SETTLE_S`` pause, the order rotated each turn; one Measurement per
+    (candidate, shape) with the samples of all its turns."""
     graph = source.graph_spec
     runners: Dict[str, Runner] = {}
-    measurements: List[Measurement] = []
     skipped: List[str] = []
+    parts: Dict[Tuple[str, int, int], List[Measurement]] = {}
+    failed: Dict[Tuple[str, int, int], str] = {}
+    shapes = [(b, s) for s in config.seqs for b in config.batches]
     try:
         for c in timed:
             try:
@@ -364,43 +376,72 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
                 raise
             except Exception as exc:
                 skipped.append(f"{c.label}: could not start: {type(exc).__name__}: {first_line(exc, 200)}")
-        shapes = [(b, s) for s in config.seqs for b in config.batches]
-        work = [(b, s, label) for b, s in shapes for label in runners]
-        feeds: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
-        for b, s, label in progress(work, f"tune {source.spec.name}", enabled=config.show_progress):
-            shape_id = f"b{b}-s{s}"
-            if config.budget is not None and clock() - start > config.budget:
-                skipped.append(f"{label} @ {shape_id}: {BUDGET_SPENT} {config.budget:g} s was spent")
-                continue
-            if (b, s) not in feeds:
-                feeds[(b, s)] = generate_inputs(graph, sizes_for(graph, b, s), config.seed, _pad_id(source))
-            try:
-                measurements.append(measure(runners[label], feeds[(b, s)], warmup=config.warmup,
-                                            min_time=config.min_time, min_samples=5, max_samples=200,
-                                            metadata={"model": source.spec.name}))
-            except RnnDeployError:
-                raise
-            except Exception as exc:
-                skipped.append(f"{label} @ {shape_id}: raised {type(exc).__name__}: {first_line(exc, 200)}")
-            time.sleep(0.02)  # let spinning worker threads of the previous runner go idle
+        labels = list(runners)
+        per_round = max(2, -(-MIN_SAMPLES // ROUNDS))
+        work = [(b, s, turn) for b, s in shapes for turn in range(ROUNDS)] if labels else []
+        for b, s, turn in progress(work, f"tune {source.spec.name}", enabled=config.show_progress):
+            feed = generate_inputs(graph, sizes_for(graph, b, s), config.seed, _pad_id(source))
+            k = turn % len(labels)
+            for label in labels[k:] + labels[:k]:
+                key = (label, b, s)
+                if key in failed:
+                    continue
+                if config.budget is not None and clock() - start > config.budget:
+                    if key not in parts:  # what got a turn before the budget ran out is kept
+                        failed[key] = f"{BUDGET_SPENT} {config.budget:g} s was spent"
+                    continue
+                time.sleep(SETTLE_S)
+                try:
+                    parts.setdefault(key, []).append(measure(
+                        runners[label], feed, warmup=config.warmup, min_time=config.min_time / ROUNDS,
+                        min_samples=per_round, max_samples=MAX_SAMPLES // ROUNDS,
+                        metadata={"model": source.spec.name}))
+                except RnnDeployError:
+                    raise
+                except Exception as exc:
+                    parts.pop(key, None)
+                    failed[key] = f"raised {type(exc).__name__}: {first_line(exc, 200)}"
     finally:
         for r in runners.values():
             r.deactivate()
+    measurements = [merge_rounds(parts[(label, b, s)]) for b, s in shapes for label in runners if (label, b, s) in parts]
+    skipped += [f"{label} @ b{b}-s{s}: {why}" for (label, b, s), why in failed.items()]
     return measurements, skipped
 
 
+def floor_table(fp32: str, files: Mapping[str, str], config: TuneConfig, cpu: Any) -> Dict[str, Dict[str, Any]]:
+    """Per shape ("b32-s128"): the FP32 floor (``Floor.to_dict()``) and ``by_variant``, {variant:
+    seconds}: an INT8 variant's floor from its own file (INT8 weights where the quantizer put
+    them), a runtime precision's (bf16) from the FP32 file computed at that precision."""
+    from rnndeploy.artefacts.onnx_file import load_onnx
+    from rnndeploy.bench.floor import model_shape
+
+    shapes = {v: model_shape(load_onnx(path)) for v, path in {**files, FP32: fp32}.items()}
+    at_runtime = [v for (_, v) in RUNTIME_PRECISIONS if v in config.variants]
+    out: Dict[str, Dict[str, Any]] = {}
+    for s in config.seqs:
+        for b in config.batches:
+            row = shapes[FP32].floor(b, s, cpu).to_dict()
+            by = {v: shape.floor(b, s, cpu).seconds for v, shape in shapes.items()}
+            by.update({v: shapes[FP32].floor(b, s, cpu, compute=v).seconds for v in at_runtime})
+            row["by_variant"] = by
+            out[f"b{b}-s{s}"] = row
+    return out
+
+
 def choose(measurements: Sequence[Measurement], batches: Sequence[int], seqs: Sequence[int],
-           floors: Mapping[str, Mapping[str, Any]]) -> List[Choice]:
-    """The fastest measured candidate per shape (only passing candidates are measured)."""
+           floors: Mapping[str, Mapping[str, Any]], variants: Optional[Mapping[str, str]] = None) -> List[Choice]:
+    """The fastest measured candidate per shape (only passing candidates are measured), with the
+    floor of its variant (``variants``: candidate label → variant; FP32's floor when unknown)."""
     out = []
     for s in seqs:
         for b in batches:
             here = [m for m in measurements if m.batch == b and m.seq == s]
             best = min(here, key=lambda m: m.median) if here else None
             base = next((m for m in here if m.backend == BASELINE), None)
-            f = floors.get(f"b{b}-s{s}")
+            variant = (variants or {}).get(best.backend, FP32) if best else FP32
             out.append(Choice(b, s, best.backend if best else None, best.median if best else None,
-                              base.median if base else None, float(f["seconds"]) if f else None))
+                              base.median if base else None, floor_seconds(floors, b, s, variant)))
     return out
 
 
