@@ -35,6 +35,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -145,7 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="cpu-tune-") as tmp:
         for recipe, variant in models:
-            print(f"{recipe} {variant or ''}: train, export, bench, tune", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} {recipe} {variant or ''}: train, export, bench, tune", flush=True)
             results.append(run_model(recipe, variant, args, Path(tmp), out))
     from rnndeploy.environment import describe_machine
     from rnndeploy.report import write_html, write_markdown

@@ -867,7 +867,7 @@ CASES = [
     # -- tune (each refused before any work) ---------------------------------------------------------
     T("tune-not-onnx", "tune {ckpt}", 2, "onnx"),
     T("tune-missing-model", "tune {d}/nope.onnx", 2, "nope.onnx"),
-    T("tune-runtime-gpu", "tune {onnx} --runtime trt", 2, "--runtime trt", "ort-cpu"),
+    T("tune-runtime-gpu-absent", "tune {onnx} --runtime trt", 3, "tensorrt is not installed", "rnndeploy[gpu]"),
     T("tune-runtime-unknown", "tune {onnx} --runtime tflite", 2, "tflite"),
     T("tune-variant-unknown", "tune {onnx} --variant fp8", 2, "fp8"),
     T("tune-seq-malformed", "tune {onnx} --seq 1,x", 2, "--seq"),

@@ -223,10 +223,17 @@ class ScriptedLatency(Timer):
         return self.script[(self.runner.label, self.runner.scripted_batch)] * number
 
 
-def scripted_runners(script):
-    """A runner factory for run_tune: real ONNX Runtime runners whose timer reads ``script``."""
+def scripted_runners(script, engines_seen=None):
+    """A runner factory for run_tune: real ONNX Runtime runners whose timer reads ``script``.
+    A TensorRT label gets an ONNX Runtime stand-in on the FP32 ONNX (its engine noted in
+    ``engines_seen``): it tests tune's branching, not TensorRT."""
     def factory(backend, source, options):
-        r = create_runner(backend, source, options)
+        if backend.startswith("trt"):
+            engines_seen.append((backend, source.engine, source.onnx))
+            r = create_runner("ort-cpu", source, options)
+            r.label = backend
+        else:
+            r = create_runner(backend, source, options)
         prepare = r.prepare
 
         def prepare_and_note_batch(feed):
@@ -299,6 +306,58 @@ def test_tune_times_every_candidate_in_rotated_turns_after_a_pause(lstm, monkeyp
         assert [m.times] == [tuple((2 * j + 2) * 1e-3 for j, e in enumerate(timed) if (e[0], e[1]) == (m.backend, m.batch))]
 
 
+def test_tune_adds_one_trt_candidate_per_engine_precision_where_a_gpu_is_visible(tmp_path, lstm, monkeypatch):
+    from rnndeploy.artefacts.naming import sidecar_path
+    from rnndeploy.engine import builder
+    from rnndeploy.fileio import sha256_file
+    from rnndeploy.tune import BASELINE, TuneConfig, run_tune, sweep
+
+    builds = []
+
+    def stand_in_build(onnx_path, dst, options):  # writes a placeholder "engine" and its sidecar
+        builds.append((onnx_path, options))
+        with open(dst, "wb") as f:
+            f.write(b"stand-in engine " + str(options.fp16).encode())
+        with open(sidecar_path(dst), "w") as f:
+            json.dump({"fp16": options.fp16}, f)
+
+    monkeypatch.setattr(sweep, "gpu_runtimes", lambda: ["trt"])
+    monkeypatch.setattr(sweep, "runner_class", lambda name: None)  # TensorRT is not installed here
+    monkeypatch.setattr(builder, "build_engine", stand_in_build)
+    ms = 1e-3
+    script = {(BASELINE, 1): 1 * ms, ("ort-cpu:t1", 1): 5 * ms, ("trt:copies", 1): 2 * ms,
+              ("trt:fp16:copies", 1): 3 * ms, (BASELINE, 4): 4 * ms, ("ort-cpu:t1", 4): 5 * ms,
+              ("trt:copies", 4): 3 * ms, ("trt:fp16:copies", 4): 2 * ms}
+    seen = []
+    out = tmp_path / "deploy"
+    config = TuneConfig(batches=(1, 4), seqs=(8,), runtimes=("ort-cpu", "trt"), variants=("fp32", "fp16"),
+                        threads=(1,), max_accuracy_drop=50, min_time=0.01, out_dir=str(out), rows=40,
+                        show_progress=False)
+    res = run_tune(resolve_source(lstm[1]), config, runner_factory=scripted_runners(script, seen))
+    assert [(p, o.fp16) for p, o in builds] == [(lstm[1], False), (lstm[1], True)]
+    data, _ = sweep.accuracy_data(resolve_source(lstm[1]), config)
+    for _, o in builds:  # one profile covering the grid and the accuracy check's data
+        b_max, s_max = int(o.shapes.batch.split(":")[2]), int(o.shapes.seq.split(":")[2])
+        assert o.shapes.batch == f"1:{b_max}:{b_max}" and o.shapes.seq == f"1:{s_max}:{s_max}"
+        assert b_max == max(4, data.rows) and s_max == max(8, data.feeds["x"].shape[1])
+    trt = {c.label: c for c in res.candidates if c.label.startswith("trt")}
+    assert {(k, c.variant, c.threads, c.on_gpu) for k, c in trt.items()} == {
+        ("trt:copies", "fp32", None, True), ("trt:fp16:copies", "fp16", None, True)}
+    assert {(b, e.endswith(".plan"), o) for b, e, o in seen} == {("trt:copies", True, lstm[1]),
+                                                                 ("trt:fp16:copies", True, lstm[1])}
+    checks = {(a.runtime, a.variant): a for a in res.accuracy}
+    assert checks[("trt:copies", "fp32")].passed and checks[("trt:fp16:copies", "fp16")].passed
+    b1, b4 = res.choices
+    assert (b1.label, b4.label) == (BASELINE, "trt:fp16:copies")
+    assert b1.floor == res.floors["b1-s8"]["seconds"] and b4.floor is None  # no CPU floor for a GPU
+    assert res.percent_of_floor(res.get("trt:fp16:copies", 4, 8)) is None
+    entry = json.loads((out / "deploy.json").read_text())["choices"][1]
+    assert (entry["candidate"], entry["variant"], entry["runner"]["backend"]) == ("trt:fp16:copies", "fp16",
+                                                                                   "trt:fp16:copies")
+    assert entry["sha256"] == sha256_file(out / entry["artefact"])
+    assert json.loads(open(sidecar_path(out / entry["artefact"])).read()) == {"fp16": True}
+
+
 def test_tune_budget_stops_checking_and_measuring_and_lists_what_it_skipped(lstm):
     from rnndeploy.tune import TuneConfig, run_tune
 
@@ -329,7 +388,7 @@ def test_reduced_precision_without_a_budget_must_meet_the_tolerances(lstm):
     (["--budget", "-1"], "--budget"),
     (["--max-accuracy-drop", "-2"], "--max-accuracy-drop"),
     (["--batch", "0"], "--batch"),
-    (["--runtime", "trt"], "--runtime trt"),
+    (["--runtime", "ort-cuda"], "--runtime ort-cuda"),
 ])
 def test_tune_bad_options_are_one_line(lstm, args, message):
     res = CliRunner().invoke(cli, ["tune", lstm[1], "--no-progress", *args])
@@ -429,6 +488,17 @@ def test_tune_asked_for_a_runtime_that_is_not_installed_exits_3(tmp_path, lstm, 
     res = CliRunner().invoke(cli, ["tune", lstm[1], "--runtime", "openvino", "--out", str(out), "--no-progress"])
     assert res.exit_code == 3 and "openvino" in res.output and "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_tune_asked_for_trt_without_a_visible_gpu_exits_3(tmp_path, lstm, monkeypatch):
+    from rnndeploy.tune import sweep
+
+    monkeypatch.setattr(sweep, "runner_class", lambda name: None)  # as if TensorRT were installed
+    monkeypatch.setattr(sweep, "gpu_runtimes", lambda: [])
+    out = tmp_path / "deploy"
+    res = CliRunner().invoke(cli, ["tune", lstm[1], "--runtime", "trt", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 3 and "no CUDA device" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_tune_out_is_refused_before_any_work_unless_tune_can_replace_it(tmp_path, lstm):

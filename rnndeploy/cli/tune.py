@@ -9,7 +9,7 @@ import click
 from rnndeploy.cli.harness_options import OUTPUT
 from rnndeploy.cli.types import NON_NEGATIVE_FLOAT, POSITIVE_INT, POSITIVE_SECONDS, OutputPath, distinct_outputs
 
-VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
+VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16", "fp16")
 
 
 @click.command()
@@ -17,9 +17,11 @@ VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 @click.option("--batch", "batches", default="1,32", show_default=True, metavar="B,...", help="Batch sizes of the grid.")
 @click.option("--seq", "seqs", default="16,128", show_default=True, metavar="S,...", help="Sequence lengths of the grid.")
 @click.option("--runtime", "runtimes", multiple=True, metavar="NAME",
-              help="CPU runtime to try (repeatable): ort-cpu, openvino. Default: every one installed.")
+              help="Runtime to try (repeatable): ort-cpu, openvino, trt. Default: every one installed; trt "
+                   "only where a CUDA device is visible (not run by this project yet: no GPU).")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
-              help="Precision variant to try (repeatable; fp32 is always tried). Default: all.")
+              help="Precision variant to try (repeatable; fp32 is always tried): INT8 (ONNX Runtime), bf16 "
+                   "(OpenVINO), fp16 (TensorRT). Default: all.")
 @click.option("--threads", "threads", metavar="N,...", help="Intra-op thread counts to try (default: 1 and all cores).")
 @click.option("--max-accuracy-drop", type=NON_NEGATIVE_FLOAT, metavar="PCT",
               help="Reduced precision passes when the task metric is at most PCT percent worse than FP32's "
@@ -41,7 +43,8 @@ def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants:
     """Find the fastest correct CPU deployment of MODEL for every batch x seq of the grid.
 
     Tries every CPU runtime x precision variant (FP32, INT8 policies, OpenVINO bf16) x
-    thread count, checks each against FP32 ONNX Runtime on the model's real test split
+    thread count, and TensorRT FP32/FP16 engines where a CUDA device is visible (timed
+    with the host-device copies), checks each against FP32 ONNX Runtime on the model's real test split
     (task metric, tensor errors, error versus timestep), times the passing ones side by
     side with ONNX Runtime's defaults, and reports the fastest per shape with its
     distance to the floor (README, "The floor").

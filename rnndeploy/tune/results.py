@@ -42,6 +42,14 @@ class Candidate:
     decoder: Optional[str] = None
 
     @property
+    def on_gpu(self) -> bool:
+        """Its backend runs on a CUDA device (no CPU floor applies)."""
+        from rnndeploy.backends import BackendLabel
+
+        label = BackendLabel.lookup(self.backend)
+        return bool(label and label.entry.gpu)
+
+    @property
     def key(self) -> Tuple[str, str]:
         """Numerics do not depend on the thread count: one accuracy check per (runtime, variant)."""
         return self.backend.split(":t")[0], self.variant
@@ -173,6 +181,8 @@ class TuneResult:
     def percent_of_floor(self, m: Measurement) -> Optional[float]:
         """floor / median × 100 for a measurement, with the floor of its candidate's variant."""
         cand = next((c for c in self.candidates if c.label == m.backend), None)
+        if cand is not None and cand.on_gpu:
+            return None
         f = self.floor_seconds(m.batch, m.seq, cand.variant if cand else "fp32")
         return None if f is None or not m.median > 0 else 100.0 * f / m.median
 

@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rnndeploy.artefacts.naming import ENGINE_SUFFIXES
 from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, runner_class
 from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement, merge_rounds
@@ -50,6 +51,10 @@ BASELINE = "ort-cpu default"
 FP32 = "fp32"
 DEPLOY_JSON = "deploy.json"
 CPU_RUNTIMES = ("ort-cpu", "openvino")  # backends that run an ONNX file on the CPU
+GPU_RUNTIMES = ("trt",)  # tried when TensorRT is installed and a CUDA device is visible
+# TensorRT builds one engine per precision; timings include the host<->device copies, so a GPU
+# candidate is compared with the CPU ones on the same terms: numpy in, numpy out.
+ENGINE_VARIANTS = {FP32: "trt:copies", "fp16": "trt:fp16:copies"}
 # How a runtime label runs a precision that is a runtime setting rather than a file.
 RUNTIME_PRECISIONS = {("openvino", "bf16"): "openvino:bf16"}
 MAX_PROFILE_POINTS = 64  # error-vs-timestep points kept per output (evenly spaced)
@@ -60,6 +65,8 @@ MIN_SAMPLES = 6  # per candidate and shape, over all turns
 MAX_SAMPLES = 198  # idem: enough for a stable median, small enough to keep the results file small
 
 RunnerFactory = Callable[[str, ModelSource, RunnerOptions], Runner]
+NOT_LOADED = object()  # check_accuracy's data argument when the caller did not load it
+GENERATED_BATCH, GENERATED_SEQ = 8, 128  # the largest generated input of an accuracy check without data
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,10 @@ class TuneConfig:
 
     Attributes:
         batches, seqs: the grid (every combination is a shape).
-        runtimes: CPU runtimes to try (default: those installed of ``cpu_runtimes()``).
+        runtimes: runtimes to try (default: ``cpu_runtimes()`` + ``gpu_runtimes()``: those installed,
+            and TensorRT where a CUDA device is visible).
         variants: precision variants: "fp32", INT8 policies ("int8", "int8-keep-recurrence",
-            "int8-keep-head"), "bf16" (OpenVINO).
+            "int8-keep-head"), "bf16" (OpenVINO), "fp16" (TensorRT).
         threads: intra-op thread counts to try (default 1 and every core of the affinity mask).
         max_accuracy_drop: allowed worsening of the task metric in percent of the FP32
             reference's value (None: reduced precision must meet the model's tolerances).
@@ -86,7 +94,7 @@ class TuneConfig:
     batches: Tuple[int, ...] = (1, 32)
     seqs: Tuple[int, ...] = (16, 128)
     runtimes: Optional[Tuple[str, ...]] = None
-    variants: Tuple[str, ...] = (FP32, "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
+    variants: Tuple[str, ...] = (FP32, "int8", "int8-keep-recurrence", "int8-keep-head", "bf16", "fp16")
     threads: Optional[Tuple[int, ...]] = None
     max_accuracy_drop: Optional[float] = None
     split: str = "test"
@@ -106,6 +114,21 @@ def cpu_runtimes() -> List[str]:
     from rnndeploy.optional import available
 
     return [n for n in CPU_RUNTIMES if n in BACKENDS and available(BACKENDS[n].module)]
+
+
+def gpu_runtimes() -> List[str]:
+    """``GPU_RUNTIMES`` when TensorRT is installed and a CUDA device is visible, else none."""
+    from rnndeploy.backends import BACKENDS
+    from rnndeploy.optional import available
+
+    if not available(BACKENDS["trt"].module):
+        return []
+    try:
+        from rnndeploy import cuda
+
+        return list(GPU_RUNTIMES) if cuda.runtime().device_count() > 0 else []
+    except Exception:  # no libcudart, no driver: no GPU here
+        return []
 
 
 def default_threads() -> Tuple[int, ...]:
@@ -139,15 +162,43 @@ def make_variants(onnx_path: str, variants: Sequence[str], workdir: str) -> Tupl
     return files, list(dict.fromkeys(warnings))
 
 
+def make_engines(onnx_path: str, variants: Sequence[str], workdir: str, batch_max: int, seq_max: int,
+                 build: Optional[Callable[..., Any]] = None) -> Tuple[Dict[str, str], List[str]]:
+    """{variant: engine path} for the TensorRT precisions among ``variants`` (``ENGINE_VARIANTS``),
+    each built by ``rnndeploy build-engine``'s library call with one profile, batch 1..``batch_max``
+    and seq 1..``seq_max`` (the grid and the accuracy check's data), and the warnings of builds
+    TensorRT refused (a finding: the other candidates still run)."""
+    from rnndeploy.engine.builder import BuildOptions, ShapeOptions, build_engine
+
+    build = build or build_engine
+    engines: Dict[str, str] = {}
+    warnings: List[str] = []
+    for v in ENGINE_VARIANTS:
+        if v not in variants:
+            continue
+        dst = os.path.join(workdir, f"{Path(onnx_path).stem}.{v}{ENGINE_SUFFIXES[0]}")
+        shapes = ShapeOptions(batch=f"1:{batch_max}:{batch_max}", seq=f"1:{seq_max}:{seq_max}")
+        try:
+            build(onnx_path, dst, BuildOptions(fp16=v != FP32, shapes=shapes, progress=False))
+        except RnnDeployError as exc:
+            warnings.append(f"trt {v}: no engine: {exc.message}")
+            continue
+        engines[v] = dst
+    return engines, warnings
+
+
 def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes: Sequence[str],
-                    threads: Sequence[int], decoders: Optional[Mapping[str, str]] = None
-                    ) -> Tuple[List[Candidate], List[str]]:
+                    threads: Sequence[int], decoders: Optional[Mapping[str, str]] = None,
+                    engines: Optional[Mapping[str, str]] = None) -> Tuple[List[Candidate], List[str]]:
     """The baseline plus every runtime × variant × thread count that can exist, and why others cannot.
-    ``decoders``: a seq2seq model's decoder-step file per variant (a variant without one uses FP32's)."""
+    ``decoders``: a seq2seq model's decoder-step file per variant (a variant without one uses FP32's).
+    ``engines``: TensorRT engines per variant (``make_engines``): one candidate each, no thread count."""
     decoders = decoders or {}
     cands = [Candidate(BASELINE, "ort-cpu", FP32, files[FP32], None, decoders.get(FP32))]
     notes: List[str] = []
-    for rt in runtimes:
+    for v, engine in (engines or {}).items():
+        cands.append(Candidate(ENGINE_VARIANTS[v], ENGINE_VARIANTS[v], v, engine))
+    for rt in (r for r in runtimes if r not in GPU_RUNTIMES):
         for v in variants:
             if (rt, v) in RUNTIME_PRECISIONS:
                 backend, artefact = RUNTIME_PRECISIONS[(rt, v)], files[FP32]
@@ -169,37 +220,63 @@ def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes:
 
 # -- 2. accuracy -------------------------------------------------------------------------------------------
 def _source_for(source: ModelSource, artefact: str) -> ModelSource:
+    """The source a candidate's runner gets: its ONNX file, or its engine beside the FP32 ONNX."""
+    if is_engine(artefact):
+        return replace(source, engine=artefact)
     return replace(source, onnx=artefact, engine=None)
+
+
+def is_engine(path: str) -> bool:
+    return Path(path).suffix.lower() in ENGINE_SUFFIXES
 
 
 def _runtime_backend(candidate: Candidate) -> str:
     return candidate.backend.split(":t")[0]
 
 
-def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config: TuneConfig,
-                   runner_factory: RunnerFactory = create_runner,
-                   spent: Callable[[], bool] = lambda: False) -> Tuple[List[AccuracyCheck], List[str]]:
-    """One AccuracyCheck per (runtime, variant) against FP32 ONNX Runtime (see module docstring).
-    Once ``spent()`` (the --budget) is true, the remaining checks are skipped, not run; the
-    reference always runs."""
-    from rnndeploy.parity.task_eval import load_task_data, metric_change, run_task, score_task
+def accuracy_data(source: ModelSource, config: TuneConfig) -> Tuple[Any, List[str]]:
+    """The task data the accuracy checks run on (None: generated inputs instead), and why not."""
+    from rnndeploy.parity.task_eval import load_task_data
 
-    warnings: List[str] = []
-    graph = source.graph_spec
-    data = None
     try:
         data = load_task_data(source, config.split, config.rows)
     except DataError as exc:
-        warnings.append(f"no task metric: {exc.message}; accuracy judged on generated inputs by tolerances")
+        return None, [f"no task metric: {exc.message}; accuracy judged on generated inputs by tolerances"]
+    if data.task == "seq2seq" and _decoder_source(source, config) is None:
+        return None, ["no task metric: a seq2seq encoder needs its decoder step (--decoder FILE)"]
+    return data, []
+
+
+def accuracy_shapes(source: ModelSource, config: TuneConfig, data: Any) -> Tuple[int, int]:
+    """(batch, seq) at most that an accuracy check feeds a runner: the task data in calls of
+    ``run_task``'s rows, else the generated inputs (see ``check_accuracy``)."""
+    from rnndeploy.parity.task_eval import DEFAULT_BATCH
+
+    if data is None:
+        return max(1, min(config.batches[-1], GENERATED_BATCH)), min(max(config.seqs), GENERATED_SEQ)
+    seqs = [data.feeds[t.name].shape[t.dims.index("seq")] for t in source.graph_spec.inputs if "seq" in t.dims]
+    return min(data.rows, DEFAULT_BATCH), max(seqs, default=1)
+
+
+def check_accuracy(source: ModelSource, candidates: Sequence[Candidate], config: TuneConfig,
+                   runner_factory: RunnerFactory = create_runner,
+                   spent: Callable[[], bool] = lambda: False,
+                   data: Any = NOT_LOADED) -> Tuple[List[AccuracyCheck], List[str]]:
+    """One AccuracyCheck per (runtime, variant) against FP32 ONNX Runtime (see module docstring).
+    Once ``spent()`` (the --budget) is true, the remaining checks are skipped, not run; the
+    reference always runs. ``data``: what ``accuracy_data`` gave (loaded here when not given)."""
+    from rnndeploy.parity.task_eval import metric_change, run_task, score_task
+
+    warnings: List[str] = []
+    graph = source.graph_spec
+    if data is NOT_LOADED:
+        data, warnings = accuracy_data(source, config)
     decoder_src = _decoder_source(source, config)
-    if data is not None and data.task == "seq2seq" and decoder_src is None:
-        warnings.append("no task metric: a seq2seq encoder needs its decoder step (--decoder FILE)")
-        data = None
 
     def outputs_of(backend: str, artefact: str, decoder: Optional[str]) -> Dict[str, np.ndarray]:
         with runner_factory(backend, _source_for(source, artefact), RunnerOptions()) as r:
             if data is None:
-                sizes = sizes_for(graph, max(1, min(config.batches[-1], 8)), min(max(config.seqs), 128))
+                sizes = sizes_for(graph, *accuracy_shapes(source, config, None))
                 return r.infer(generate_inputs(graph, sizes, config.seed, _pad_id(source)))
             if decoder_src is not None:  # the decoder step runs on the same runtime, in the same variant
                 dec_src = _source_for(decoder_src, decoder or str(decoder_src.onnx))
@@ -267,7 +344,7 @@ def _compare(graph: Any, outs: Mapping[str, np.ndarray], ref: Mapping[str, np.nd
     per: Dict[str, Dict[str, Any]] = {}
     ok = True
     for t in graph.outputs:
-        tol = resolve_tolerance(graph, t.name, variant if variant in (FP32, "bf16") else "int8", ToleranceOverrides())
+        tol = resolve_tolerance(graph, t.name, variant if variant in (FP32, "bf16", "fp16") else "int8", ToleranceOverrides())
         time_axis = t.time_axis if t.time_axis is not None else (t.dims.index("seq") if "seq" in t.dims else None)
         comp = compare_output(t.name, outs[t.name], ref[t.name], tol, backend=variant, reference="fp32",
                               time_axis=time_axis, role=t.role)
@@ -304,11 +381,15 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     if config.out_dir:
         check_out_dir(config.out_dir)
     _decoder_source(source, config)  # a --decoder that cannot be read stops here, before any work
-    runtimes = list(config.runtimes) if config.runtimes is not None else cpu_runtimes()
+    runtimes = list(config.runtimes) if config.runtimes is not None else cpu_runtimes() + gpu_runtimes()
     if "ort-cpu" not in runtimes:
         runtimes.insert(0, "ort-cpu")  # the baseline and the reference run on it
     for name in runtimes:
         runner_class(name)  # a runtime that is not installed stops here (exit 3, naming the extra)
+    asked_gpu = [r for r in runtimes if r in GPU_RUNTIMES]
+    if asked_gpu and not gpu_runtimes():
+        raise DeviceError(f"--runtime {', '.join(asked_gpu)}: no CUDA device is visible to this process",
+                          "run tune on a GPU machine, or leave --runtime out to try the CPU runtimes")
     threads = config.threads or default_threads()
     warnings: List[str] = []
     skipped: List[str] = []
@@ -321,10 +402,21 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
         if decoder:  # seq2seq: the decoder step gets the same variants, scored with its encoder
             decoders, notes = make_variants(decoder, config.variants, work)
             warnings += [f"decoder step: {n}" for n in notes]
-        candidates, notes = make_candidates(files, config.variants, runtimes, threads, decoders)
+        data, notes = accuracy_data(source, config)
+        warnings += notes
+        engines: Dict[str, str] = {}
+        if any(r in GPU_RUNTIMES for r in runtimes):
+            if decoder:
+                warnings.append("trt: not tried for a seq2seq model (its decoder step would need an engine too)")
+            else:
+                b_max, s_max = accuracy_shapes(source, config, data)
+                engines, notes = make_engines(source.onnx, config.variants, work, max(b_max, *config.batches),
+                                              max(s_max, *config.seqs))
+                warnings += notes
+        candidates, notes = make_candidates(files, config.variants, runtimes, threads, decoders, engines)
         warnings += notes
         checks, notes = check_accuracy(source, candidates, config, runner_factory,
-                                       lambda: config.budget is not None and clock() - start > config.budget)
+                                       lambda: config.budget is not None and clock() - start > config.budget, data)
         warnings += notes
         passed = {(a.runtime, a.variant) for a in checks if a.passed}
         not_run = {(a.runtime, a.variant): a.reason for a in checks if not a.ran}
@@ -336,7 +428,8 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
         skipped += skip_t
         cpu = probe_cpu()
         floors = floor_table(source.onnx, files, config, cpu)
-        choices = choose(measurements, config.batches, config.seqs, floors, {c.label: c.variant for c in candidates})
+        choices = choose(measurements, config.batches, config.seqs, floors,
+                         {c.label: None if c.on_gpu else c.variant for c in candidates})
         deploy = write_deploy(config.out_dir, source, candidates, choices, measurements) if config.out_dir else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -430,9 +523,11 @@ def floor_table(fp32: str, files: Mapping[str, str], config: TuneConfig, cpu: An
 
 
 def choose(measurements: Sequence[Measurement], batches: Sequence[int], seqs: Sequence[int],
-           floors: Mapping[str, Mapping[str, Any]], variants: Optional[Mapping[str, str]] = None) -> List[Choice]:
+           floors: Mapping[str, Mapping[str, Any]], variants: Optional[Mapping[str, Optional[str]]] = None
+           ) -> List[Choice]:
     """The fastest measured candidate per shape (only passing candidates are measured), with the
-    floor of its variant (``variants``: candidate label → variant; FP32's floor when unknown)."""
+    floor of its variant (``variants``: candidate label → variant, None for a GPU candidate, which
+    has no CPU floor; FP32's floor for a label not in it)."""
     out = []
     for s in seqs:
         for b in batches:
@@ -441,7 +536,8 @@ def choose(measurements: Sequence[Measurement], batches: Sequence[int], seqs: Se
             base = next((m for m in here if m.backend == BASELINE), None)
             variant = (variants or {}).get(best.backend, FP32) if best else FP32
             out.append(Choice(b, s, best.backend if best else None, best.median if best else None,
-                              base.median if base else None, floor_seconds(floors, b, s, variant)))
+                              base.median if base else None,
+                              floor_seconds(floors, b, s, variant) if variant is not None else None))
     return out
 
 
@@ -451,6 +547,7 @@ def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candida
     """Write the chosen artefacts (``artefacts/``) and ``deploy.json`` into ``out_dir``, all or nothing:
     the directory is built under a temporary name and renamed into place (replacing an earlier
     tune output there; ``check_out_dir`` refuses anything else). Returns what was written."""
+    from rnndeploy.artefacts.naming import sidecar_path
     from rnndeploy.fileio import atomic_dir, sha256_file, write_json_atomic
 
     by_label = {c.label: c for c in candidates}
@@ -466,6 +563,8 @@ def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candida
         (tmp / "artefacts").mkdir()
         for src, name in names.items():
             shutil.copyfile(src, tmp / "artefacts" / name)
+            if is_engine(src):  # an engine travels with its sidecar (profiles, GPU, sha256)
+                shutil.copyfile(sidecar_path(src), sidecar_path(str(tmp / "artefacts" / name)))
         entries = []
         for ch in choices:
             c = by_label.get(ch.label or "")
@@ -512,13 +611,13 @@ def check_out_dir(out_dir: str) -> None:
 def _check_config(config: TuneConfig) -> None:
     from rnndeploy.quantize import INT8_POLICIES
 
-    unknown = [r for r in (config.runtimes or ()) if r not in CPU_RUNTIMES]
+    unknown = [r for r in (config.runtimes or ()) if r not in CPU_RUNTIMES + GPU_RUNTIMES]
     if unknown:
-        raise UsageError(f"--runtime {', '.join(unknown)}: tune tries CPU runtimes only",
-                         f"use any of {', '.join(CPU_RUNTIMES)}")
+        raise UsageError(f"--runtime {', '.join(unknown)}: tune tries ONNX files on the CPU and TensorRT engines",
+                         f"use any of {', '.join(CPU_RUNTIMES + GPU_RUNTIMES)}")
     if not config.batches or not config.seqs:
         raise UsageError("tune needs at least one batch size and one sequence length", "e.g. --batch 1,32 --seq 128")
-    known = (FP32, "bf16") + INT8_POLICIES
+    known = (FP32, "bf16") + INT8_POLICIES + tuple(v for v in ENGINE_VARIANTS if v != FP32)
     bad = [v for v in config.variants if v not in known]
     if bad or FP32 not in config.variants:
         raise UsageError(f"variants {', '.join(bad) or '(none)'}: unknown, or fp32 missing",
