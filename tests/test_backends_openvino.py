@@ -117,3 +117,39 @@ def test_an_input_openvino_prunes_is_not_fed_and_is_reported(tmp_path):
         out = r.infer(feed)
         assert r.describe().details["ignored_inputs"] == ["P"]
     assert _max_err(out, reference_run(model, feed)) > 1e-2
+
+
+@pytest.mark.parametrize("case", [RnnCase("GRU", "bidirectional", initial=True, lbr=1),
+                                  RnnCase("LSTM", "reverse", 1, seq_lens=True, initial=True)], ids=lambda c: c.id)
+def test_split_batch_runs_parts_on_streams_and_joins_them_on_each_batch_axis(tmp_path, case):
+    source, model, feed = _source(tmp_path, case)
+    axis = 0 if case.layout else 1  # X and the states are batch-first with layout 1; lens is [batch]
+    feed = {k: np.take(v, range(3), axis=0 if k == "lens" else axis) for k, v in feed.items()}  # 3 rows: uneven
+    want = reference_run(model, feed)
+    with create_runner("openvino:s2", source) as r:
+        assert len(r.requests) == 2
+        parts = r._parts({k: v for k, v in feed.items()})
+        out, timed = r.infer(feed), r.run_prepared(r.prepare(feed))
+        d = r.describe()
+    assert [p["X"].shape[axis] for p in parts] == [2, 1]  # as even as 3 rows allow
+    assert [p["lens"].shape for p in parts if "lens" in p] == ([(2,), (1,)] if case.seq_lens else [])
+    assert _max_err(out, want) < 1e-5 and _max_err(timed, want) < 1e-5
+    assert (d.details["split_batch"], d.details["performance_hint"], d.threads) == (2, "THROUGHPUT", 2)
+
+
+def test_split_batch_with_one_row_runs_one_part(tmp_path):
+    source, model, feed = _source(tmp_path, RnnCase("GRU", "forward", initial=True, lbr=1))
+    one = {k: v[:, :1] if v.ndim == 3 else v for k, v in feed.items()}  # X [seq, 1, I], h0 [dirs, 1, H]
+    with create_runner("openvino:s2", source) as r:
+        assert len(r._parts(one)) == 1
+        assert _max_err(r.infer(one), reference_run(model, one)) < 1e-5
+
+
+def test_split_batch_is_an_openvino_modifier_only():
+    from rnndeploy.backends import BackendLabel
+
+    assert BackendLabel.parse("openvino:bf16:s2").changes == {"precision": "bf16", "extra": {"split_batch": 2}}
+    with pytest.raises(UsageError, match="for openvino only"):
+        BackendLabel.parse("ort-cpu:s2")
+    with pytest.raises(UsageError, match="modifier 's1' is unknown"):
+        BackendLabel.parse("openvino:s1")

@@ -461,6 +461,19 @@ def test_openvino_fp32_and_bf16_are_candidates_checked_and_timed(lstm):
         assert not bf16.ran and not any("bf16" in m.backend for m in res.measurements)
 
 
+def test_openvino_also_splits_the_batch_over_every_cores_stream_and_shares_its_accuracy_check():
+    from rnndeploy.tune.sweep import make_candidates
+
+    files = {"fp32": "m.onnx", "int8": "m.int8.onnx"}
+    cands, _ = make_candidates(files, ("fp32", "int8", "bf16"), ["ort-cpu", "openvino"], (1, 2))
+    by = {c.label: c for c in cands}
+    assert {"openvino:s2", "openvino:bf16:s2"} <= set(by) and not any(":s" in k for k in by if k.startswith("ort"))
+    assert (by["openvino:s2"].backend, by["openvino:s2"].threads) == ("openvino:s2", 2)
+    assert by["openvino:bf16:s2"].key == by["openvino:bf16:t1"].key == ("openvino:bf16", "bf16")
+    cands, _ = make_candidates(files, ("fp32",), ["openvino"], (1,))  # one core: nothing to split over
+    assert not any(":s" in c.label for c in cands)
+
+
 def test_bf16_refused_by_the_runner_is_skipped_with_its_reason(tmp_path, lstm, monkeypatch):
     pytest.importorskip("openvino")
     import rnndeploy.backends.openvino_runner as ovr

@@ -83,6 +83,9 @@ BACKENDS: Dict[str, Backend] = {
 }
 
 
+SPLIT_BATCH_BACKENDS = ("openvino",)  # runners that read extra["split_batch"] (label modifier sN)
+
+
 def runner_class(name: str) -> Type[Runner]:
     """The Runner subclass registered as ``name``.
 
@@ -125,6 +128,7 @@ class BackendLabel:
         torch:fp16:half  FP16 by .half() (``autocast`` selects autocast)
         torch:graph      CUDA graph capture and replay (``nograph`` turns it off)
         ort-cpu:t1       one intra-op thread (``tN``: N threads)
+        openvino:s2      each batch cut in 2 parts run at once on 2 streams (``sN``; openvino only)
         ort-cuda:copies  timings include host↔device copies
 
     Attributes:
@@ -156,10 +160,16 @@ class BackendLabel:
                 extra["fp16_mode"] = m
             elif len(m) > 1 and m[0] == "t" and m[1:].isdigit() and 0 < int(m[1:]) <= MAX_THREADS:
                 changes["threads"] = int(m[1:])
+            elif len(m) > 1 and m[0] == "s" and m[1:].isdigit() and 2 <= int(m[1:]) <= MAX_THREADS:
+                if name not in SPLIT_BATCH_BACKENDS:
+                    raise UsageError(f"backend label {text!r}: modifier {m!r} (batch split over streams) is for "
+                                     f"{', '.join(SPLIT_BATCH_BACKENDS)} only", f"drop {m!r}")
+                extra["split_batch"] = int(m[1:])
             else:
                 raise UsageError(f"backend label {text!r}: modifier {m!r} is unknown",
                                  f"modifiers: fp16, fp32, bf16, half, autocast, graph, nograph, copies, nocopies, "
-                                 f"tN (threads, 1 <= N <= {MAX_THREADS})")
+                                 f"tN (threads, 1 <= N <= {MAX_THREADS}), sN (openvino: batch over N streams, "
+                                 f"2 <= N <= {MAX_THREADS})")
         if extra:
             changes["extra"] = extra
         return cls(str(text), name, changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -51,8 +52,9 @@ class Candidate:
 
     @property
     def key(self) -> Tuple[str, str]:
-        """Numerics do not depend on the thread count: one accuracy check per (runtime, variant)."""
-        return self.backend.split(":t")[0], self.variant
+        """Numerics do not depend on the thread count or the batch split: one accuracy check per
+        (runtime, variant), the runtime being the backend label without ``tN`` / ``sN``."""
+        return re.sub(r"(:[ts]\d+)+$", "", self.backend), self.variant
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -2,7 +2,8 @@
 
 1. **Candidates**: every CPU runtime here (``runtimes``) × precision variant (FP32, the
    INT8 policies of rnndeploy.quantize, runtime precisions such as OpenVINO bf16) ×
-   intra-op thread count. ONNX Runtime with its defaults (``InferenceSession(path)``)
+   intra-op thread count; OpenVINO also with the batch split over one stream per core
+   (``openvino:s2``); TensorRT engines (FP32, FP16) where a CUDA device is visible. ONNX Runtime with its defaults (``InferenceSession(path)``)
    is always a candidate and the baseline row.
 2. **Accuracy, once per (runtime, variant)** (numerics do not depend on the thread
    count): run on the model's real test split when its metadata records the data
@@ -38,7 +39,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from rnndeploy.artefacts.naming import ENGINE_SUFFIXES
-from rnndeploy.backends import ModelSource, RunnerOptions, create_runner, runner_class
+from rnndeploy.backends import SPLIT_BATCH_BACKENDS, ModelSource, RunnerOptions, create_runner, runner_class
 from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement, merge_rounds
 from rnndeploy.bench.timing import SETTLE_S, measure
@@ -208,9 +209,13 @@ def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes:
                 continue
             if rt != "ort-cpu" and v not in (FP32,) and (rt, v) not in RUNTIME_PRECISIONS:
                 continue  # ONNX Runtime's INT8 contrib ops run on ONNX Runtime only
+            suffix = "" if v == FP32 or (rt, v) in RUNTIME_PRECISIONS else f" {v}"
             for t in threads:
-                label = f"{backend}:t{t}" + ("" if v == FP32 or (rt, v) in RUNTIME_PRECISIONS else f" {v}")
-                cands.append(Candidate(label, f"{backend}:t{t}", v, artefact, int(t),
+                cands.append(Candidate(f"{backend}:t{t}{suffix}", f"{backend}:t{t}", v, artefact, int(t),
+                                       decoders.get(v, decoders.get(FP32))))
+            if rt in SPLIT_BATCH_BACKENDS and max(threads, default=1) > 1:  # the batch over every core's stream
+                n = max(threads)
+                cands.append(Candidate(f"{backend}:s{n}{suffix}", f"{backend}:s{n}", v, artefact, int(n),
                                        decoders.get(v, decoders.get(FP32))))
     wanted_bf16 = "bf16" in variants
     if wanted_bf16 and "openvino" not in runtimes:
@@ -228,10 +233,6 @@ def _source_for(source: ModelSource, artefact: str) -> ModelSource:
 
 def is_engine(path: str) -> bool:
     return Path(path).suffix.lower() in ENGINE_SUFFIXES
-
-
-def _runtime_backend(candidate: Candidate) -> str:
-    return candidate.backend.split(":t")[0]
 
 
 def accuracy_data(source: ModelSource, config: TuneConfig) -> Tuple[Any, List[str]]:
@@ -587,7 +588,9 @@ def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candida
         doc = {"format": "rnndeploy.deploy", "model": source.spec.name, "source_onnx": source.onnx,
                "source_sha256": sha256_file(source.onnx) if source.onnx else None, "choices": entries,
                "how": "run each shape with the named backend label and artefact, e.g. "
-                      "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads"}
+                      "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads; "
+                      "OpenVINO :sN: the batch cut into N parts run at once on N streams (THROUGHPUT hint, "
+                      "NUM_STREAMS = N, one infer request per part); TensorRT: the engine with its sidecar"}
         write_json_atomic(tmp / DEPLOY_JSON, doc)
     return {"dir": str(out), "deploy_json": str(out / DEPLOY_JSON), "artefacts": sorted(names.values())}
 
