@@ -23,8 +23,8 @@ MAX_SAMPLES = 1000
 # Seconds to pause before timing a runner that follows another one in the same process. ONNX
 # Runtime's, OpenVINO's and torch's CPU worker threads keep spinning for a while after a run and
 # take cores from the next runner: measured on this project's 2-core box (sine LSTM, batch 128 ×
-# seq 16, three ORT sessions in turn), a 2-thread session that followed another timed 2.7× its
-# own speed after a 0-20 ms pause and within 5 % of it after 50 ms or more.
+# seq 16, three ORT sessions in turn; benchmarks/results/cpu_explore.md), a 2-thread session
+# that followed another took 0.61-0.63 ms after a 0-20 ms pause and 0.27-0.32 ms after 50 ms or more.
 SETTLE_S = 0.1
 
 
