@@ -89,18 +89,29 @@ def _attrs(node: Any) -> Dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def parallel_graph(model: Any) -> Any:
-    """Each recurrent node as two independent nodes: its directions, or the halves of its batch."""
-    from onnx import helper, numpy_helper
-
+def _rewrite_recurrent(model: Any, rewrite: Callable[[Any, Dict[str, Any], _Builder], bool]) -> Optional[Any]:
+    """``model`` with every LSTM/GRU/RNN node replaced by what ``rewrite(node, attrs, builder)``
+    appends to the builder; None when ``rewrite`` returns False (a node it cannot handle)."""
     g = model.graph
-    inits = {i.name: i for i in g.initializer}
     b = _Builder()
     for node in g.node:
         if node.op_type not in RECURRENT:
             b.nodes.append(node)
-            continue
-        attrs = _attrs(node)
+        elif not rewrite(node, _attrs(node), b):
+            return None
+    del g.node[:]
+    g.node.extend(b.nodes)
+    g.initializer.extend(b.inits)
+    return model
+
+
+def parallel_graph(model: Any) -> Any:
+    """Each recurrent node as two independent nodes: its directions, or the halves of its batch."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+
+    def split(node: Any, attrs: Dict[str, Any], b: _Builder) -> bool:
         ins = list(node.input) + [""] * (8 - len(node.input))
         outs = list(node.output)
         parts = []
@@ -141,28 +152,22 @@ def parallel_graph(model: Any) -> Any:
         for j, (o, axis) in enumerate(zip(outs, axes)):
             if o:
                 b.nodes.append(helper.make_node("Concat", [made[0][j], made[1][j]], [o], axis=axis))
-    del g.node[:]
-    g.node.extend(b.nodes)
-    g.initializer.extend(b.inits)
-    return model
+        return True
+
+    return _rewrite_recurrent(model, split)
 
 
 def unrolled_lstm(model: Any, seq: int) -> Optional[Any]:
     """A forward LSTM (layout 0, default activations) unrolled for ``seq`` steps; None otherwise."""
     from onnx import helper, numpy_helper
 
-    g = model.graph
-    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    b = _Builder()
-    for node in g.node:
-        if node.op_type not in RECURRENT:
-            b.nodes.append(node)
-            continue
-        attrs = _attrs(node)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+    def unroll(node: Any, attrs: Dict[str, Any], b: _Builder) -> bool:
         ins = list(node.input) + [""] * 8
         if (node.op_type != "LSTM" or attrs.get("direction", b"forward") != b"forward" or attrs.get("layout", 0)
                 or ins[4] or "activations" in attrs):
-            return None
+            return False
         hidden = int(attrs["hidden_size"])
         w, r = inits[ins[1]][0], inits[ins[2]][0]
         bias = inits[ins[3]][0] if ins[3] else np.zeros(8 * hidden, np.float32)
@@ -190,10 +195,9 @@ def unrolled_lstm(model: Any, seq: int) -> Optional[Any]:
         for name, value in ((outs[1], h), (outs[2], c)):
             if name:
                 b.nodes.append(helper.make_node("Unsqueeze", [value, b.const(np.array([0], np.int64))], [name]))
-    del g.node[:]
-    g.node.extend(b.nodes)
-    g.initializer.extend(b.inits)
-    return model
+        return True
+
+    return _rewrite_recurrent(model, unroll)
 
 
 # -- timing -----------------------------------------------------------------------------------------
