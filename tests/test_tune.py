@@ -7,6 +7,7 @@ ONNX metadata records the data: the deploy side rebuilds the test split from it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,6 +278,41 @@ def test_tune_deploys_the_fastest_per_shape_whether_baseline_or_variant(tmp_path
     assert (res.choices[0].floor, res.choices[1].floor) == (res.floors["b1-s8"]["seconds"], floors["int8"])
 
 
+def test_deployment_opens_a_tune_output_and_serves_each_shape_from_the_nearest_choice(tmp_path, lstm):
+    from rnndeploy.errors import DataError
+    from rnndeploy.tune import BASELINE, Deployment, TuneConfig, run_tune
+
+    ms = 1e-3  # b1: the defaults win; b4: INT8 wins (scripted latencies)
+    script = {(BASELINE, 1): 1 * ms, ("ort-cpu:t1", 1): 2 * ms, ("ort-cpu:t1 int8", 1): 3 * ms,
+              (BASELINE, 4): 4 * ms, ("ort-cpu:t1", 4): 3 * ms, ("ort-cpu:t1 int8", 4): 2 * ms}
+    out = tmp_path / "deploy"
+    run_tune(resolve_source(lstm[1]), TuneConfig(batches=(1, 4), seqs=(8, 16), runtimes=("ort-cpu",),
+                                                 variants=("fp32", "int8"), threads=(1,), max_accuracy_drop=50,
+                                                 min_time=0.01, out_dir=str(out), show_progress=False),
+             runner_factory=scripted_runners(script))
+    dep = Deployment.open(str(out))
+    assert sorted(dep.shapes()) == [(1, 8), (1, 16), (4, 8), (4, 16)]
+    assert dep.choice_for(1, 8).candidate == BASELINE and dep.choice_for(4, 16).candidate == "ort-cpu:t1 int8"
+    assert (dep.choice_for(2, 5).batch, dep.choice_for(2, 5).seq) == (4, 8)  # the next measured shape up
+    assert (dep.choice_for(1, 9).batch, dep.choice_for(1, 9).seq) == (1, 16)
+    assert (dep.choice_for(64, 512).batch, dep.choice_for(64, 512).seq) == (4, 16)  # beyond the grid: the largest
+    with dep.runner(3, 8) as r, create_runner("ort-cpu", resolve_source(lstm[1])) as ref:
+        assert r.label == "ort-cpu:t1"
+        feed = {"x": np.random.default_rng(0).uniform(-1, 1, (3, 8, 1)).astype(np.float32)}
+        assert np.abs(r.infer(feed)["y"] - ref.infer(feed)["y"]).max() < 0.05  # the INT8 variant runs
+    int8 = Path(dep.choice_for(4, 8).artefact)
+    int8.write_bytes(int8.read_bytes() + b"\0")  # altered after tune chose it
+    with pytest.raises(DataError, match="does not match deploy.json"):
+        Deployment.open(str(out))
+    doc = json.loads((out / "deploy.json").read_text())
+    doc["choices"][0]["artefact"] = "../../sine-lstm.onnx"
+    (out / "deploy.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="points outside"):
+        Deployment.open(str(out))
+    with pytest.raises(DataError, match="has no deploy.json"):
+        Deployment.open(str(tmp_path))
+
+
 def test_tune_times_every_candidate_in_rotated_turns_after_a_pause(lstm, monkeypatch):
     from rnndeploy.bench.measurement import Measurement
     from rnndeploy.tune import TuneConfig, run_tune, sweep
@@ -501,6 +537,19 @@ def test_tune_asked_for_a_runtime_that_is_not_installed_exits_3(tmp_path, lstm, 
     res = CliRunner().invoke(cli, ["tune", lstm[1], "--runtime", "openvino", "--out", str(out), "--no-progress"])
     assert res.exit_code == 3 and "openvino" in res.output and "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_fp16_is_a_variant_only_where_tensorrt_is_tried(lstm, monkeypatch):
+    from rnndeploy.tune import TuneConfig, run_tune, sweep
+
+    monkeypatch.setattr(sweep, "gpu_runtimes", lambda: [])
+    quick = dict(batches=(1,), seqs=(4,), runtimes=("ort-cpu",), threads=(1,), min_time=0.01, rows=8,
+                 show_progress=False)
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(**quick))
+    assert res.settings["variants"] == list(sweep.CPU_VARIANTS) and not any("fp16" in w for w in res.warnings)
+    res = run_tune(resolve_source(lstm[1]), TuneConfig(variants=("fp32", "fp16"), **quick))
+    assert "variant fp16: a TensorRT precision, and no TensorRT runtime is tried here: no candidate" in res.warnings
+    assert {c.variant for c in res.candidates} == {"fp32"}
 
 
 def test_tune_asked_for_trt_without_a_visible_gpu_exits_3(tmp_path, lstm, monkeypatch):

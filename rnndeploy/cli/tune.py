@@ -21,7 +21,7 @@ VARIANTS = ("fp32", "int8", "int8-keep-recurrence", "int8-keep-head", "bf16", "f
                    "only where a CUDA device is visible (not run by this project yet: no GPU).")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Precision variant to try (repeatable; fp32 is always tried): INT8 (ONNX Runtime), bf16 "
-                   "(OpenVINO), fp16 (TensorRT). Default: all.")
+                   "(OpenVINO), fp16 (TensorRT). Default: all that apply to the runtimes tried.")
 @click.option("--threads", "threads", metavar="N,...", help="Intra-op thread counts to try (default: 1 and all cores).")
 @click.option("--max-accuracy-drop", type=NON_NEGATIVE_FLOAT, metavar="PCT",
               help="Reduced precision passes when the task metric is at most PCT percent worse than FP32's "
@@ -68,7 +68,7 @@ def tune(model: str, batches: str, seqs: str, runtimes: Sequence[str], variants:
     for p in (json_path, markdown_path):
         if p:
             check_parent_dir(p)
-    chosen = tuple(dict.fromkeys(("fp32",) + tuple(variants))) if variants else TuneConfig.variants
+    chosen = tuple(dict.fromkeys(("fp32",) + tuple(variants))) if variants else None
     config = TuneConfig(
         batches=tuple(parse_int_list(batches, "--batch")), seqs=tuple(parse_int_list(seqs, "--seq")),
         runtimes=tuple(runtimes) or None, variants=chosen,

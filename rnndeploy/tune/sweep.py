@@ -46,12 +46,14 @@ from rnndeploy.bench.timing import SETTLE_S, measure
 from rnndeploy.errors import DataError, DeviceError, RnnDeployError, UsageError, first_line
 from rnndeploy.inputs import generate_inputs, sizes_for
 from rnndeploy.progress import progress
+from rnndeploy.tune.deployment import DEPLOY_JSON
+from rnndeploy.tune.deployment import FORMAT as DEPLOY_FORMAT
 from rnndeploy.tune.results import BUDGET_SPENT, NOT_RUN, AccuracyCheck, Candidate, Choice, TuneResult, floor_seconds
 
 BASELINE = "ort-cpu default"
 FP32 = "fp32"
-DEPLOY_JSON = "deploy.json"
 CPU_RUNTIMES = ("ort-cpu", "openvino")  # backends that run an ONNX file on the CPU
+CPU_VARIANTS = (FP32, "int8", "int8-keep-recurrence", "int8-keep-head", "bf16")
 GPU_RUNTIMES = ("trt",)  # tried when TensorRT is installed and a CUDA device is visible
 # TensorRT builds one engine per precision; timings include the host<->device copies, so a GPU
 # candidate is compared with the CPU ones on the same terms: numpy in, numpy out.
@@ -79,7 +81,8 @@ class TuneConfig:
         runtimes: runtimes to try (default: ``cpu_runtimes()`` + ``gpu_runtimes()``: those installed,
             and TensorRT where a CUDA device is visible).
         variants: precision variants: "fp32", INT8 policies ("int8", "int8-keep-recurrence",
-            "int8-keep-head"), "bf16" (OpenVINO), "fp16" (TensorRT).
+            "int8-keep-head"), "bf16" (OpenVINO), "fp16" (TensorRT); default (None): ``CPU_VARIANTS``,
+            and "fp16" too where a TensorRT runtime is tried.
         threads: intra-op thread counts to try (default 1 and every core of the affinity mask).
         max_accuracy_drop: allowed worsening of the task metric in percent of the FP32
             reference's value (None: reduced precision must meet the model's tolerances).
@@ -95,7 +98,7 @@ class TuneConfig:
     batches: Tuple[int, ...] = (1, 32)
     seqs: Tuple[int, ...] = (16, 128)
     runtimes: Optional[Tuple[str, ...]] = None
-    variants: Tuple[str, ...] = (FP32, "int8", "int8-keep-recurrence", "int8-keep-head", "bf16", "fp16")
+    variants: Optional[Tuple[str, ...]] = None
     threads: Optional[Tuple[int, ...]] = None
     max_accuracy_drop: Optional[float] = None
     split: str = "test"
@@ -394,27 +397,32 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
     threads = config.threads or default_threads()
     warnings: List[str] = []
     skipped: List[str] = []
+    on_gpu = any(r in GPU_RUNTIMES for r in runtimes)
+    variants = list(config.variants or CPU_VARIANTS + (("fp16",) if on_gpu else ()))
+    for v in variants:
+        if v in ENGINE_VARIANTS and v != FP32 and not on_gpu:
+            warnings.append(f"variant {v}: a TensorRT precision, and no TensorRT runtime is tried here: no candidate")
     work = tempfile.mkdtemp(prefix="rnndeploy-tune-")
     try:
-        files, notes = make_variants(source.onnx, config.variants, work)
+        files, notes = make_variants(source.onnx, variants, work)
         warnings += notes
         decoder = _decoder_path(source, config)
         decoders: Dict[str, str] = {}
         if decoder:  # seq2seq: the decoder step gets the same variants, scored with its encoder
-            decoders, notes = make_variants(decoder, config.variants, work)
+            decoders, notes = make_variants(decoder, variants, work)
             warnings += [f"decoder step: {n}" for n in notes]
         data, notes = accuracy_data(source, config)
         warnings += notes
         engines: Dict[str, str] = {}
-        if any(r in GPU_RUNTIMES for r in runtimes):
+        if on_gpu:
             if decoder:
                 warnings.append("trt: not tried for a seq2seq model (its decoder step would need an engine too)")
             else:
                 b_max, s_max = accuracy_shapes(source, config, data)
-                engines, notes = make_engines(source.onnx, config.variants, work, max(b_max, *config.batches),
+                engines, notes = make_engines(source.onnx, variants, work, max(b_max, *config.batches),
                                               max(s_max, *config.seqs))
                 warnings += notes
-        candidates, notes = make_candidates(files, config.variants, runtimes, threads, decoders, engines)
+        candidates, notes = make_candidates(files, variants, runtimes, threads, decoders, engines)
         warnings += notes
         checks, notes = check_accuracy(source, candidates, config, runner_factory,
                                        lambda: config.budget is not None and clock() - start > config.budget, data)
@@ -428,7 +436,7 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
         measurements, skip_t = _measure_all(source, timed, config, runner_factory, clock, start)
         skipped += skip_t
         cpu = probe_cpu()
-        floors = floor_table(source.onnx, files, config, cpu)
+        floors = floor_table(source.onnx, files, variants, config, cpu)
         choices = choose(measurements, config.batches, config.seqs, floors,
                          {c.label: None if c.on_gpu else c.variant for c in candidates})
         deploy = write_deploy(config.out_dir, source, candidates, choices, measurements) if config.out_dir else {}
@@ -440,7 +448,7 @@ def run_tune(source: ModelSource, config: TuneConfig, command: str = "",
         baseline=BASELINE, candidates=tuple(candidates), accuracy=tuple(checks), measurements=tuple(measurements),
         floors=floors, cpu=cpu.to_dict(), choices=tuple(choices), skipped=tuple(skipped), deploy=deploy,
         settings={"batches": list(config.batches), "seqs": list(config.seqs), "threads": list(threads),
-                  "runtimes": runtimes, "variants": list(config.variants), "max_accuracy_drop": config.max_accuracy_drop,
+                  "runtimes": runtimes, "variants": variants, "max_accuracy_drop": config.max_accuracy_drop,
                   "split": config.split, "rows": config.rows, "budget": config.budget, "min_time": config.min_time,
                   "warmup": config.warmup, "seconds": round(clock() - start, 3)},
         warnings=tuple(warnings), machine=describe_machine(), command=command,
@@ -503,7 +511,8 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
     return measurements, skipped
 
 
-def floor_table(fp32: str, files: Mapping[str, str], config: TuneConfig, cpu: Any) -> Dict[str, Dict[str, Any]]:
+def floor_table(fp32: str, files: Mapping[str, str], variants: Sequence[str], config: TuneConfig,
+                cpu: Any) -> Dict[str, Dict[str, Any]]:
     """Per shape ("b32-s128"): the FP32 floor (``Floor.to_dict()``) and ``by_variant``, {variant:
     seconds}: an INT8 variant's floor from its own file (INT8 weights where the quantizer put
     them), a runtime precision's (bf16) from the FP32 file computed at that precision."""
@@ -511,7 +520,7 @@ def floor_table(fp32: str, files: Mapping[str, str], config: TuneConfig, cpu: An
     from rnndeploy.bench.floor import model_shape
 
     shapes = {v: model_shape(load_onnx(path)) for v, path in {**files, FP32: fp32}.items()}
-    at_runtime = [v for (_, v) in RUNTIME_PRECISIONS if v in config.variants]
+    at_runtime = [v for (_, v) in RUNTIME_PRECISIONS if v in variants]
     out: Dict[str, Dict[str, Any]] = {}
     for s in config.seqs:
         for b in config.batches:
@@ -585,7 +594,7 @@ def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candida
                            "description": dict(m.description) if m else {}},
                 "median_s": ch.median, "ort_default_median_s": ch.baseline_median,
             })
-        doc = {"format": "rnndeploy.deploy", "model": source.spec.name, "source_onnx": source.onnx,
+        doc = {"format": DEPLOY_FORMAT, "model": source.spec.name, "source_onnx": source.onnx,
                "source_sha256": sha256_file(source.onnx) if source.onnx else None, "choices": entries,
                "how": "run each shape with the named backend label and artefact, e.g. "
                       "rnndeploy bench ARTEFACT --backend LABEL; ONNX Runtime: intra_op_num_threads = threads; "
@@ -621,8 +630,8 @@ def _check_config(config: TuneConfig) -> None:
     if not config.batches or not config.seqs:
         raise UsageError("tune needs at least one batch size and one sequence length", "e.g. --batch 1,32 --seq 128")
     known = (FP32, "bf16") + INT8_POLICIES + tuple(v for v in ENGINE_VARIANTS if v != FP32)
-    bad = [v for v in config.variants if v not in known]
-    if bad or FP32 not in config.variants:
+    bad = [v for v in config.variants or () if v not in known]
+    if bad or (config.variants is not None and FP32 not in config.variants):
         raise UsageError(f"variants {', '.join(bad) or '(none)'}: unknown, or fp32 missing",
                          f"use fp32 plus any of {', '.join(known[1:])}")
     if config.max_accuracy_drop is not None and config.max_accuracy_drop < 0:
