@@ -26,8 +26,9 @@ Settings read from ``RunnerOptions.extra`` (all optional):
                        N infer requests in flight, one thread each unless ``threads`` says
                        otherwise), the outputs joined on their batch axes. A recurrent step
                        then never waits for another core: measured here (2-core AMD EPYC,
-                       benchmarks/results/cpu_explore.md) this is the fastest OpenVINO setting
-                       for the char-LM GRU at batch ≥ 32, and slower for the smallest LSTMs.
+                       benchmarks/results/cpu_explore.md), the char-LM GRU at batch ≥ 32 in FP32
+                       took 0.56-0.68× ONNX Runtime's defaults this way and 1.25-1.43× on one
+                       stream; the smallest LSTMs were slower split than not.
 
 Timing: host clock around ``InferRequest.infer`` on a prepared request with inputs and
 outputs shared with numpy (no copies inside the timed call); synchronous. With
