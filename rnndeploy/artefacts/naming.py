@@ -22,6 +22,11 @@ SIDECAR_SUFFIX = ".json"  # model.plan → model.plan.json (rnndeploy.engine.sid
 _ONNX_FIRST_BYTE = b"\x08"  # an ONNX protobuf starts with field 1 (ir_version, varint)
 
 
+def is_engine_path(path: PathLike) -> bool:
+    """True for a file named as a TensorRT engine (``.plan/.engine/.trt``)."""
+    return Path(path).suffix.lower() in ENGINE_SUFFIXES
+
+
 def classify(model: str) -> str:
     """"onnx", "checkpoint", "engine", "module" or "keras" for a MODEL argument.
 
@@ -41,7 +46,7 @@ def classify(model: str) -> str:
 
     if is_keras_path(model):
         return "keras"
-    if p.suffix.lower() in ENGINE_SUFFIXES:
+    if is_engine_path(p):
         return "engine"
     if ".py:" in model:
         return "module"

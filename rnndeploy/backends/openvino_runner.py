@@ -85,6 +85,8 @@ class OpenVinoRunner(Runner):
         self._threads: Optional[int] = self.options.threads
         self._split = int(self.options.extra.get("split_batch", 1) or 1)
         self.requests: List[Any] = []  # split_batch's infer requests, one per stream
+        self._batch_axes = {t.name: t.dims.index("batch") if "batch" in t.dims else None
+                            for t in list(self.graph_spec.inputs) + list(self.graph_spec.outputs)}
 
     # lifecycle -----------------------------------------------------------------------------------
     def _activate_impl(self) -> None:
@@ -177,7 +179,7 @@ class OpenVinoRunner(Runner):
     def _parts(self, feed: Mapping[str, np.ndarray]) -> List[Dict[str, np.ndarray]]:
         """The feed cut on each input's batch axis into at most ``split_batch`` non-empty parts
         (an input without a batch axis goes whole to every part)."""
-        axes = {t.name: t.dims.index("batch") if "batch" in t.dims else None for t in self.graph_spec.inputs}
+        axes = self._batch_axes
         batch = next((v.shape[axes[k]] for k, v in feed.items() if axes.get(k) is not None), 1)
         parts = min(self._split, max(1, int(batch)))
         return [{k: np.ascontiguousarray(np.array_split(v, parts, axis=axes[k])[i]) if axes.get(k) is not None else v
@@ -191,9 +193,10 @@ class OpenVinoRunner(Runner):
         for req in requests:
             req.wait()
         out = {}
-        for t in self.graph_spec.outputs:
-            pieces = [req.get_tensor(self._ports[t.name]).data for req in requests]
-            out[t.name] = np.concatenate(pieces, axis=t.dims.index("batch")) if "batch" in t.dims else np.array(pieces[0])
+        for name in self.output_names:
+            pieces = [req.get_tensor(self._ports[name]).data for req in requests]
+            axis = self._batch_axes[name]
+            out[name] = np.concatenate(pieces, axis=axis) if axis is not None else np.array(pieces[0])
         return out
 
     def describe(self) -> RunDescription:

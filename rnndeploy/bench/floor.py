@@ -135,7 +135,11 @@ class RecurrentLayer:
 
     @property
     def r_bytes(self) -> int:
-        return self.directions * self.gates * self.hidden * self.hidden * self.weight_bytes
+        return self.r_bytes_at(self.weight_bytes)
+
+    def r_bytes_at(self, weight_bytes: int) -> int:
+        """Bytes of the recurrent weights R with ``weight_bytes`` per weight."""
+        return self.directions * self.gates * self.hidden * self.hidden * weight_bytes
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,7 @@ class ModelShape:
             peak = cpu.rate(wb)
             g_h = layer.gates * layer.hidden * layer.directions
             proj += 2.0 * batch * seq * layer.input_size * g_h / peak
-            r_bytes = layer.directions * layer.gates * layer.hidden * layer.hidden * wb
+            r_bytes = layer.r_bytes_at(wb)
             level, bw = cpu.read_level(r_bytes)
             where[layer.name] = level
             step = max(r_bytes / bw, 2.0 * batch * g_h * layer.hidden / peak)

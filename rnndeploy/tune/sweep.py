@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rnndeploy.artefacts.naming import ENGINE_SUFFIXES
+from rnndeploy.artefacts.naming import ENGINE_SUFFIXES, is_engine_path
 from rnndeploy.backends import SPLIT_BATCH_BACKENDS, ModelSource, RunnerOptions, create_runner, runner_class
 from rnndeploy.backends.base import Runner
 from rnndeploy.bench.measurement import Measurement, merge_rounds
@@ -229,13 +229,9 @@ def make_candidates(files: Mapping[str, str], variants: Sequence[str], runtimes:
 # -- 2. accuracy -------------------------------------------------------------------------------------------
 def _source_for(source: ModelSource, artefact: str) -> ModelSource:
     """The source a candidate's runner gets: its ONNX file, or its engine beside the FP32 ONNX."""
-    if is_engine(artefact):
+    if is_engine_path(artefact):
         return replace(source, engine=artefact)
     return replace(source, onnx=artefact, engine=None)
-
-
-def is_engine(path: str) -> bool:
-    return Path(path).suffix.lower() in ENGINE_SUFFIXES
 
 
 def accuracy_data(source: ModelSource, config: TuneConfig) -> Tuple[Any, List[str]]:
@@ -481,8 +477,10 @@ def _measure_all(source: ModelSource, timed: Sequence[Candidate], config: TuneCo
         labels = list(runners)
         per_round = max(2, -(-MIN_SAMPLES // ROUNDS))
         work = [(b, s, turn) for b, s in shapes for turn in range(ROUNDS)] if labels else []
+        feed: Dict[str, np.ndarray] = {}
         for b, s, turn in progress(work, f"tune {source.spec.name}", enabled=config.show_progress):
-            feed = generate_inputs(graph, sizes_for(graph, b, s), config.seed, _pad_id(source))
+            if turn == 0:  # a shape's turns follow each other: its inputs are made once
+                feed = generate_inputs(graph, sizes_for(graph, b, s), config.seed, _pad_id(source))
             k = turn % len(labels)
             for label in labels[k:] + labels[:k]:
                 key = (label, b, s)
@@ -573,7 +571,7 @@ def write_deploy(out_dir: str, source: ModelSource, candidates: Sequence[Candida
         (tmp / "artefacts").mkdir()
         for src, name in names.items():
             shutil.copyfile(src, tmp / "artefacts" / name)
-            if is_engine(src):  # an engine travels with its sidecar (profiles, GPU, sha256)
+            if is_engine_path(src):  # an engine travels with its sidecar (profiles, GPU, sha256)
                 shutil.copyfile(sidecar_path(src), sidecar_path(str(tmp / "artefacts" / name)))
         entries = []
         for ch in choices:
